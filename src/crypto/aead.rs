@@ -1,0 +1,118 @@
+//! XChaCha20-Poly1305 sealing with associated data and random 192-bit nonces.
+//!
+//! A sealed blob is `nonce (24) || ciphertext || tag (16)`. Nonces come from the
+//! thread-local ChaCha CSPRNG of the `rand` crate, seeded from the operating system,
+//! which costs a few nanoseconds instead of a system call per nonce. With 192-bit
+//! random nonces the collision probability stays negligible for far more messages
+//! than a vault will ever seal under one key.
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::Rng;
+use zeroize::Zeroizing;
+
+use super::SecretKey;
+
+/// Nonce length in bytes.
+pub const NONCE_LEN: usize = 24;
+/// Authentication tag length in bytes.
+pub const TAG_LEN: usize = 16;
+/// Bytes a sealed blob adds to its plaintext.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// The AEAD rejected a ciphertext: wrong key, wrong AAD, or altered bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenError;
+
+fn cipher(key: &SecretKey) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(key.expose().into())
+}
+
+/// Seals `plaintext` under `key`, binding `aad`, appending `nonce || ct || tag` to `out`.
+///
+/// ```
+/// use chartvault::crypto::{aead, SecretKey};
+/// let key = SecretKey::random();
+/// let mut sealed = Vec::new();
+/// aead::seal(&key, b"context", b"secret", &mut sealed);
+/// assert_eq!(&aead::open(&key, b"context", &sealed).unwrap()[..], b"secret");
+/// assert!(aead::open(&key, b"other context", &sealed).is_err());
+/// ```
+pub fn seal(key: &SecretKey, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    let start = out.len();
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
+    let tag = cipher(key)
+        .encrypt_inout_detached(
+            &XNonce::from(nonce),
+            aad,
+            (&mut out[start + NONCE_LEN..]).into(),
+        )
+        .expect("XChaCha20-Poly1305 accepts messages up to 256 GiB; callers bound sizes far lower");
+    out.extend_from_slice(&tag);
+}
+
+/// Length of the sealed form of a plaintext of `len` bytes.
+pub const fn sealed_len(len: usize) -> usize {
+    len + SEAL_OVERHEAD
+}
+
+/// Opens a blob made by [`seal`], returning the plaintext in a zeroizing buffer.
+pub fn open(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(OpenError);
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut buf = Zeroizing::new(ct.to_vec());
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| OpenError)?;
+    let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| OpenError)?;
+    cipher(key)
+        .decrypt_inout_detached(&XNonce::from(nonce), aad, (&mut buf[..]).into(), &tag.into())
+        .map_err(|_| OpenError)?;
+    Ok(buf)
+}
+
+/// Builds an AAD from a domain string and length-prefixed parts.
+pub fn aad(domain: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64);
+    v.extend_from_slice(domain.as_bytes());
+    v.push(0);
+    for p in parts {
+        v.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        v.extend_from_slice(p);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_tamper() {
+        let k = SecretKey::random();
+        let mut s = Vec::new();
+        seal(&k, b"a", b"hello world", &mut s);
+        assert_eq!(s.len(), sealed_len(11));
+        assert_eq!(&open(&k, b"a", &s).unwrap()[..], b"hello world");
+        for i in 0..s.len() {
+            let mut t = s.clone();
+            t[i] ^= 1;
+            assert!(open(&k, b"a", &t).is_err(), "flip at {i} accepted");
+        }
+        assert!(open(&SecretKey::random(), b"a", &s).is_err());
+        assert!(open(&k, b"a", &s[..10]).is_err());
+    }
+
+    #[test]
+    fn nonces_are_fresh() {
+        let k = SecretKey::random();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        seal(&k, b"", b"x", &mut a);
+        seal(&k, b"", b"x", &mut b);
+        assert_ne!(a[..NONCE_LEN], b[..NONCE_LEN]);
+    }
+}

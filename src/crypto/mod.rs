@@ -1,0 +1,12 @@
+//! Cryptographic primitives: AEAD sealing with associated data, the Argon2id
+//! passphrase KDF, and the key hierarchy built from one random root key.
+//!
+//! Everything secret lives in zeroizing types; nothing here logs or formats a key.
+
+pub mod aead;
+pub mod kdf;
+pub mod keys;
+
+pub use aead::{NONCE_LEN, SEAL_OVERHEAD, TAG_LEN};
+pub use kdf::KdfParams;
+pub use keys::{KeyHierarchy, SecretKey};

@@ -1,0 +1,136 @@
+//! The storage trait: every write, fsync, growth and read of a vault file goes
+//! through it, so tests can inject faults (EIO, ENOSPC, short writes, crashes).
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A read-only view of a file's bytes (a memory map, or a copy in tests).
+pub trait Region: Send + Sync {
+    /// The bytes.
+    fn bytes(&self) -> &[u8];
+}
+
+impl Region for memmap2::Mmap {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Region for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// Where a vault file's bytes live.
+pub trait Storage: Send + Sync {
+    /// Current length of the file.
+    fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+    /// Writes all of `buf` at `offset` (growing the file if needed).
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Makes everything written so far durable (fdatasync).
+    fn sync(&self) -> io::Result<()>;
+    /// Truncates the file to `len` (only used before anything is mapped, at recovery).
+    fn truncate(&self, len: u64) -> io::Result<()>;
+    /// A read-only view of the whole file as it is now.
+    fn map(&self) -> io::Result<Arc<dyn Region>>;
+    /// A human-readable name for errors.
+    fn path(&self) -> &Path;
+}
+
+/// A real file: writes with `pwrite`, `fdatasync`, reads through `memmap2`.
+#[derive(Debug)]
+pub struct FileStorage {
+    file: File,
+    path: PathBuf,
+}
+
+impl FileStorage {
+    /// Wraps an open file.
+    pub fn new(file: File, path: PathBuf) -> Self {
+        FileStorage { file, path }
+    }
+
+    /// The underlying file (for locking).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+#[cfg(unix)]
+fn pwrite_all(f: &File, off: u64, buf: &[u8]) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(f, buf, off)
+}
+#[cfg(unix)]
+fn pread_exact(f: &File, off: u64, buf: &mut [u8]) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(f, buf, off)
+}
+#[cfg(windows)]
+fn pwrite_all(f: &File, mut off: u64, mut buf: &[u8]) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        let n = f.seek_write(buf, off)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+        off += n as u64;
+    }
+    Ok(())
+}
+#[cfg(windows)]
+fn pread_exact(f: &File, mut off: u64, mut buf: &mut [u8]) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        let n = f.seek_read(buf, off)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[n..];
+        off += n as u64;
+    }
+    Ok(())
+}
+
+impl Storage for FileStorage {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        pwrite_all(&self.file, offset, buf)
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        pread_exact(&self.file, offset, buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.file.sync_all()
+    }
+    fn map(&self) -> io::Result<Arc<dyn Region>> {
+        if self.len()? == 0 {
+            return Ok(Arc::new(Vec::new()));
+        }
+        // SAFETY: the map is read-only and chartvault never writes through it. The
+        // writer only appends past the committed length and never shrinks a mapped
+        // file (truncation happens at open, before any map exists); readers copy bytes
+        // out of the map before verifying them. Another process truncating the file
+        // could still raise SIGBUS: SECURITY.md documents this, and the writer's
+        // exclusive lock keeps other chartvault writers out.
+        let m = unsafe { memmap2::MmapOptions::new().map(&self.file)? };
+        Ok(Arc::new(m))
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}

@@ -1,0 +1,176 @@
+//! The log writer: stages frames of one commit, writes them with one `write` and
+//! one `fsync` (group commit), and latches after any I/O failure.
+
+use std::sync::Arc;
+
+use crate::crypto::SecretKey;
+use crate::error::{Error, Result};
+use crate::format::frame::{self, Commit, FrameType, FRAME_HEADER};
+use crate::log::Storage;
+
+/// Staged frames are flushed to the file (still uncommitted) past this size, so a
+/// large attachment never needs more than this much memory.
+pub const FLUSH_THRESHOLD: usize = 4 * 1024 * 1024;
+
+/// Position of the log after the last commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogHead {
+    /// File offset just past the last commit frame.
+    pub end: u64,
+    /// Sequence number the next frame gets.
+    pub next_seq: u64,
+    /// Number of the last commit (0 before the first).
+    pub commit_number: u64,
+    /// Hash chain value after the last commit frame.
+    pub chain: [u8; 32],
+}
+
+/// The single writer of a vault file.
+pub struct LogWriter {
+    storage: Arc<dyn Storage>,
+    head: LogHead,
+    latched: bool,
+}
+
+/// Frames staged for one commit.
+#[derive(Debug)]
+pub struct PendingCommit {
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    buf_offset: u64,
+    start: LogHead,
+    next_seq: u64,
+    chain: [u8; 32],
+    frames: u32,
+}
+
+impl PendingCommit {
+    /// An empty placeholder (never committed: its start head matches no writer).
+    pub(crate) fn placeholder() -> Self {
+        PendingCommit {
+            buf: Vec::new(),
+            buf_offset: 0,
+            start: LogHead { end: 0, next_seq: 0, commit_number: u64::MAX, chain: [0; 32] },
+            next_seq: 0,
+            chain: [0; 32],
+            frames: 0,
+        }
+    }
+
+    /// File offset the next appended frame will have.
+    pub fn next_offset(&self) -> u64 {
+        self.buf_offset + self.buf.len() as u64
+    }
+
+    /// Number of frames staged.
+    pub fn frames(&self) -> u32 {
+        self.frames
+    }
+}
+
+impl LogWriter {
+    /// A writer positioned after a verified scan.
+    pub fn new(storage: Arc<dyn Storage>, head: LogHead) -> Self {
+        LogWriter { storage, head, latched: false }
+    }
+
+    /// The log position after the last commit.
+    pub fn head(&self) -> LogHead {
+        self.head
+    }
+
+    /// Whether an I/O failure has latched the writer.
+    pub fn is_latched(&self) -> bool {
+        self.latched
+    }
+
+    /// Refuses further writes (after a failure outside the log, such as the keyring).
+    pub fn latch(&mut self) {
+        self.latched = true;
+    }
+
+    /// Starts staging a commit.
+    pub fn begin(&self) -> Result<PendingCommit> {
+        if self.latched {
+            return Err(Error::WritesLatched);
+        }
+        Ok(PendingCommit {
+            buf: Vec::with_capacity(64 * 1024),
+            buf_offset: self.head.end,
+            start: self.head,
+            next_seq: self.head.next_seq,
+            chain: self.head.chain,
+            frames: 0,
+        })
+    }
+
+    fn io_fail(&mut self, e: std::io::Error) -> Error {
+        self.latched = true;
+        Error::io(self.storage.path(), e)
+    }
+
+    /// Appends a frame to `p`, returning its file offset.
+    pub fn append(&mut self, p: &mut PendingCommit, ty: FrameType, payload: &[u8]) -> Result<u64> {
+        if self.latched {
+            return Err(Error::WritesLatched);
+        }
+        if payload.len() > frame::MAX_PAYLOAD {
+            return Err(Error::TooLarge { what: "frame payload", size: payload.len() as u64, limit: frame::MAX_PAYLOAD as u64 });
+        }
+        let offset = p.next_offset();
+        let at = p.buf.len();
+        frame::encode(&mut p.buf, ty, p.next_seq, payload);
+        p.chain = frame::chain_step(&p.chain, &p.buf[at..]);
+        p.next_seq += 1;
+        p.frames += 1;
+        if p.buf.len() >= FLUSH_THRESHOLD {
+            if let Err(e) = self.storage.write_at(p.buf_offset, &p.buf) {
+                return Err(self.io_fail(e));
+            }
+            p.buf_offset += p.buf.len() as u64;
+            p.buf.clear();
+        }
+        Ok(offset)
+    }
+
+    /// Appends the commit frame, writes everything and fsyncs. On success the commit
+    /// is durable; on failure the writer latches and refuses further writes.
+    pub fn commit(&mut self, mut p: PendingCommit, mac_key: &SecretKey, time_us: i64) -> Result<LogHead> {
+        if self.latched {
+            return Err(Error::WritesLatched);
+        }
+        if p.start != self.head {
+            return Err(Error::InvalidArgument("a commit was staged against an older log head".into()));
+        }
+        let mut c = Commit {
+            number: self.head.commit_number + 1,
+            first_seq: p.start.next_seq,
+            frames: p.frames,
+            time_us,
+            chain: p.chain,
+            mac: [0; 32],
+        };
+        c.mac = mac_key.mac(&[&c.mac_input()]);
+        let at = p.buf.len();
+        frame::encode(&mut p.buf, FrameType::Commit, p.next_seq, &c.encode());
+        let chain = frame::chain_step(&p.chain, &p.buf[at..]);
+        if let Err(e) = self.storage.write_at(p.buf_offset, &p.buf) {
+            return Err(self.io_fail(e));
+        }
+        if let Err(e) = self.storage.sync() {
+            return Err(self.io_fail(e));
+        }
+        self.head = LogHead {
+            end: p.buf_offset + p.buf.len() as u64,
+            next_seq: p.next_seq + 1,
+            commit_number: c.number,
+            chain,
+        };
+        Ok(self.head)
+    }
+
+    /// Size of a frame with a payload of `len` bytes.
+    pub const fn frame_size(len: usize) -> usize {
+        FRAME_HEADER + len
+    }
+}

@@ -1,0 +1,397 @@
+//! The write path: a batch stages sealed frames and commits them with one fsync.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::sync::MutexGuard;
+
+use rand::Rng;
+
+use crate::crypto::{aead, keys, SecretKey};
+use crate::error::{Error, Result};
+use crate::format::body::{self, Envelope, GroupBody, GroupMeta, IndexKey, IndexTerm};
+use crate::format::frame::FrameType;
+use crate::format::keyring::MAX_PATIENT_ID;
+use crate::log::writer::{LogHead, PendingCommit};
+use crate::log::LogWriter;
+use crate::model::document::limits;
+use crate::model::{AttachmentRef, DocumentId, Field, Kind, Label, LabelSet, NewDocument, Value};
+use crate::store::catalog::{NewVersion, VersionLoc};
+use crate::store::{record, Store};
+
+/// Size of one attachment chunk.
+pub const ATTACHMENT_CHUNK: usize = 1024 * 1024;
+
+/// A set of writes that become durable together with one fsync.
+pub struct Batch<'a> {
+    store: &'a Store,
+    writer: MutexGuard<'a, Option<LogWriter>>,
+    pending: PendingCommit,
+    new_patients: Vec<(String, SecretKey)>,
+    new_slots: HashMap<String, u32>,
+    versions: Vec<NewVersion>,
+    others: Vec<(FrameType, u64)>,
+    attachments: HashSet<[u8; 16]>,
+    latest: HashMap<DocumentId, (u32, i64, u32, Kind)>,
+}
+
+/// What a commit made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// The commit number.
+    pub commit: u64,
+    /// The hash-chain value after it (see [`Store::head`]).
+    pub chain: [u8; 32],
+    /// Frames written, including the commit frame.
+    pub frames: u32,
+}
+
+impl std::fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("frames", &self.pending.frames()).finish_non_exhaustive()
+    }
+}
+
+/// What a new version is made from.
+pub(crate) struct VersionSpec<'d> {
+    pub id: DocumentId,
+    pub version: u32,
+    pub patient: &'d str,
+    pub kind: &'d Kind,
+    pub created_us: i64,
+    pub author: &'d str,
+    pub fields: &'d BTreeMap<String, Field>,
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn new(store: &'a Store, writer: MutexGuard<'a, Option<LogWriter>>) -> Result<Self> {
+        let pending = writer.as_ref().ok_or(Error::ReadOnly)?.begin()?;
+        Ok(Batch {
+            store,
+            writer,
+            pending,
+            new_patients: Vec::new(),
+            new_slots: HashMap::new(),
+            versions: Vec::new(),
+            others: Vec::new(),
+            attachments: HashSet::new(),
+            latest: HashMap::new(),
+        })
+    }
+
+    fn writer(&mut self) -> Result<&mut LogWriter> {
+        self.writer.as_mut().ok_or(Error::ReadOnly)
+    }
+
+    /// Number of frames staged so far.
+    pub fn frames(&self) -> u32 {
+        self.pending.frames()
+    }
+
+    /// Number of document versions staged so far.
+    pub fn versions(&self) -> usize {
+        self.versions.len()
+    }
+
+    /// Labels each field of `doc` would get.
+    pub fn labels_of(&self, kind: &Kind, fields: &BTreeMap<String, Field>) -> LabelSet {
+        fields.iter().flat_map(|(n, f)| self.store.schema().labels_of(kind, n, &f.labels)).collect()
+    }
+
+    fn patient_slot_key(&mut self, patient: &str) -> Result<(u32, SecretKey)> {
+        if let Some(s) = self.new_slots.get(patient) {
+            let i = self.new_patients.iter().position(|(p, _)| p == patient).unwrap_or(0);
+            return Ok((*s, self.new_patients[i].1.clone()));
+        }
+        let st = self.store.read_state();
+        if let Some(s) = st.keyring.slot_of(patient) {
+            return Ok((s, st.keyring.key(s, 0)?.clone()));
+        }
+        if patient.len() > MAX_PATIENT_ID {
+            return Err(Error::InvalidDocument(format!("the patient identifier must be at most {MAX_PATIENT_ID} bytes")));
+        }
+        let slot = st.keyring.next_slot(self.new_patients.len());
+        drop(st);
+        let key = SecretKey::random();
+        self.new_patients.push((patient.to_string(), key.clone()));
+        self.new_slots.insert(patient.to_string(), slot);
+        Ok((slot, key))
+    }
+
+    /// Stages a new document; returns its id.
+    pub fn put(&mut self, doc: &NewDocument, author: &str) -> Result<DocumentId> {
+        doc.validate()?;
+        let id = DocumentId::random();
+        let now = crate::util::now_micros();
+        self.stage_version(VersionSpec {
+            id,
+            version: 1,
+            patient: &doc.patient,
+            kind: &doc.kind,
+            created_us: now,
+            author,
+            fields: &doc.fields,
+        })?;
+        Ok(id)
+    }
+
+    /// The latest version of `id` as this batch sees it: (version, created, patient slot, kind).
+    pub fn latest(&self, id: &DocumentId) -> Result<(u32, i64, u32, Kind)> {
+        if let Some(x) = self.latest.get(id) {
+            return Ok(x.clone());
+        }
+        let st = self.store.read_state();
+        let e = st.catalog.docs.get(id).ok_or_else(|| Error::NotFound { id: id.to_string(), version: None })?;
+        Ok((e.latest().version, e.created_us, e.patient_slot, e.kind.clone()))
+    }
+
+    /// Stages a new version of an existing document with `fields` replacing the old ones.
+    pub fn update(&mut self, id: &DocumentId, fields: &BTreeMap<String, Field>, author: &str) -> Result<u32> {
+        let (version, created, slot, kind) = self.latest(id)?;
+        let patient = match self.new_slots.iter().find(|(_, s)| **s == slot) {
+            Some((p, _)) => p.clone(),
+            None => self.store.read_state().keyring.patient(slot).ok_or(Error::Erased)?.to_string(),
+        };
+        let probe = NewDocument { patient: patient.clone(), kind: kind.clone(), fields: BTreeMap::new() };
+        probe.validate()?;
+        for (n, f) in fields {
+            crate::model::document::validate_field_name(n)?;
+            let _ = f;
+        }
+        let next = version.checked_add(1).ok_or_else(|| Error::InvalidArgument("too many versions".into()))?;
+        self.stage_version(VersionSpec { id: *id, version: next, patient: &patient, kind: &kind, created_us: created, author, fields })?;
+        Ok(next)
+    }
+
+    pub(crate) fn stage_version(&mut self, spec: VersionSpec<'_>) -> Result<()> {
+        for f in spec.fields.values() {
+            let mut bad = None;
+            f.value.walk(&mut |v| {
+                if let Value::Attachment(a) = v {
+                    let committed_end = self.store.read_state().head.end;
+                    if !self.attachments.contains(&a.id) && a.first_offset >= committed_end {
+                        bad = Some(a.id_hex());
+                    }
+                }
+            });
+            if bad.is_some() {
+                return Err(Error::InvalidDocument(
+                    "an attachment reference points to data that was never committed; upload it in this batch".into(),
+                ));
+            }
+        }
+        let (slot, pk) = self.patient_slot_key(spec.patient)?;
+        let store = self.store;
+        let schema = store.schema();
+        let vid = store.vault_id();
+        // Group fields by their full label set.
+        let mut groups: BTreeMap<Vec<Label>, GroupBody> = BTreeMap::new();
+        let mut terms = Vec::new();
+        for (name, f) in spec.fields {
+            let labels: Vec<Label> = schema.labels_of(spec.kind, name, &f.labels).into_iter().collect();
+            if schema.is_indexed(name) {
+                index_terms(name, &labels, &f.value, &mut terms);
+            }
+            groups.entry(labels).or_default().push((name.clone(), f.clone()));
+        }
+        let now = crate::util::now_micros();
+        let metas: Vec<GroupMeta> = groups
+            .iter()
+            .map(|(labels, body)| GroupMeta {
+                labels: labels.clone(),
+                generations: vec![1; labels.len()],
+                fields: body.iter().map(|(n, _)| n.clone()).collect(),
+            })
+            .collect();
+        let env = Envelope {
+            patient_slot: slot,
+            kind: spec.kind.to_string(),
+            created_us: spec.created_us,
+            updated_us: now,
+            author: spec.author.to_string(),
+            groups: metas,
+        };
+        let keys = store.keys();
+        let mut env_sealed = Vec::new();
+        aead::seal(&keys.meta, &record::envelope_aad(&vid, &spec.id, spec.version), &body::encode(&env), &mut env_sealed);
+        let mut idx_sealed = Vec::new();
+        aead::seal(
+            &keys::patient_index_key(&pk),
+            &record::index_aad(&vid, &spec.id, spec.version),
+            &body::encode(&terms),
+            &mut idx_sealed,
+        );
+        let mut sealed_groups = Vec::with_capacity(groups.len());
+        for (i, ((labels, gbody), meta)) in groups.iter().zip(&env.groups).enumerate() {
+            let pt = body::encode(gbody);
+            if pt.len() > limits::GROUP_BYTES {
+                return Err(Error::TooLarge { what: "label group of a document", size: pt.len() as u64, limit: limits::GROUP_BYTES as u64 });
+            }
+            let gk = store.group_key(labels, &meta.generations, &pk);
+            let aad = record::group_aad(&vid, &spec.id, spec.version, i as u16, labels, &meta.fields);
+            let mut s = Vec::with_capacity(aead::sealed_len(pt.len()));
+            aead::seal(&gk, &aad, &pt, &mut s);
+            sealed_groups.push(s);
+        }
+        let payload = record::encode(&spec.id, spec.version, &env_sealed, &idx_sealed, &sealed_groups);
+        let mut pending = std::mem::replace(&mut self.pending, dummy_pending());
+        let r = self.writer().and_then(|w| w.append(&mut pending, FrameType::Record, &payload));
+        self.pending = pending;
+        let offset = r?;
+        let labels: LabelSet = groups.keys().flatten().cloned().collect();
+        self.latest.insert(spec.id, (spec.version, spec.created_us, slot, spec.kind.clone()));
+        self.versions.push(NewVersion {
+            id: spec.id,
+            patient_slot: slot,
+            kind: spec.kind.clone(),
+            created_us: spec.created_us,
+            loc: VersionLoc { version: spec.version, offset, updated_us: now },
+            labels,
+            terms,
+        });
+        Ok(())
+    }
+
+    /// Stages a frame whose payload the caller sealed (audit entries, policy versions ...).
+    pub fn append_frame(&mut self, ty: FrameType, payload: &[u8]) -> Result<u64> {
+        if matches!(ty, FrameType::Record | FrameType::Commit | FrameType::AttachmentChunk) {
+            return Err(Error::InvalidArgument("use put/update/put_attachment for this frame type".into()));
+        }
+        let mut pending = std::mem::replace(&mut self.pending, dummy_pending());
+        let r = self.writer().and_then(|w| w.append(&mut pending, ty, payload));
+        self.pending = pending;
+        let off = r?;
+        self.others.push((ty, off));
+        Ok(off)
+    }
+
+    /// Streams an attachment from `reader` into chunk frames sealed under a fresh data
+    /// key; memory use is bounded by the chunk size. Reference the returned value in a
+    /// document field of this batch.
+    pub fn put_attachment(&mut self, content_type: &str, reader: &mut dyn Read) -> Result<AttachmentRef> {
+        if content_type.len() > 255 {
+            return Err(Error::InvalidArgument("content type longer than 255 bytes".into()));
+        }
+        let mut id = [0u8; 16];
+        rand::rng().fill_bytes(&mut id);
+        let key = SecretKey::random();
+        let vid = self.store.vault_id();
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = zeroize::Zeroizing::new(vec![0u8; ATTACHMENT_CHUNK]);
+        let mut next = zeroize::Zeroizing::new(vec![0u8; ATTACHMENT_CHUNK]);
+        let mut have = fill(reader, &mut buf)?;
+        let mut size = 0u64;
+        let mut index = 0u32;
+        let mut first_offset = None;
+        loop {
+            let nhave = if have == ATTACHMENT_CHUNK { fill(reader, &mut next)? } else { 0 };
+            let last = nhave == 0;
+            hasher.update(&buf[..have]);
+            size += have as u64;
+            let mut payload = Vec::with_capacity(21 + aead::sealed_len(have));
+            payload.extend_from_slice(&id);
+            payload.extend_from_slice(&index.to_le_bytes());
+            payload.push(u8::from(last));
+            aead::seal(&key, &record::attachment_chunk_aad(&vid, &id, index, last), &buf[..have], &mut payload);
+            let mut pending = std::mem::replace(&mut self.pending, dummy_pending());
+            let r = self.writer().and_then(|w| w.append(&mut pending, FrameType::AttachmentChunk, &payload));
+            self.pending = pending;
+            let off = r?;
+            first_offset.get_or_insert(off);
+            index = index.checked_add(1).ok_or(Error::TooLarge { what: "attachment", size, limit: u64::from(u32::MAX) })?;
+            if last {
+                break;
+            }
+            std::mem::swap(&mut buf, &mut next);
+            have = nhave;
+        }
+        self.attachments.insert(id);
+        Ok(AttachmentRef {
+            id,
+            content_type: content_type.to_string(),
+            size,
+            hash: *hasher.finalize().as_bytes(),
+            chunks: index,
+            first_offset: first_offset.unwrap_or(0),
+            key: *key.expose(),
+        })
+    }
+
+    /// Makes every staged write durable with one fsync (two if new patients were
+    /// added: their keys are made durable first). On failure nothing of this batch is
+    /// visible and, for I/O failures, the vault refuses further writes until reopened.
+    pub fn commit(mut self) -> Result<CommitInfo> {
+        let store = self.store;
+        if !self.new_patients.is_empty() {
+            let new = std::mem::take(&mut self.new_patients);
+            let r = store.write_state().keyring.append(store.keys(), new);
+            if let Err(e) = r {
+                if let Some(w) = self.writer.as_mut() {
+                    w.latch();
+                }
+                return Err(e);
+            }
+        }
+        let frames = self.pending.frames() + 1;
+        let pending = std::mem::replace(&mut self.pending, dummy_pending());
+        let now = crate::util::now_micros();
+        let head: LogHead = self.writer()?.commit(pending, &store.keys().commit_mac, now)?;
+        let map = store.data_map();
+        let mut st = store.write_state();
+        if let Ok(m) = map {
+            st.map = m;
+        }
+        st.head = head;
+        for v in self.versions.drain(..) {
+            st.catalog.apply(v, head.commit_number);
+        }
+        for (ty, off) in self.others.drain(..) {
+            st.catalog.note_frame(ty, off);
+        }
+        Ok(CommitInfo { commit: head.commit_number, chain: head.chain, frames })
+    }
+}
+
+fn dummy_pending() -> PendingCommit {
+    PendingCommit::placeholder()
+}
+
+fn fill(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("<attachment input>", e)),
+        }
+    }
+    Ok(n)
+}
+
+/// Index terms of one field value.
+pub(crate) fn index_terms(field: &str, labels: &[Label], v: &Value, out: &mut Vec<IndexTerm>) {
+    let key = match v {
+        Value::Code(c) => IndexKey::Code(c.system.clone(), c.code.clone()),
+        Value::Text(s) if s.len() <= 256 => IndexKey::Text(s.clone()),
+        Value::Integer(i) => IndexKey::Integer(*i),
+        Value::Decimal(d) => IndexKey::Decimal(d.normalize()),
+        Value::Date(d) => IndexKey::Date(d.days()),
+        Value::DateTime(t) => IndexKey::DateTime(t.unix_micros()),
+        Value::Boolean(b) => IndexKey::Boolean(*b),
+        Value::List(items) => {
+            for i in items {
+                index_terms(field, labels, i, out);
+            }
+            return;
+        }
+        _ => return,
+    };
+    out.push(IndexTerm { field: field.to_string(), labels: labels.to_vec(), key });
+}
+
+impl Store {
+    /// A fresh view of the data file.
+    pub(crate) fn data_map(&self) -> Result<std::sync::Arc<dyn crate::log::Region>> {
+        self.data.map().map_err(|e| Error::io(&self.path, e))
+    }
+}

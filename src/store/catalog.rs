@@ -1,0 +1,155 @@
+//! The in-memory catalog: where every document version is, which documents each
+//! patient has, and the value indexes used by queries. Rebuilt at open; never
+//! written to disk in plaintext.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::format::body::{IndexKey, IndexTerm};
+use crate::format::frame::FrameType;
+use crate::model::{DocumentId, Kind, LabelSet};
+
+/// Location of one stored version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionLoc {
+    /// Version number.
+    pub version: u32,
+    /// Offset of its record frame.
+    pub offset: u64,
+    /// When it was written, Unix microseconds.
+    pub updated_us: i64,
+}
+
+/// What the catalog knows of one document.
+#[derive(Debug, Clone)]
+pub struct DocEntry {
+    /// Keyring slot of the patient.
+    pub patient_slot: u32,
+    /// Kind.
+    pub kind: Kind,
+    /// Creation time, Unix microseconds.
+    pub created_us: i64,
+    /// Every version, oldest first.
+    pub versions: Vec<VersionLoc>,
+    /// Labels of every field of the latest version.
+    pub labels: LabelSet,
+    /// Index terms of the latest version.
+    pub terms: Vec<IndexTerm>,
+    /// Commit sequence number that made the latest version visible.
+    pub commit: u64,
+}
+
+impl DocEntry {
+    /// The latest version.
+    pub fn latest(&self) -> &VersionLoc {
+        // A DocEntry is only created together with its first version.
+        &self.versions[self.versions.len() - 1]
+    }
+}
+
+/// The in-memory indexes of a vault.
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    /// Document id -> entry.
+    pub docs: HashMap<DocumentId, DocEntry>,
+    /// Patient slot -> documents, in creation order.
+    pub by_patient: HashMap<u32, Vec<DocumentId>>,
+    /// Kind -> documents.
+    pub by_kind: HashMap<Kind, BTreeSet<DocumentId>>,
+    /// Field -> value -> documents (latest versions only).
+    pub values: HashMap<String, BTreeMap<IndexKey, BTreeSet<DocumentId>>>,
+    /// Offsets of non-document frames by type (audit, policy, disclosure, admin, checkpoint).
+    pub frames: HashMap<u8, Vec<u64>>,
+    /// Number of document versions.
+    pub versions: u64,
+}
+
+/// A version to add to the catalog.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// Document id.
+    pub id: DocumentId,
+    /// Patient slot.
+    pub patient_slot: u32,
+    /// Kind.
+    pub kind: Kind,
+    /// Creation time of version 1.
+    pub created_us: i64,
+    /// Location.
+    pub loc: VersionLoc,
+    /// Labels of the version's fields.
+    pub labels: LabelSet,
+    /// Index terms of the version.
+    pub terms: Vec<IndexTerm>,
+}
+
+impl Catalog {
+    /// Adds a version (new document or update).
+    pub fn apply(&mut self, v: NewVersion, commit: u64) {
+        self.versions += 1;
+        if let Some(e) = self.docs.get_mut(&v.id) {
+            for t in &e.terms {
+                if let Some(m) = self.values.get_mut(&t.field) {
+                    if let Some(s) = m.get_mut(&t.key) {
+                        s.remove(&v.id);
+                        if s.is_empty() {
+                            m.remove(&t.key);
+                        }
+                    }
+                }
+            }
+            e.versions.push(v.loc);
+            e.labels = v.labels;
+            e.terms = v.terms;
+            e.commit = commit;
+        } else {
+            self.by_patient.entry(v.patient_slot).or_default().push(v.id);
+            self.by_kind.entry(v.kind.clone()).or_default().insert(v.id);
+            self.docs.insert(
+                v.id,
+                DocEntry {
+                    patient_slot: v.patient_slot,
+                    kind: v.kind,
+                    created_us: v.created_us,
+                    versions: vec![v.loc],
+                    labels: v.labels,
+                    terms: v.terms,
+                    commit,
+                },
+            );
+        }
+        let e = &self.docs[&v.id];
+        for t in &e.terms {
+            self.values.entry(t.field.clone()).or_default().entry(t.key.clone()).or_default().insert(v.id);
+        }
+    }
+
+    /// Records the offset of a non-document frame.
+    pub fn note_frame(&mut self, ty: FrameType, offset: u64) {
+        self.frames.entry(ty as u8).or_default().push(offset);
+    }
+
+    /// Offsets of frames of type `ty`.
+    pub fn frames_of(&self, ty: FrameType) -> &[u64] {
+        self.frames.get(&(ty as u8)).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Removes every document of a patient (after erasure).
+    pub fn remove_patient(&mut self, slot: u32) -> Vec<DocumentId> {
+        let ids = self.by_patient.remove(&slot).unwrap_or_default();
+        for id in &ids {
+            if let Some(e) = self.docs.remove(id) {
+                if let Some(s) = self.by_kind.get_mut(&e.kind) {
+                    s.remove(id);
+                }
+                for t in &e.terms {
+                    if let Some(m) = self.values.get_mut(&t.field) {
+                        if let Some(s) = m.get_mut(&t.key) {
+                            s.remove(id);
+                        }
+                    }
+                }
+            }
+        }
+        ids
+    }
+}

@@ -1,0 +1,456 @@
+//! The storage engine: one data file (header + append-only log) and one keyring file,
+//! with in-memory indexes rebuilt at open. Everything above it (sessions, policy,
+//! audit, queries) reaches the documents through this module.
+
+pub mod batch;
+pub mod catalog;
+pub mod keyring;
+pub mod read;
+pub mod record;
+pub mod verify;
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::crypto::{KdfParams, KeyHierarchy, SecretKey};
+use crate::error::{Error, Result};
+use crate::format::body::{self, Envelope, IndexTerm};
+use crate::format::frame::{self, Commit, FrameType};
+use crate::format::header::{Header, HeaderError, KeySlot, Unlock, HEADER_REGION, HEADER_SIZE, MAX_SLOTS};
+use crate::log::scan::{self, ScanOutcome, ScannedFrame};
+use crate::log::writer::LogHead;
+use crate::log::{FileStorage, LogWriter, Region, Storage};
+use crate::model::{Kind, LabelSet, Schema};
+
+pub use batch::Batch;
+pub use catalog::{Catalog, DocEntry, VersionLoc};
+pub use keyring::Keyring;
+
+/// The path of the keyring file that belongs to a data file.
+pub fn keyring_path(data: &Path) -> PathBuf {
+    let mut s = data.as_os_str().to_owned();
+    s.push(".keyring");
+    PathBuf::from(s)
+}
+
+/// What open found and did.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    /// A torn tail that was discarded: (offset, bytes, reason).
+    pub torn_tail: Option<(u64, u64, &'static str)>,
+    /// One header copy was damaged (the other was used).
+    pub damaged_header: bool,
+    /// Read-only opens of a corrupt file: where the damage is; only the part before it is served.
+    pub corrupt: Option<(u64, String)>,
+    /// Commits verified at open.
+    pub commits: u64,
+    /// Frames verified at open.
+    pub frames: u64,
+}
+
+/// State shared by readers, replaced under a write lock after each commit.
+pub struct State {
+    /// A view of the file covering at least every committed byte.
+    pub map: Arc<dyn Region>,
+    /// Log head after the last commit.
+    pub head: LogHead,
+    /// In-memory indexes.
+    pub catalog: Catalog,
+    /// Patient keys.
+    pub keyring: Keyring,
+}
+
+/// The engine.
+pub struct Store {
+    path: PathBuf,
+    data: Arc<dyn Storage>,
+    keys: KeyHierarchy,
+    header: Mutex<Header>,
+    read_only: bool,
+    writer: Mutex<Option<LogWriter>>,
+    state: RwLock<State>,
+    schema: Schema,
+    report: OpenReport,
+}
+
+/// Frames of a verified commit, handed to the layers above at open.
+pub type FrameHook<'a> = dyn FnMut(&ScannedFrame) -> Result<()> + 'a;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Store {
+    /// Creates a new vault at `path` (which must not exist), with one key slot.
+    pub fn create(path: &Path, secret: &Unlock<'_>, kdf: KdfParams, schema: Schema) -> Result<Store> {
+        kdf.validate()?;
+        let kpath = keyring_path(path);
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::AlreadyExists(path.to_path_buf())
+            } else {
+                Error::io(path, e)
+            }
+        })?;
+        lock_exclusive(&file, path)?;
+        let kfile = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&kpath).map_err(|e| Error::io(&kpath, e))?;
+        let data: Arc<dyn Storage> = Arc::new(FileStorage::new(file, path.to_path_buf()));
+        let kstore: Arc<dyn Storage> = Arc::new(FileStorage::new(kfile, kpath));
+        let created = (crate::util::now_micros() / 1_000_000) as u64;
+        let store = Self::create_on(data, kstore, secret, kdf, schema, created)?;
+        sync_dir(path);
+        Ok(store)
+    }
+
+    /// Creates a vault on the given storages (used directly by fault-injection tests).
+    pub fn create_on(
+        data: Arc<dyn Storage>,
+        keyring: Arc<dyn Storage>,
+        secret: &Unlock<'_>,
+        kdf: KdfParams,
+        schema: Schema,
+        created: u64,
+    ) -> Result<Store> {
+        let root = SecretKey::random();
+        let mut header = Header::new(created);
+        header.slots[0] = Some(KeySlot::wrap(&root, &header.vault_id, secret, kdf)?);
+        let enc = header.encode();
+        let io = |e| Error::io(data.path(), e);
+        data.write_at(0, &enc).map_err(io)?;
+        data.write_at(HEADER_SIZE as u64, &enc).map_err(io)?;
+        data.sync().map_err(io)?;
+        let keys = KeyHierarchy::new(root, header.vault_id);
+        let ring = Keyring::create(keyring, &header.vault_id)?;
+        let head = Self::empty_head(&header.vault_id);
+        let map = data.map().map_err(io)?;
+        Ok(Store {
+            path: data.path().to_path_buf(),
+            writer: Mutex::new(Some(LogWriter::new(data.clone(), head))),
+            data,
+            keys,
+            header: Mutex::new(header),
+            read_only: false,
+            state: RwLock::new(State { map, head, catalog: Catalog::default(), keyring: ring }),
+            schema,
+            report: OpenReport::default(),
+        })
+    }
+
+    fn empty_head(vault_id: &[u8; 16]) -> LogHead {
+        LogHead { end: HEADER_REGION, next_seq: 1, commit_number: 0, chain: frame::chain_start(vault_id) }
+    }
+
+    /// Opens an existing vault.
+    pub fn open(path: &Path, secret: &Unlock<'_>, read_only: bool, schema: Schema, hook: &mut FrameHook<'_>) -> Result<Store> {
+        let kpath = keyring_path(path);
+        let file = OpenOptions::new().read(true).write(!read_only).open(path).map_err(|e| Error::io(path, e))?;
+        if !read_only {
+            lock_exclusive(&file, path)?;
+        }
+        let kfile = OpenOptions::new().read(true).write(!read_only).open(&kpath).map_err(|e| Error::io(&kpath, e))?;
+        let data: Arc<dyn Storage> = Arc::new(FileStorage::new(file, path.to_path_buf()));
+        let kstore: Arc<dyn Storage> = Arc::new(FileStorage::new(kfile, kpath));
+        Self::open_on(data, kstore, secret, read_only, schema, hook)
+    }
+
+    /// Opens a vault on the given storages.
+    pub fn open_on(
+        data: Arc<dyn Storage>,
+        keyring: Arc<dyn Storage>,
+        secret: &Unlock<'_>,
+        read_only: bool,
+        schema: Schema,
+        hook: &mut FrameHook<'_>,
+    ) -> Result<Store> {
+        let path = data.path().to_path_buf();
+        let io = |e| Error::io(&path, e);
+        let len = data.len().map_err(io)?;
+        if len < HEADER_REGION {
+            return Err(Error::NotAVault { path: path.clone(), reason: "file is shorter than a vault header".into() });
+        }
+        let mut hb = vec![0u8; HEADER_REGION as usize];
+        data.read_at(0, &mut hb).map_err(io)?;
+        let (header, damaged_header) = match Header::choose(&hb[..HEADER_SIZE], &hb[HEADER_SIZE..]) {
+            Ok(x) => x,
+            Err(HeaderError::Magic) if hb[..8] != hb[HEADER_SIZE..HEADER_SIZE + 8] || &hb[..8] != crate::format::header::MAGIC => {
+                return Err(Error::NotAVault { path: path.clone(), reason: "no chartvault magic number".into() });
+            }
+            Err(HeaderError::Version(v)) => {
+                return Err(Error::UnsupportedVersion { found: v, supported: crate::format::header::FORMAT_VERSION });
+            }
+            Err(_) => return Err(Error::HeaderDamaged),
+        };
+        let (_, root) = header.unlock(secret)?;
+        let keys = KeyHierarchy::new(root, header.vault_id);
+        let ring = Keyring::load(keyring, &keys)?;
+        let schema_ref = &schema;
+        let mut catalog = Catalog::default();
+        let map = data.map().map_err(io)?;
+        let start = Self::empty_head(&header.vault_id);
+        let outcome = {
+            let mut apply = |frames: &[ScannedFrame], c: &Commit| -> Result<()> {
+                for f in frames {
+                    Self::apply_frame(&keys, &ring, schema_ref, &mut catalog, f, c.number)?;
+                    hook(f)?;
+                }
+                Ok(())
+            };
+            scan::scan(map.bytes(), start, &keys.commit_mac, &mut apply)?
+        };
+        let ScanOutcome { head, torn_tail, corrupt, commits, frames, .. } = outcome;
+        let head = head.unwrap_or(start);
+        let mut report = OpenReport { torn_tail, damaged_header, corrupt: None, commits, frames };
+        let mut map = map;
+        if let Some((offset, reason)) = corrupt {
+            if !read_only {
+                return Err(Error::Corrupt { offset, reason });
+            }
+            report.corrupt = Some((offset, reason));
+        } else if torn_tail.is_some() && !read_only {
+            drop(map);
+            data.truncate(head.end).map_err(io)?;
+            map = data.map().map_err(io)?;
+        }
+        if damaged_header && !read_only {
+            // Heal the damaged copy so the next failure still has a good one.
+            let enc = header.encode();
+            data.write_at(0, &enc).map_err(io)?;
+            data.write_at(HEADER_SIZE as u64, &enc).map_err(io)?;
+            data.sync().map_err(io)?;
+        }
+        let writer = if read_only { None } else { Some(LogWriter::new(data.clone(), head)) };
+        Ok(Store {
+            path,
+            data,
+            keys,
+            header: Mutex::new(header),
+            read_only,
+            writer: Mutex::new(writer),
+            state: RwLock::new(State { map, head, catalog, keyring: ring }),
+            schema,
+            report,
+        })
+    }
+
+    /// Applies one verified frame to the catalog.
+    fn apply_frame(keys: &KeyHierarchy, ring: &Keyring, schema: &Schema, cat: &mut Catalog, f: &ScannedFrame, commit: u64) -> Result<()> {
+        let _ = schema;
+        match f.ty {
+            FrameType::Record => {
+                let v = read::decode_catalog_entry(keys, ring, &f.payload, f.offset)?;
+                if let Some(v) = v {
+                    cat.apply(v, commit);
+                }
+            }
+            FrameType::AttachmentChunk | FrameType::Commit => {}
+            other => cat.note_frame(other, f.offset),
+        }
+        Ok(())
+    }
+
+    /// Re-reads frames committed by another process since this handle last looked
+    /// (read-only handles). Returns the number of new commits.
+    pub fn refresh(&self, hook: &mut FrameHook<'_>) -> Result<u64> {
+        let map = self.data.map().map_err(|e| Error::io(&self.path, e))?;
+        let mut st = self.write_state();
+        let start = st.head;
+        let State { catalog, keyring, .. } = &mut *st;
+        let keys = &self.keys;
+        let schema = &self.schema;
+        let mut apply = |frames: &[ScannedFrame], c: &Commit| -> Result<()> {
+            for f in frames {
+                Self::apply_frame(keys, keyring, schema, catalog, f, c.number)?;
+                hook(f)?;
+            }
+            Ok(())
+        };
+        let out = scan::scan(map.bytes(), start, &keys.commit_mac, &mut apply)?;
+        st.head = out.head.unwrap_or(start);
+        st.map = map;
+        Ok(st.head.commit_number - start.commit_number)
+    }
+
+    /// Reloads the keyring (read-only handles, after another process added patients).
+    pub fn reload_keyring(&self, keyring: Arc<dyn Storage>) -> Result<()> {
+        let ring = Keyring::load(keyring, &self.keys)?;
+        self.write_state().keyring = ring;
+        Ok(())
+    }
+
+    /// Starts a batch of writes; holds the single writer until committed or dropped.
+    pub fn batch(&self) -> Result<Batch<'_>> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Batch::new(self, lock(&self.writer))
+    }
+
+    /// What open found.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// (commit number, chain hash) of the last commit; keep it elsewhere to detect a
+    /// rolled-back file later.
+    pub fn head(&self) -> (u64, [u8; 32]) {
+        let h = self.read_state().head;
+        (h.commit_number, h.chain)
+    }
+
+    /// Read access to the shared state.
+    pub fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The key hierarchy.
+    pub(crate) fn keys(&self) -> &KeyHierarchy {
+        &self.keys
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Whether this handle is read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Whether an I/O failure has latched the writer.
+    pub fn is_latched(&self) -> bool {
+        lock(&self.writer).as_ref().is_some_and(LogWriter::is_latched)
+    }
+
+    /// The data file path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The vault id.
+    pub fn vault_id(&self) -> [u8; 16] {
+        self.keys.vault_id()
+    }
+
+    /// Reads and CRC-checks the frame at `offset`, copying it out of the map first.
+    pub fn read_frame(&self, map: &dyn Region, offset: u64, expect: FrameType) -> Result<Vec<u8>> {
+        read::copy_frame(map, offset, expect)
+    }
+
+    /// Adds a key slot; O(1): only the header is rewritten.
+    pub fn add_slot(&self, secret: &Unlock<'_>, kdf: KdfParams) -> Result<usize> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let _w = lock(&self.writer);
+        let mut h = lock(&self.header);
+        let free = h.slots.iter().position(Option::is_none).ok_or_else(|| {
+            Error::KeySlot(format!("all {MAX_SLOTS} key slots are in use; remove one first"))
+        })?;
+        let mut nh = h.clone();
+        nh.slots[free] = Some(KeySlot::wrap(self.keys.root(), &nh.vault_id, secret, kdf)?);
+        self.write_header(&mut nh)?;
+        *h = nh;
+        Ok(free)
+    }
+
+    /// Removes key slot `index`; the last remaining slot cannot be removed.
+    pub fn remove_slot(&self, index: usize) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let _w = lock(&self.writer);
+        let mut h = lock(&self.header);
+        if index >= MAX_SLOTS || h.slots[index].is_none() {
+            return Err(Error::KeySlot(format!("key slot {index} is empty")));
+        }
+        if h.slots.iter().filter(|s| s.is_some()).count() == 1 {
+            return Err(Error::KeySlot("cannot remove the last key slot: the vault would become unreadable".into()));
+        }
+        let mut nh = h.clone();
+        nh.slots[index] = None;
+        self.write_header(&mut nh)?;
+        *h = nh;
+        Ok(())
+    }
+
+    /// The slots in use: (index, "passphrase" | "raw-key").
+    pub fn slots(&self) -> Vec<(usize, &'static str)> {
+        lock(&self.header)
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.as_ref().map(|s| {
+                    (i, match s.kind {
+                        crate::format::header::SlotKind::Passphrase(_) => "passphrase",
+                        crate::format::header::SlotKind::RawKey => "raw-key",
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Which slot index a secret unlocks.
+    pub fn slot_of(&self, secret: &Unlock<'_>) -> Result<usize> {
+        Ok(lock(&self.header).unlock(secret)?.0)
+    }
+
+    fn write_header(&self, h: &mut Header) -> Result<()> {
+        h.generation += 1;
+        let enc = h.encode();
+        let io = |e| Error::io(&self.path, e);
+        // Copy A, fsync, then copy B, fsync: a crash leaves at least one valid copy.
+        self.data.write_at(0, &enc).map_err(io)?;
+        self.data.sync().map_err(io)?;
+        self.data.write_at(HEADER_SIZE as u64, &enc).map_err(io)?;
+        self.data.sync().map_err(io)?;
+        Ok(())
+    }
+
+    /// Labels and kinds of a catalog entry, for policy checks without decryption.
+    pub fn entry_meta(&self, id: &crate::model::DocumentId) -> Option<(u32, Kind, LabelSet)> {
+        let st = self.read_state();
+        st.catalog.docs.get(id).map(|e| (e.patient_slot, e.kind.clone(), e.labels.clone()))
+    }
+}
+
+/// Decodes envelope and index terms (helper shared with verify).
+pub(crate) fn open_envelope(keys: &KeyHierarchy, rec: &record::SealedRecord<'_>, offset: u64) -> Result<Envelope> {
+    let aad = record::envelope_aad(&keys.vault_id(), &rec.id, rec.version);
+    let pt = crate::crypto::aead::open(&keys.meta, &aad, rec.envelope)
+        .map_err(|_| Error::Integrity { what: "document envelope", offset })?;
+    body::decode(&pt, "document envelope", offset)
+}
+
+/// Decodes the index terms of a record with the patient's key.
+pub(crate) fn open_terms(keys: &KeyHierarchy, pk: &SecretKey, rec: &record::SealedRecord<'_>, offset: u64) -> Result<Vec<IndexTerm>> {
+    let aad = record::index_aad(&keys.vault_id(), &rec.id, rec.version);
+    let ik = crate::crypto::keys::patient_index_key(pk);
+    let pt = crate::crypto::aead::open(&ik, &aad, rec.index).map_err(|_| Error::Integrity { what: "index terms", offset })?;
+    body::decode(&pt, "index terms", offset)
+}
+
+fn lock_exclusive(file: &File, path: &Path) -> Result<()> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(path.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
+    }
+}
+
+/// fsyncs the directory holding `path`, so a newly created file's entry is durable.
+pub(crate) fn sync_dir(path: &Path) {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The read path: copy a frame out of the map, verify it, decrypt what the caller may see.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use crate::crypto::{aead, keys, KeyHierarchy, SecretKey};
+use crate::error::{Error, Result};
+use crate::format::body::{self, GroupBody};
+use crate::format::frame::{self, FrameType, FRAME_HEADER};
+use crate::log::Region;
+use crate::model::{AttachmentRef, DateTime, Document, Kind, Label, LabelSet};
+use crate::store::catalog::{NewVersion, VersionLoc};
+use crate::store::keyring::Keyring;
+use crate::store::{open_envelope, open_terms, record, Store};
+
+/// Copies the frame at `offset` out of the map, checks its CRC and type, and returns its payload.
+pub fn copy_frame(map: &dyn Region, offset: u64, expect: FrameType) -> Result<Vec<u8>> {
+    let bytes = map.bytes();
+    let integrity = Error::Integrity { what: "frame", offset };
+    let start = usize::try_from(offset).map_err(|_| Error::Integrity { what: "frame", offset })?;
+    let Some(rest) = bytes.get(start..) else { return Err(integrity) };
+    let h = frame::parse_head(rest).map_err(|_| Error::Integrity { what: "frame", offset })?;
+    if rest.len() < h.total() || h.ty != expect {
+        return Err(integrity);
+    }
+    let copy = rest[..h.total()].to_vec();
+    frame::check(&h, &copy).map_err(|_| Error::Integrity { what: "frame", offset })?;
+    let mut copy = copy;
+    copy.drain(..FRAME_HEADER);
+    Ok(copy)
+}
+
+/// Builds the catalog entry of a record frame at open. Records of erased patients
+/// (destroyed keys) are skipped: they are unreadable by design.
+pub fn decode_catalog_entry(keys: &KeyHierarchy, ring: &Keyring, payload: &[u8], offset: u64) -> Result<Option<NewVersion>> {
+    let rec = record::parse(payload).ok_or(Error::Integrity { what: "record frame", offset })?;
+    let env = open_envelope(keys, &rec, offset)?;
+    let pk = match ring.key(env.patient_slot, offset) {
+        Ok(k) => k,
+        Err(Error::Erased) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let terms = open_terms(keys, pk, &rec, offset)?;
+    let labels: LabelSet = env.groups.iter().flat_map(|g| g.labels.iter().cloned()).collect();
+    Ok(Some(NewVersion {
+        id: rec.id,
+        patient_slot: env.patient_slot,
+        kind: Kind::new(&env.kind).map_err(|_| Error::Integrity { what: "document envelope", offset })?,
+        created_us: env.created_us,
+        loc: VersionLoc { version: rec.version, offset, updated_us: env.updated_us },
+        labels,
+        terms,
+    }))
+}
+
+/// Decides, per label group, whether a reader may decrypt it.
+pub trait LabelGate {
+    /// True if every label in `labels` may be read.
+    fn may_read(&self, labels: &[Label]) -> bool;
+}
+
+impl<F: Fn(&[Label]) -> bool> LabelGate for F {
+    fn may_read(&self, labels: &[Label]) -> bool {
+        self(labels)
+    }
+}
+
+impl Store {
+    /// Reads and decrypts one stored version at `offset`, decrypting only the label
+    /// groups `gate` allows; the others come back as redaction markers.
+    pub fn read_version(&self, offset: u64, gate: &dyn LabelGate) -> Result<Document> {
+        let st = self.read_state();
+        let payload = copy_frame(&*st.map, offset, FrameType::Record)?;
+        let rec = record::parse(&payload).ok_or(Error::Integrity { what: "record frame", offset })?;
+        let keys = self.keys();
+        let env = open_envelope(keys, &rec, offset)?;
+        let pk = st.keyring.key(env.patient_slot, offset)?.clone();
+        let patient = st.keyring.patient(env.patient_slot).unwrap_or_default().to_string();
+        drop(st);
+        if rec.groups.len() != env.groups.len() {
+            return Err(Error::Integrity { what: "record frame", offset });
+        }
+        let mut fields = BTreeMap::new();
+        let mut redacted = BTreeMap::new();
+        for (i, (g, sealed)) in env.groups.iter().zip(&rec.groups).enumerate() {
+            if !gate.may_read(&g.labels) {
+                for f in &g.fields {
+                    redacted.insert(f.clone(), g.labels.clone());
+                }
+                continue;
+            }
+            let gk = self.group_key(&g.labels, &g.generations, &pk);
+            let aad = record::group_aad(&keys.vault_id(), &rec.id, rec.version, i as u16, &g.labels, &g.fields);
+            let pt = aead::open(&gk, &aad, sealed).map_err(|_| Error::Integrity { what: "label group", offset })?;
+            let body: GroupBody = body::decode(&pt, "label group", offset)?;
+            if body.len() != g.fields.len() || body.iter().zip(&g.fields).any(|((n, _), m)| n != m) {
+                return Err(Error::Integrity { what: "label group", offset });
+            }
+            fields.extend(body);
+        }
+        Ok(Document {
+            id: rec.id,
+            patient,
+            kind: Kind::new(&env.kind).map_err(|_| Error::Integrity { what: "document envelope", offset })?,
+            version: rec.version,
+            created: DateTime::from_unix_micros(env.created_us),
+            updated: DateTime::from_unix_micros(env.updated_us),
+            author: env.author,
+            fields,
+            redacted,
+        })
+    }
+
+    /// The key of a label group for one patient.
+    pub(crate) fn group_key(&self, labels: &[Label], generations: &[u32], patient_key: &SecretKey) -> SecretKey {
+        let lks: Vec<SecretKey> = labels
+            .iter()
+            .zip(generations.iter().chain(std::iter::repeat(&1)))
+            .map(|(l, g)| self.keys().label_key(l.as_str(), *g))
+            .collect();
+        keys::group_key(&lks, patient_key)
+    }
+
+    /// Streams an attachment to `out`, one verified chunk at a time (memory use is
+    /// bounded by the chunk size), and checks the whole content's hash at the end.
+    pub fn read_attachment(&self, a: &AttachmentRef, out: &mut dyn Write) -> Result<u64> {
+        let key = SecretKey::from_bytes(a.key);
+        let vid = self.vault_id();
+        let mut offset = a.first_offset;
+        let mut hasher = blake3::Hasher::new();
+        let mut written = 0u64;
+        for i in 0..a.chunks {
+            let map = self.read_state().map.clone();
+            let payload = copy_frame(&*map, offset, FrameType::AttachmentChunk)?;
+            drop(map);
+            let bad = Error::Integrity { what: "attachment chunk", offset };
+            if payload.len() < 21 || payload[..16] != a.id || crate::format::le_u32(&payload, 16) != i {
+                return Err(bad);
+            }
+            let last = i + 1 == a.chunks;
+            if payload[20] != u8::from(last) {
+                return Err(bad);
+            }
+            let aad = record::attachment_chunk_aad(&vid, &a.id, i, last);
+            let pt = aead::open(&key, &aad, &payload[21..]).map_err(|_| Error::Integrity { what: "attachment chunk", offset })?;
+            hasher.update(&pt);
+            out.write_all(&pt).map_err(|e| Error::io("<attachment output>", e))?;
+            written += pt.len() as u64;
+            offset += (FRAME_HEADER + payload.len()) as u64;
+        }
+        if written != a.size || !keys::ct_eq(hasher.finalize().as_bytes(), &a.hash) {
+            return Err(Error::Integrity { what: "attachment", offset: a.first_offset });
+        }
+        Ok(written)
+    }
+
+    /// Versions of a document, oldest first.
+    pub fn versions(&self, id: &crate::model::DocumentId) -> Result<Vec<VersionLoc>> {
+        self.read_state()
+            .catalog
+            .docs
+            .get(id)
+            .map(|e| e.versions.clone())
+            .ok_or_else(|| Error::NotFound { id: id.to_string(), version: None })
+    }
+}
