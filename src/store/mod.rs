@@ -286,6 +286,18 @@ impl Store {
         Batch::new(self, lock(&self.writer))
     }
 
+    /// Like [`Store::batch`], but returns `None` instead of waiting when the writer is busy.
+    pub fn try_batch(&self) -> Result<Option<Batch<'_>>> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        match self.writer.try_lock() {
+            Ok(g) => Batch::new(self, g).map(Some),
+            Err(std::sync::TryLockError::Poisoned(p)) => Batch::new(self, p.into_inner()).map(Some),
+            Err(std::sync::TryLockError::WouldBlock) => Ok(None),
+        }
+    }
+
     /// What open found.
     pub fn open_report(&self) -> &OpenReport {
         &self.report

@@ -1,0 +1,170 @@
+//! The policy decision point: the one place where allow or deny is decided.
+//!
+//! Inputs: the policy, the principal, the patient's rules, any active break-glass
+//! grant, the operation, the patient, the document kind and the labels involved.
+//! Order of evaluation:
+//! 1. the effective purpose is ETREAT while a break-glass grant for this patient is
+//!    active, otherwise the principal's purpose (ETREAT without break-glass matches no
+//!    grant);
+//! 2. grants are selected by role, purpose, operation and kind, and kept only if
+//!    their conditions hold (care relationship or break-glass; own records);
+//! 3. every label must be covered by a selected grant;
+//! 4. patient rules can only take away: VIP status, consent restrictions (waived by
+//!    break-glass), self-pay documents for payment purposes, and 42 CFR Part 2
+//!    (substance-use labels need the patient's consent, their own access, or an
+//!    emergency);
+//! 5. anything else is denied.
+
+use super::{Operation, PatientRules, Policy, Principal, Purpose};
+use crate::model::{DocumentId, Label};
+
+/// An active emergency-access grant of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakGlassGrant {
+    /// The patient it covers.
+    pub patient: String,
+    /// The reason given.
+    pub reason: String,
+    /// Start, Unix microseconds.
+    pub started_us: i64,
+    /// Expiry, Unix microseconds.
+    pub expires_us: i64,
+}
+
+/// What is being asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The operation.
+    pub op: Operation,
+    /// The patient concerned, if any.
+    pub patient: Option<&'a str>,
+    /// The document kind, if any.
+    pub kind: Option<&'a str>,
+    /// The document, if any.
+    pub doc: Option<DocumentId>,
+}
+
+/// The outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed.
+    Permit {
+        /// Results must be de-identified.
+        deidentify: bool,
+        /// Allowed only because of break-glass.
+        break_glass: bool,
+    },
+    /// Denied, with a reason that names no PHI.
+    Deny(String),
+}
+
+impl Decision {
+    /// Whether the decision is a permit.
+    pub fn is_permit(&self) -> bool {
+        matches!(self, Decision::Permit { .. })
+    }
+}
+
+/// Everything the decision point needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Pdp<'a> {
+    /// The policy in force.
+    pub policy: &'a Policy,
+    /// Who is asking.
+    pub principal: &'a Principal,
+    /// The patient's rules, if any.
+    pub rules: Option<&'a PatientRules>,
+    /// The session's break-glass grant, if any.
+    pub break_glass: Option<&'a BreakGlassGrant>,
+    /// The time of the decision, Unix microseconds.
+    pub now_us: i64,
+}
+
+impl Pdp<'_> {
+    fn active_break_glass(&self, patient: Option<&str>) -> bool {
+        match (self.break_glass, patient) {
+            (Some(bg), Some(p)) => bg.patient == p && self.now_us < bg.expires_us,
+            _ => false,
+        }
+    }
+
+    /// Decides `req` for content carrying `labels` (empty for non-clinical operations).
+    pub fn decide(&self, req: &Request<'_>, labels: &[Label]) -> Decision {
+        let pr = self.principal;
+        let bg = self.active_break_glass(req.patient);
+        let purpose = if bg { Purpose::EmergencyTreat } else { pr.purpose };
+        if pr.purpose == Purpose::EmergencyTreat && !bg {
+            return Decision::Deny("emergency access (ETREAT) needs an active break-glass request for this patient".into());
+        }
+        let own = matches!((req.patient, &pr.patient_id), (Some(p), Some(me)) if p == me);
+        let cares = req.patient.is_some_and(|p| pr.cares_for(p));
+        let grants: Vec<_> = self
+            .policy
+            .grants
+            .iter()
+            .filter(|g| g.roles.iter().any(|r| pr.roles.contains(r)))
+            .filter(|g| g.purposes.contains(&purpose))
+            .filter(|g| g.operations.contains(&req.op))
+            .filter(|g| match req.kind {
+                Some(k) => g.kinds.as_ref().is_none_or(|ks| ks.iter().any(|x| x == k)) && !g.exclude_kinds.iter().any(|x| x == k),
+                None => true,
+            })
+            .collect();
+        if grants.is_empty() {
+            return Decision::Deny(format!(
+                "no grant lets role {} with purpose {} {}{}",
+                pr.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("/"),
+                purpose,
+                req.op.name(),
+                req.kind.map(|k| format!(" {k} documents")).unwrap_or_default()
+            ));
+        }
+        let grants: Vec<_> = grants
+            .into_iter()
+            .filter(|g| !g.care_team || cares || bg)
+            .filter(|g| !g.own_records || own)
+            .collect();
+        if grants.is_empty() {
+            return Decision::Deny("this needs a care relationship with the patient (or break-glass), or is limited to the patient's own records".into());
+        }
+        for l in labels {
+            if !grants.iter().any(|g| g.labels.contains(l)) {
+                return Decision::Deny(format!("label {l} is not granted to this role and purpose"));
+            }
+        }
+        if let Some(rules) = self.rules {
+            if rules.vip && !(cares || bg || own) {
+                return Decision::Deny("confidential (VIP) patient: access needs a care relationship or break-glass".into());
+            }
+            if !bg && !own {
+                for r in &rules.restrictions {
+                    let applies = r.roles.iter().any(|x| pr.roles.contains(x))
+                        || r.organizations.iter().any(|o| *o == pr.organization)
+                        || r.purposes.contains(&purpose);
+                    if let Some(l) = labels.iter().find(|l| applies && r.labels.contains(l)) {
+                        return Decision::Deny(format!("the patient's consent withholds label {l} here"));
+                    }
+                }
+            }
+            if let Some(d) = req.doc {
+                if rules.self_pay.contains(&d) && matches!(purpose, Purpose::Payment | Purpose::Coverage) {
+                    return Decision::Deny("self-pay restriction (45 CFR 164.522): not disclosed for payment or coverage".into());
+                }
+            }
+        }
+        if labels.contains(&Label::substance_use()) && !own && !bg {
+            let now_s = self.now_us / 1_000_000;
+            let consented = self.rules.is_some_and(|r| {
+                r.part2_consents.iter().any(|c| {
+                    (c.organization == "*" || c.organization == pr.organization)
+                        && c.purposes.contains(&purpose)
+                        && c.expires.is_none_or(|e| now_s < e)
+                })
+            });
+            if !consented {
+                return Decision::Deny("substance-use records (42 CFR Part 2) need the patient's written consent".into());
+            }
+        }
+        Decision::Permit { deidentify: grants.iter().any(|g| g.deidentify), break_glass: bg }
+    }
+}

@@ -1,0 +1,414 @@
+//! The public entry point: a [`Vault`] holds the engine, the policy, patient rules and
+//! the audit trail; every document access goes through a [`Session`].
+
+mod admin;
+mod session;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use crate::access::{PatientRules, Policy};
+use crate::audit::trail::{self, ChainPos};
+use crate::audit::{ledger, AuditEntry};
+use crate::crypto::{aead, KdfParams, SecretKey};
+use crate::error::{Error, Result};
+use crate::format::body;
+use crate::format::frame::FrameType;
+use crate::format::header::Unlock;
+use crate::model::Schema;
+use crate::store::batch::CommitInfo;
+use crate::store::{Batch, OpenReport, Store};
+
+pub use admin::DisclosureRequest;
+pub use session::{Session, SessionBatch};
+
+/// How a vault is unlocked.
+#[derive(Clone, Copy)]
+pub enum VaultKey<'a> {
+    /// A passphrase (stretched with Argon2id).
+    Passphrase(&'a [u8]),
+    /// A raw 32-byte key from a keystore, HSM or KMS.
+    Raw(&'a SecretKey),
+}
+
+impl std::fmt::Debug for VaultKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VaultKey::Passphrase(_) => "VaultKey::Passphrase(<redacted>)",
+            VaultKey::Raw(_) => "VaultKey::Raw(<redacted>)",
+        })
+    }
+}
+
+impl<'a> VaultKey<'a> {
+    fn unlock(self) -> Unlock<'a> {
+        match self {
+            VaultKey::Passphrase(p) => Unlock::Passphrase(p),
+            VaultKey::Raw(k) => Unlock::RawKey(k),
+        }
+    }
+}
+
+/// Options for creating or opening a vault.
+#[derive(Debug, Clone)]
+pub struct VaultOptions {
+    /// The schema (labels and indexed fields). Default: [`Schema::hospital_default`].
+    pub schema: Schema,
+    /// KDF cost for passphrase slots created by this handle.
+    pub kdf: KdfParams,
+    /// The policy written at creation. Default: [`Policy::hospital_default`].
+    pub initial_policy: Policy,
+    /// Audit entries about reads are made durable within this window
+    /// (or sooner, with the next write or when `audit_max_pending` is reached).
+    pub audit_window: Duration,
+    /// At most this many read-audit entries wait for the window.
+    pub audit_max_pending: usize,
+    /// Open read-only (no lock; serves verify, head and audit reports).
+    pub read_only: bool,
+}
+
+impl Default for VaultOptions {
+    fn default() -> Self {
+        VaultOptions {
+            schema: Schema::default(),
+            kdf: KdfParams::DEFAULT,
+            initial_policy: Policy::hospital_default(),
+            audit_window: Duration::from_millis(500),
+            audit_max_pending: 256,
+            read_only: false,
+        }
+    }
+}
+
+struct AuditState {
+    pos: ChainPos,
+    pending: Vec<AuditEntry>,
+    oldest_us: i64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) policy: RwLock<Policy>,
+    pub(crate) rules: RwLock<HashMap<String, PatientRules>>,
+    audit: Mutex<AuditState>,
+    pub(crate) options: VaultOptions,
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+/// An open vault. Cheap to clone (shared handle); safe to use from many threads.
+///
+/// ```
+/// use chartvault::{Vault, VaultKey, VaultOptions, KdfParams, NewDocument, Value, SecretKey};
+/// use chartvault::access::{Principal, Purpose, Role};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("demo.cv");
+/// let key = SecretKey::random(); // in an app: from Keychain / Android Keystore
+/// let vault = Vault::create(&path, VaultKey::Raw(&key), VaultOptions::default())?;
+/// let dr = vault.session(
+///     Principal::new("dr.grey", Role::physician(), "general", Purpose::Treat).with_care_team(["MRN-7"]),
+/// )?;
+/// let id = dr.put(&NewDocument::new("MRN-7", "Observation")?
+///     .with("value", Value::Decimal("6.8".parse().unwrap())))?;
+/// assert_eq!(dr.get(&id)?.get("value"), Some(&Value::Decimal("6.8".parse().unwrap())));
+///
+/// let billing = vault.session(Principal::new("bob", Role::billing(), "general", Purpose::Payment))?;
+/// assert!(billing.get(&id).is_ok()); // normal-labelled lab values are visible for payment
+/// # Ok::<(), chartvault::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Vault {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("path", &self.inner.store.path()).finish_non_exhaustive()
+    }
+}
+
+fn policy_aad(vid: &[u8; 16], version: u32) -> Vec<u8> {
+    aead::aad("chartvault policy v1", &[vid, &version.to_le_bytes()])
+}
+fn rules_aad(vid: &[u8; 16]) -> Vec<u8> {
+    aead::aad("chartvault patient rules v1", &[vid])
+}
+
+impl Vault {
+    /// Creates a new vault at `path` (a keyring file `<path>.keyring` is created beside it).
+    pub fn create(path: &Path, key: VaultKey<'_>, options: VaultOptions) -> Result<Vault> {
+        options.initial_policy.validate()?;
+        let store = Store::create(path, &key.unlock(), options.kdf, options.schema.clone())?;
+        Self::init_new(store, options)
+    }
+
+    /// Creates a vault on caller-supplied storage (fault-injection tests).
+    pub fn create_on(
+        data: Arc<dyn crate::log::Storage>,
+        keyring: Arc<dyn crate::log::Storage>,
+        key: VaultKey<'_>,
+        options: VaultOptions,
+    ) -> Result<Vault> {
+        let store = Store::create_on(data, keyring, &key.unlock(), options.kdf, options.schema.clone(), 0)?;
+        Self::init_new(store, options)
+    }
+
+    fn init_new(store: Store, options: VaultOptions) -> Result<Vault> {
+        let mut policy = options.initial_policy.clone();
+        policy.version = 1;
+        let v = Self::assemble(store, policy.clone(), HashMap::new(), ChainPos::default(), options);
+        let sys = crate::access::Principal::new("chartvault", crate::access::Role::security_admin(), "", crate::access::Purpose::SystemAdmin);
+        let mut b = v.inner.store.batch()?;
+        v.inner.stage_policy(&mut b, &policy)?;
+        let e = AuditEntry::new(&sys, crate::audit::Action::VaultCreate, crate::audit::Outcome::Success)
+            .detail(format!("policy {} version 1", policy.name));
+        v.inner.commit_with_audit(b, vec![e])?;
+        Ok(v)
+    }
+
+    /// Opens an existing vault.
+    pub fn open(path: &Path, key: VaultKey<'_>, options: VaultOptions) -> Result<Vault> {
+        let store = Store::open(path, &key.unlock(), options.read_only, options.schema.clone(), &mut |_| Ok(()))?;
+        Self::load(store, options)
+    }
+
+    /// Opens a vault on caller-supplied storage (fault-injection tests).
+    pub fn open_on(
+        data: Arc<dyn crate::log::Storage>,
+        keyring: Arc<dyn crate::log::Storage>,
+        key: VaultKey<'_>,
+        options: VaultOptions,
+    ) -> Result<Vault> {
+        let store = Store::open_on(data, keyring, &key.unlock(), options.read_only, options.schema.clone(), &mut |_| Ok(()))?;
+        Self::load(store, options)
+    }
+
+    fn load(store: Store, options: VaultOptions) -> Result<Vault> {
+        let st = store.read_state();
+        let map = st.map.clone();
+        let policy_off = st.catalog.frames_of(FrameType::Policy).last().copied();
+        let admin_offs = st.catalog.frames_of(FrameType::Admin).to_vec();
+        drop(st);
+        let vid = store.vault_id();
+        let policy = match policy_off {
+            Some(off) => {
+                let p = store.read_frame(&*map, off, FrameType::Policy)?;
+                if p.len() < 4 {
+                    return Err(Error::Integrity { what: "policy", offset: off });
+                }
+                let version = crate::format::le_u32(&p, 0);
+                let pt = aead::open(&store.keys().system, &policy_aad(&vid, version), &p[4..])
+                    .map_err(|_| Error::Integrity { what: "policy", offset: off })?;
+                let json: String = body::decode(&pt, "policy", off)?;
+                let mut pol = Policy::from_json(&json)?;
+                pol.version = version;
+                pol
+            }
+            None => {
+                let mut p = Policy::hospital_default();
+                p.version = 0;
+                p
+            }
+        };
+        let mut rules = HashMap::new();
+        for off in admin_offs {
+            let p = store.read_frame(&*map, off, FrameType::Admin)?;
+            let pt = aead::open(&store.keys().system, &rules_aad(&vid), &p)
+                .map_err(|_| Error::Integrity { what: "patient rules", offset: off })?;
+            let r: String = body::decode(&pt, "patient rules", off)?;
+            let r: PatientRules = serde_json::from_str(&r).map_err(|_| Error::Integrity { what: "patient rules", offset: off })?;
+            rules.insert(r.patient.clone(), r);
+        }
+        let pos = trail::position(&store)?;
+        Ok(Self::assemble(store, policy, rules, pos, options))
+    }
+
+    fn assemble(store: Store, policy: Policy, rules: HashMap<String, PatientRules>, pos: ChainPos, options: VaultOptions) -> Vault {
+        let inner = Arc::new(Inner {
+            store,
+            policy: RwLock::new(policy),
+            rules: RwLock::new(rules),
+            audit: Mutex::new(AuditState { pos, pending: Vec::new(), oldest_us: 0 }),
+            options,
+            stop: Arc::new((Mutex::new(false), std::sync::Condvar::new())),
+        });
+        if !inner.store.is_read_only() {
+            spawn_flusher(Arc::downgrade(&inner), inner.stop.clone(), inner.options.audit_window);
+        }
+        Vault { inner }
+    }
+
+    /// Opens a session for `principal`. Every document access goes through a session.
+    pub fn session(&self, principal: crate::access::Principal) -> Result<Session> {
+        Session::open(self.inner.clone(), principal)
+    }
+
+    /// (commit number, hash-chain value) of the last commit. Keep it outside the vault
+    /// (for example in the app's keychain) and compare on the next open to detect a
+    /// file rolled back to an older copy.
+    pub fn head(&self) -> (u64, [u8; 32]) {
+        self.inner.store.head()
+    }
+
+    /// What open found (torn tail discarded, damaged header copy, ...).
+    pub fn open_report(&self) -> &OpenReport {
+        self.inner.store.open_report()
+    }
+
+    /// Verifies every frame, commit, MAC and sealed part of the file.
+    pub fn verify(&self) -> Result<crate::store::verify::VerifyReport> {
+        self.inner.store.verify()
+    }
+
+    /// Makes pending read-audit entries durable now.
+    pub fn flush_audit(&self) -> Result<()> {
+        self.inner.flush_audit()
+    }
+
+    /// The engine (for tools, benchmarks and tests that work below the session layer).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Whether an earlier I/O failure has latched writes off.
+    pub fn is_latched(&self) -> bool {
+        self.inner.store.is_latched()
+    }
+
+    /// Number of committed document versions and distinct documents.
+    pub fn stats(&self) -> (u64, usize) {
+        let st = self.inner.store.read_state();
+        (st.catalog.versions, st.catalog.docs.len())
+    }
+
+    /// Flushes pending audit entries and closes this handle (other clones stay open).
+    pub fn close(self) -> Result<()> {
+        self.inner.flush_audit()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let (m, c) = &*self.stop;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        c.notify_all();
+        let _ = self.flush_audit();
+    }
+}
+
+fn spawn_flusher(weak: Weak<Inner>, stop: Arc<(Mutex<bool>, std::sync::Condvar)>, window: Duration) {
+    let _ = std::thread::Builder::new().name("chartvault-audit".into()).spawn(move || {
+        loop {
+            {
+                let (m, c) = &*stop;
+                let g = m.lock().unwrap_or_else(|e| e.into_inner());
+                let (g, _) = c.wait_timeout(g, window).unwrap_or_else(|e| e.into_inner());
+                if *g {
+                    return;
+                }
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            let due = {
+                let a = inner.audit.lock().unwrap_or_else(|e| e.into_inner());
+                !a.pending.is_empty()
+                    && crate::util::now_micros() - a.oldest_us >= i64::try_from(window.as_micros()).unwrap_or(i64::MAX)
+            };
+            if due {
+                let _ = inner.flush_audit();
+            }
+        }
+    });
+}
+
+impl Inner {
+    fn lock_audit(&self) -> std::sync::MutexGuard<'_, AuditState> {
+        self.audit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an audit entry. Entries about reads wait (bounded by the window and
+    /// the pending limit); all others are committed at once.
+    pub(crate) fn audit(&self, e: AuditEntry) -> Result<()> {
+        if self.store.is_read_only() {
+            return Ok(());
+        }
+        let flush_now = {
+            let mut a = self.lock_audit();
+            if a.pending.is_empty() {
+                a.oldest_us = e.time_us;
+            }
+            let is_read = e.action.is_read() && e.outcome == crate::audit::Outcome::Success;
+            a.pending.push(e);
+            !is_read || a.pending.len() >= self.options.audit_max_pending
+        };
+        if !flush_now {
+            return Ok(());
+        }
+        // If the writer is busy (possibly with a batch of this very thread), the entries
+        // stay pending and commit with that batch, or with the flusher's next pass.
+        match self.store.try_batch()? {
+            Some(b) => self.commit_with_audit(b, Vec::new()).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits every pending audit entry.
+    pub(crate) fn flush_audit(&self) -> Result<()> {
+        if self.store.is_read_only() || self.lock_audit().pending.is_empty() {
+            return Ok(());
+        }
+        let b = self.store.batch()?;
+        self.commit_with_audit(b, Vec::new()).map(|_| ())
+    }
+
+    /// Commits a batch together with `entries` and every pending audit entry, so
+    /// entries about writes are durable with the data they describe.
+    pub(crate) fn commit_with_audit(&self, mut b: Batch<'_>, entries: Vec<AuditEntry>) -> Result<CommitInfo> {
+        let mut a = self.lock_audit();
+        let mut pos = a.pos;
+        let mut all: Vec<AuditEntry> = std::mem::take(&mut a.pending);
+        let n_pending = all.len();
+        all.extend(entries);
+        let mut sealed = Vec::with_capacity(all.len());
+        for e in &mut all {
+            sealed.push(trail::seal(self.store.keys(), e, &mut pos));
+        }
+        let staged = sealed.iter().try_for_each(|p| b.append_frame(FrameType::Audit, p).map(|_| ()));
+        let result = staged.and_then(|()| b.commit());
+        match result {
+            Ok(info) => {
+                a.pos = pos;
+                Ok(info)
+            }
+            Err(e) => {
+                // Keep the read entries for the next attempt; the chain position is unchanged.
+                let mut back: Vec<AuditEntry> = all.into_iter().take(n_pending).collect();
+                back.append(&mut a.pending);
+                a.pending = back;
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn stage_policy(&self, b: &mut Batch<'_>, p: &Policy) -> Result<()> {
+        let vid = self.store.vault_id();
+        let mut payload = p.version.to_le_bytes().to_vec();
+        aead::seal(&self.store.keys().system, &policy_aad(&vid, p.version), &body::encode(&p.to_json()), &mut payload);
+        b.append_frame(FrameType::Policy, &payload)?;
+        Ok(())
+    }
+
+    pub(crate) fn stage_rules(&self, b: &mut Batch<'_>, r: &PatientRules) -> Result<()> {
+        let vid = self.store.vault_id();
+        let json = serde_json::to_string(r).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let mut payload = Vec::new();
+        aead::seal(&self.store.keys().system, &rules_aad(&vid), &body::encode(&json), &mut payload);
+        b.append_frame(FrameType::Admin, &payload)?;
+        Ok(())
+    }
+
+    pub(crate) fn stage_disclosure(&self, b: &mut Batch<'_>, d: &crate::audit::Disclosure) -> Result<()> {
+        b.append_frame(FrameType::Disclosure, &ledger::seal(self.store.keys(), d))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,483 @@
+//! Sessions: every document access names who is asking and why, is decided by the
+//! policy decision point, and is audited.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::Inner;
+use crate::access::pdp::{BreakGlassGrant, Pdp};
+use crate::access::{Decision, Operation, PatientRules, Principal, Request};
+use crate::audit::{Action, AuditEntry, Outcome};
+use crate::error::{Error, Result};
+use crate::model::{AttachmentRef, Document, DocumentId, Field, Label, NewDocument, Value};
+use crate::store::batch::CommitInfo;
+use crate::store::Batch;
+
+/// A principal's session on a vault. Expires after the policy's idle time
+/// (automatic logoff). Safe to share between threads.
+pub struct Session {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) principal: Principal,
+    break_glass: Mutex<Option<BreakGlassGrant>>,
+    last_used: Mutex<Instant>,
+    expired: Mutex<bool>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("user", &self.principal.user).finish_non_exhaustive()
+    }
+}
+
+/// What a document looks like to the catalog (no decryption needed).
+pub(crate) struct DocMeta {
+    pub patient: String,
+    pub kind: String,
+    pub labels: Vec<Label>,
+}
+
+impl Session {
+    pub(crate) fn open(inner: Arc<Inner>, principal: Principal) -> Result<Session> {
+        principal.validate()?;
+        let s = Session {
+            inner,
+            principal,
+            break_glass: Mutex::new(None),
+            last_used: Mutex::new(Instant::now()),
+            expired: Mutex::new(false),
+        };
+        s.inner.audit(AuditEntry::new(&s.principal, Action::SessionOpen, Outcome::Success))?;
+        Ok(s)
+    }
+
+    /// The principal.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// Checks the session has not expired and marks it used.
+    pub(crate) fn touch(&self) -> Result<()> {
+        let idle = self.inner.policy.read().unwrap_or_else(|e| e.into_inner()).session_idle_secs;
+        let mut exp = self.expired.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+        if *exp || last.elapsed() > Duration::from_secs(idle) {
+            if !*exp {
+                *exp = true;
+                drop(last);
+                drop(exp);
+                self.inner.audit(AuditEntry::new(&self.principal, Action::SessionExpired, Outcome::Success))?;
+            }
+            return Err(Error::SessionExpired { idle_secs: idle });
+        }
+        *last = Instant::now();
+        Ok(())
+    }
+
+    /// Test hook: pretend the session has been idle for `d`.
+    #[doc(hidden)]
+    pub fn backdate_last_use(&self, d: Duration) {
+        let mut last = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = Instant::now().checked_sub(d) {
+            *last = t;
+        }
+    }
+
+    /// Test hook: age the break-glass grant by `d`.
+    #[doc(hidden)]
+    pub fn backdate_break_glass(&self, d: Duration) {
+        if let Some(bg) = self.break_glass.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            let us = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+            bg.started_us -= us;
+            bg.expires_us -= us;
+        }
+    }
+
+    /// Decides `req` for `labels` at the single policy decision point.
+    pub(crate) fn decide(&self, req: &Request<'_>, labels: &[Label]) -> Decision {
+        let policy = self.inner.policy.read().unwrap_or_else(|e| e.into_inner());
+        let rules = self.inner.rules.read().unwrap_or_else(|e| e.into_inner());
+        let bg = self.break_glass.lock().unwrap_or_else(|e| e.into_inner());
+        let pdp = Pdp {
+            policy: &policy,
+            principal: &self.principal,
+            rules: req.patient.and_then(|p| rules.get(p)),
+            break_glass: bg.as_ref(),
+            now_us: crate::util::now_micros(),
+        };
+        pdp.decide(req, labels)
+    }
+
+    pub(crate) fn entry(&self, action: Action, outcome: Outcome) -> AuditEntry {
+        AuditEntry::new(&self.principal, action, outcome)
+    }
+
+    /// Audits a denial and returns the error to give the caller.
+    pub(crate) fn deny(&self, action: Action, patient: Option<&str>, docs: Vec<DocumentId>, labels: Vec<Label>, reason: String) -> Error {
+        let e = self.entry(action, Outcome::Denied).patient(patient).documents(docs).labels(labels).detail(reason.clone());
+        match self.inner.audit(e) {
+            Ok(()) => Error::Denied(reason),
+            Err(err) => err,
+        }
+    }
+
+    pub(crate) fn meta(&self, id: &DocumentId) -> Result<DocMeta> {
+        let st = self.inner.store.read_state();
+        let e = st.catalog.docs.get(id).ok_or_else(|| Error::NotFound { id: id.to_string(), version: None })?;
+        let patient = st.keyring.patient(e.patient_slot).ok_or(Error::Erased)?.to_string();
+        Ok(DocMeta { patient, kind: e.kind.to_string(), labels: e.labels.iter().cloned().collect() })
+    }
+
+    /// The pseudonym shown to de-identified sessions instead of a patient id.
+    pub(crate) fn pseudonym(&self, patient: &str) -> String {
+        let k = self.inner.store.keys().system.derive("chartvault 2026 research pseudonym v1", &[]);
+        format!("anon-{}", &crate::util::hex(&k.mac(&[patient.as_bytes()]))[..20])
+    }
+
+    /// Reads one version (latest when `version` is `None`) with redaction, without auditing.
+    pub(crate) fn read_doc(&self, id: &DocumentId, version: Option<u32>, op: Operation) -> Result<(Document, bool)> {
+        let meta = self.meta(id)?;
+        let req = Request { op, patient: Some(&meta.patient), kind: Some(&meta.kind), doc: Some(*id) };
+        let (deid, bg) = match self.decide(&req, &[]) {
+            Decision::Permit { deidentify, break_glass } => (deidentify, break_glass),
+            Decision::Deny(r) => return Err(Error::Denied(r)),
+        };
+        let versions = self.inner.store.versions(id)?;
+        let loc = match version {
+            None => versions.last().copied(),
+            Some(v) => versions.iter().find(|l| l.version == v).copied(),
+        }
+        .ok_or_else(|| Error::NotFound { id: id.to_string(), version })?;
+        let gate = |labels: &[Label]| self.decide(&req, labels).is_permit();
+        let mut doc = self.inner.store.read_version(loc.offset, &gate)?;
+        if deid {
+            doc.patient = self.pseudonym(&doc.patient);
+            doc.author = String::new();
+        }
+        Ok((doc, bg))
+    }
+
+    fn audit_read(&self, action: Action, doc: &Document, bg: bool) -> Result<()> {
+        let labels: Vec<Label> = {
+            let st = self.inner.store.read_state();
+            st.catalog.docs.get(&doc.id).map(|e| e.labels.iter().cloned().collect()).unwrap_or_default()
+        };
+        let read: Vec<Label> = labels.into_iter().filter(|l| !doc.redacted.values().any(|ls| ls.contains(l))).collect();
+        let patient = self.meta(&doc.id).map(|m| m.patient).ok();
+        let mut e = self.entry(action, Outcome::Success).patient(patient.as_deref()).documents(vec![doc.id]).labels(read).break_glass(bg);
+        if !doc.redacted.is_empty() {
+            e = e.detail(format!("{} field(s) redacted", doc.redacted.len()));
+        }
+        self.inner.audit(e)
+    }
+
+    fn read_audited(&self, id: &DocumentId, version: Option<u32>) -> Result<Document> {
+        self.touch()?;
+        match self.read_doc(id, version, Operation::Read) {
+            Ok((doc, bg)) => {
+                self.audit_read(Action::Read, &doc, bg)?;
+                Ok(doc)
+            }
+            Err(Error::Denied(r)) => {
+                let patient = self.meta(id).map(|m| m.patient).ok();
+                Err(self.deny(Action::Read, patient.as_deref(), vec![*id], Vec::new(), r))
+            }
+            Err(e) => {
+                let patient = self.meta(id).map(|m| m.patient).ok();
+                self.inner.audit(
+                    self.entry(Action::Read, Outcome::Failed).patient(patient.as_deref()).documents(vec![*id]).detail(error_kind(&e)),
+                )?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The latest version of a document, with fields this session may not read
+    /// replaced by redaction markers.
+    pub fn get(&self, id: &DocumentId) -> Result<Document> {
+        self.read_audited(id, None)
+    }
+
+    /// A given version of a document.
+    pub fn get_version(&self, id: &DocumentId, version: u32) -> Result<Document> {
+        self.read_audited(id, Some(version))
+    }
+
+    /// Every version of a document, oldest first.
+    pub fn history(&self, id: &DocumentId) -> Result<Vec<Document>> {
+        self.touch()?;
+        let versions = self.inner.store.versions(id)?;
+        let mut out = Vec::with_capacity(versions.len());
+        for v in versions {
+            match self.read_doc(id, Some(v.version), Operation::Read) {
+                Ok((d, bg)) => {
+                    self.audit_read(Action::Read, &d, bg)?;
+                    out.push(d);
+                }
+                Err(Error::Denied(r)) => {
+                    let patient = self.meta(id).map(|m| m.patient).ok();
+                    return Err(self.deny(Action::Read, patient.as_deref(), vec![*id], Vec::new(), r));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A patient's documents (latest versions) that this session may see, oldest first.
+    pub fn chart(&self, patient: &str) -> Result<Vec<Document>> {
+        self.touch()?;
+        let ids: Vec<DocumentId> = {
+            let st = self.inner.store.read_state();
+            match st.keyring.slot_of(patient) {
+                Some(s) => st.catalog.by_patient.get(&s).cloned().unwrap_or_default(),
+                None => Vec::new(),
+            }
+        };
+        let mut docs = Vec::new();
+        for id in &ids {
+            match self.read_doc(id, None, Operation::Read) {
+                Ok((d, _)) => docs.push(d),
+                Err(Error::Denied(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let bg = self.decide(&Request { op: Operation::Read, patient: Some(patient), kind: None, doc: None }, &[])
+            == Decision::Permit { deidentify: false, break_glass: true };
+        let e = self
+            .entry(Action::Read, if docs.is_empty() && !ids.is_empty() { Outcome::Denied } else { Outcome::Success })
+            .patient(Some(patient))
+            .documents(docs.iter().map(|d| d.id).collect())
+            .break_glass(bg)
+            .detail("patient chart");
+        self.inner.audit(e)?;
+        Ok(docs)
+    }
+
+    /// Streams the attachment in field `field` of document `id` to `out`.
+    pub fn read_attachment(&self, id: &DocumentId, field: &str, out: &mut dyn Write) -> Result<u64> {
+        self.touch()?;
+        let doc = self.read_audited(id, None)?;
+        let Some(Value::Attachment(a)) = doc.get(field) else {
+            return Err(Error::InvalidArgument(format!(
+                "field {:?} is not a readable attachment of this document",
+                field.chars().take(64).collect::<String>()
+            )));
+        };
+        let n = self.inner.store.read_attachment(a, out)?;
+        self.inner.audit(self.entry(Action::AttachmentRead, Outcome::Success).patient(Some(&doc.patient)).documents(vec![*id]))?;
+        Ok(n)
+    }
+
+    /// Stores a new document; returns its id.
+    pub fn put(&self, doc: &NewDocument) -> Result<DocumentId> {
+        let mut b = self.batch()?;
+        let id = b.put(doc)?;
+        b.commit()?;
+        Ok(id)
+    }
+
+    /// Writes a new version of `id` whose fields are `fields`. Every old version stays.
+    /// The session must be able to read every label of the current version (so an
+    /// update never silently drops fields it could not see).
+    pub fn update(&self, id: &DocumentId, fields: BTreeMap<String, Field>) -> Result<u32> {
+        let mut b = self.batch()?;
+        let v = b.update(id, fields)?;
+        b.commit()?;
+        Ok(v)
+    }
+
+    /// Starts a batch: many writes, one durable commit (group commit).
+    pub fn batch(&self) -> Result<SessionBatch<'_>> {
+        self.touch()?;
+        Ok(SessionBatch { session: self, batch: None, entries: Vec::new(), attachments: Vec::new() })
+    }
+
+    /// Requests emergency access (break-glass) to one patient, with a reason. The grant
+    /// lasts for the policy's `break_glass_secs`, is scoped to that patient, and every
+    /// access under it is flagged in the audit trail.
+    pub fn break_glass(&self, patient: &str, reason: &str) -> Result<BreakGlassGrant> {
+        self.touch()?;
+        if reason.trim().len() < 4 {
+            return Err(Error::InvalidArgument("break-glass needs a reason (at least 4 characters)".into()));
+        }
+        let secs = self.inner.policy.read().unwrap_or_else(|e| e.into_inner()).break_glass_secs;
+        let now = crate::util::now_micros();
+        let grant = BreakGlassGrant {
+            patient: patient.to_string(),
+            reason: reason.chars().take(500).collect(),
+            started_us: now,
+            expires_us: now + i64::try_from(secs).unwrap_or(0) * 1_000_000,
+        };
+        // The grant only matters if the policy lets this role act under ETREAT.
+        let probe = Pdp {
+            policy: &self.inner.policy.read().unwrap_or_else(|e| e.into_inner()),
+            principal: &self.principal,
+            rules: None,
+            break_glass: Some(&grant),
+            now_us: now,
+        }
+        .decide(&Request { op: Operation::Read, patient: Some(patient), kind: None, doc: None }, &[]);
+        if !probe.is_permit() {
+            return Err(self.deny(Action::BreakGlass, Some(patient), Vec::new(), Vec::new(), "this role may not use break-glass".into()));
+        }
+        *self.break_glass.lock().unwrap_or_else(|e| e.into_inner()) = Some(grant.clone());
+        self.inner.audit(
+            self.entry(Action::BreakGlass, Outcome::Success).patient(Some(patient)).break_glass(true).detail(grant.reason.clone()),
+        )?;
+        Ok(grant)
+    }
+
+    /// The active break-glass grant, if any.
+    pub fn break_glass_grant(&self) -> Option<BreakGlassGrant> {
+        self.break_glass.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The patient rules in force for `patient` (needs `manage-consent` or `audit`).
+    pub fn patient_rules(&self, patient: &str) -> Result<Option<PatientRules>> {
+        self.touch()?;
+        self.require_any(&[Operation::ManageConsent, Operation::Audit], Action::AuditRead)?;
+        Ok(self.inner.rules.read().unwrap_or_else(|e| e.into_inner()).get(patient).cloned())
+    }
+
+    /// Checks a non-clinical operation is granted, auditing a denial.
+    pub(crate) fn require(&self, op: Operation, action: Action) -> Result<bool> {
+        self.require_any(&[op], action)
+    }
+
+    pub(crate) fn require_any(&self, ops: &[Operation], action: Action) -> Result<bool> {
+        let mut reason = String::new();
+        for op in ops {
+            match self.decide(&Request { op: *op, patient: None, kind: None, doc: None }, &[]) {
+                Decision::Permit { .. } => return Ok(true),
+                Decision::Deny(r) => reason = r,
+            }
+        }
+        Err(self.deny(action, None, Vec::new(), Vec::new(), reason))
+    }
+}
+
+pub(crate) fn error_kind(e: &Error) -> String {
+    match e {
+        Error::NotFound { .. } => "not found".into(),
+        Error::Erased => "erased".into(),
+        Error::Integrity { .. } => "integrity check failed".into(),
+        other => format!("{:?}", std::mem::discriminant(other)),
+    }
+}
+
+/// A batch of writes by one session: each write is checked by the policy, and the
+/// audit entries commit together with the data.
+pub struct SessionBatch<'s> {
+    session: &'s Session,
+    batch: Option<Batch<'s>>,
+    entries: Vec<AuditEntry>,
+    attachments: Vec<[u8; 16]>,
+}
+
+impl std::fmt::Debug for SessionBatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionBatch").field("entries", &self.entries.len()).finish_non_exhaustive()
+    }
+}
+
+impl<'s> SessionBatch<'s> {
+    fn batch(&mut self) -> Result<&mut Batch<'s>> {
+        if self.batch.is_none() {
+            self.batch = Some(self.session.inner.store.batch()?);
+        }
+        self.batch.as_mut().ok_or(Error::ReadOnly)
+    }
+
+    fn check_write(&mut self, op: Operation, action: Action, patient: &str, kind: &str, labels: Vec<Label>, doc: Option<DocumentId>) -> Result<bool> {
+        let s = self.session;
+        let req = Request { op, patient: Some(patient), kind: Some(kind), doc };
+        match s.decide(&req, &labels) {
+            Decision::Permit { break_glass, .. } => Ok(break_glass),
+            // The denial is audited; if this batch holds the writer, the entry commits
+            // with the batch (or with the next write after it).
+            Decision::Deny(r) => Err(s.deny(action, Some(patient), doc.into_iter().collect(), labels, r)),
+        }
+    }
+
+    /// Stages a new document; returns its id.
+    pub fn put(&mut self, doc: &NewDocument) -> Result<DocumentId> {
+        self.session.touch()?;
+        doc.validate()?;
+        let labels: Vec<Label> = {
+            let schema = self.session.inner.store.schema();
+            doc.fields.iter().flat_map(|(n, f)| schema.labels_of(&doc.kind, n, &f.labels)).collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+        };
+        let bg = self.check_write(Operation::Create, Action::Create, &doc.patient, doc.kind.as_str(), labels.clone(), None)?;
+        let author = self.session.principal.user.clone();
+        let id = self.batch()?.put(doc, &author)?;
+        self.entries.push(
+            self.session.entry(Action::Create, Outcome::Success).patient(Some(&doc.patient)).documents(vec![id]).labels(labels).break_glass(bg),
+        );
+        Ok(id)
+    }
+
+    /// Stages a new version of `id` with `fields`.
+    pub fn update(&mut self, id: &DocumentId, fields: BTreeMap<String, Field>) -> Result<u32> {
+        self.update_as(id, fields, Operation::Update, Action::Update, String::new())
+    }
+
+    pub(crate) fn update_as(&mut self, id: &DocumentId, fields: BTreeMap<String, Field>, op: Operation, action: Action, detail: String) -> Result<u32> {
+        self.session.touch()?;
+        let meta = self.session.meta(id)?;
+        let kind = crate::model::Kind::new(&meta.kind)?;
+        let mut labels: std::collections::BTreeSet<Label> = {
+            let schema = self.session.inner.store.schema();
+            fields.iter().flat_map(|(n, f)| schema.labels_of(&kind, n, &f.labels)).collect()
+        };
+        // The current version's labels must all be readable, so nothing is dropped unseen.
+        let old = meta.labels.clone();
+        let req = Request { op: Operation::Read, patient: Some(&meta.patient), kind: Some(&meta.kind), doc: Some(*id) };
+        if let Decision::Deny(r) = self.session.decide(&req, &old) {
+            return Err(self.session.deny(action, Some(&meta.patient), vec![*id], old, format!("the current version has fields this session cannot read ({r})")));
+        }
+        labels.extend(old);
+        let labels: Vec<Label> = labels.into_iter().collect();
+        let bg = self.check_write(op, action, &meta.patient, &meta.kind, labels.clone(), Some(*id))?;
+        let author = self.session.principal.user.clone();
+        let v = self.batch()?.update(id, &fields, &author)?;
+        self.entries.push(
+            self.session
+                .entry(action, Outcome::Success)
+                .patient(Some(&meta.patient))
+                .documents(vec![*id])
+                .labels(labels)
+                .break_glass(bg)
+                .detail(detail),
+        );
+        Ok(v)
+    }
+
+    /// Streams an attachment into the batch; reference the result in a field of a
+    /// document put in this batch.
+    pub fn put_attachment(&mut self, content_type: &str, reader: &mut dyn Read) -> Result<AttachmentRef> {
+        self.session.touch()?;
+        let a = self.batch()?.put_attachment(content_type, reader)?;
+        self.attachments.push(a.id);
+        Ok(a)
+    }
+
+    /// Stages a raw frame with an audit entry (used by other layers of the crate).
+    pub(crate) fn stage(&mut self, f: impl FnOnce(&Inner, &mut Batch<'s>) -> Result<()>, entry: AuditEntry) -> Result<()> {
+        let inner = self.session.inner.clone();
+        f(&inner, self.batch()?)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// Makes every staged write durable with one fsync, together with its audit entries.
+    pub fn commit(mut self) -> Result<CommitInfo> {
+        let entries = std::mem::take(&mut self.entries);
+        let b = match self.batch.take() {
+            Some(b) => b,
+            None => self.session.inner.store.batch()?,
+        };
+        self.session.inner.commit_with_audit(b, entries)
+    }
+}
