@@ -29,3 +29,4 @@ pub mod audit;
 pub mod vault;
 
 pub use vault::{DisclosureRequest, Session, SessionBatch, Vault, VaultKey, VaultOptions};
+pub mod query;

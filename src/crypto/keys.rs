@@ -8,6 +8,7 @@
 //!        ├─ audit key       seals audit entries
 //!        ├─ keyring key     seals patient keys in the keyring file
 //!        ├─ system key      seals policy, ledger and other administrative frames
+//!        ├─ index key       seals the global part of index checkpoints
 //!        └─ label key (label, generation)
 //! patient key (random per patient, in the keyring)
 //! group key = derive(label keys of the group's labels, patient key)
@@ -114,6 +115,8 @@ pub struct KeyHierarchy {
     pub keyring: SecretKey,
     /// Seals policy, ledger and administrative frames.
     pub system: SecretKey,
+    /// Seals the global part of index checkpoints.
+    pub index: SecretKey,
 }
 
 impl fmt::Debug for KeyHierarchy {
@@ -132,6 +135,7 @@ impl KeyHierarchy {
             audit: d("chartvault 2026 audit key v1"),
             keyring: d("chartvault 2026 keyring key v1"),
             system: d("chartvault 2026 system key v1"),
+            index: d("chartvault 2026 index checkpoint key v1"),
             root,
             vault_id,
         }

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod checkpoint;
 pub mod keyring;
 pub mod read;
 pub mod record;
@@ -47,6 +48,11 @@ pub struct OpenReport {
     pub commits: u64,
     /// Frames verified at open.
     pub frames: u64,
+    /// Offset of the index checkpoint open started from, if one was used.
+    pub checkpoint: Option<u64>,
+    /// Why the checkpoint named in the header could not be used (open then rebuilt
+    /// the indexes from the whole log).
+    pub checkpoint_fallback: Option<String>,
 }
 
 /// State shared by readers, replaced under a write lock after each commit.
@@ -185,9 +191,16 @@ impl Store {
         let keys = KeyHierarchy::new(root, header.vault_id);
         let ring = Keyring::load(keyring, &keys)?;
         let schema_ref = &schema;
-        let mut catalog = Catalog::default();
         let map = data.map().map_err(io)?;
-        let start = Self::empty_head(&header.vault_id);
+        let empty = Self::empty_head(&header.vault_id);
+        let (mut catalog, start, cp_used, cp_fallback) = if header.checkpoint_offset != 0 {
+            match checkpoint::load(&keys, &ring, &*map, header.checkpoint_offset) {
+                Ok((c, h)) => (c, h, Some(header.checkpoint_offset), None),
+                Err(e) => (Catalog::default(), empty, None, Some(e.to_string())),
+            }
+        } else {
+            (Catalog::default(), empty, None, None)
+        };
         let outcome = {
             let mut apply = |frames: &[ScannedFrame], c: &Commit| -> Result<()> {
                 for f in frames {
@@ -200,7 +213,8 @@ impl Store {
         };
         let ScanOutcome { head, torn_tail, corrupt, commits, frames, .. } = outcome;
         let head = head.unwrap_or(start);
-        let mut report = OpenReport { torn_tail, damaged_header, corrupt: None, commits, frames };
+        let mut report =
+            OpenReport { torn_tail, damaged_header, corrupt: None, commits, frames, checkpoint: cp_used, checkpoint_fallback: cp_fallback };
         let mut map = map;
         if let Some((offset, reason)) = corrupt {
             if !read_only {
@@ -411,6 +425,14 @@ impl Store {
     /// Which slot index a secret unlocks.
     pub fn slot_of(&self, secret: &Unlock<'_>) -> Result<usize> {
         Ok(lock(&self.header).unlock(secret)?.0)
+    }
+
+    pub(crate) fn writer_guard(&self) -> MutexGuard<'_, Option<LogWriter>> {
+        lock(&self.writer)
+    }
+
+    pub(crate) fn header_guard(&self) -> MutexGuard<'_, Header> {
+        lock(&self.header)
     }
 
     fn write_header(&self, h: &mut Header) -> Result<()> {

@@ -2,7 +2,7 @@
 //! the audit trail; every document access goes through a [`Session`].
 
 mod admin;
-mod session;
+pub(crate) mod session;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -67,6 +67,9 @@ pub struct VaultOptions {
     pub audit_max_pending: usize,
     /// Open read-only (no lock; serves verify, head and audit reports).
     pub read_only: bool,
+    /// Write an index checkpoint after this many new document versions (0: never
+    /// automatically; [`Vault::checkpoint`] still works).
+    pub checkpoint_every: u64,
 }
 
 impl Default for VaultOptions {
@@ -78,6 +81,7 @@ impl Default for VaultOptions {
             audit_window: Duration::from_millis(500),
             audit_max_pending: 256,
             read_only: false,
+            checkpoint_every: 50_000,
         }
     }
 }
@@ -94,6 +98,7 @@ pub(crate) struct Inner {
     pub(crate) rules: RwLock<HashMap<String, PatientRules>>,
     audit: Mutex<AuditState>,
     pub(crate) options: VaultOptions,
+    checkpointed_versions: std::sync::atomic::AtomicU64,
     stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
@@ -225,7 +230,9 @@ impl Vault {
     }
 
     fn assemble(store: Store, policy: Policy, rules: HashMap<String, PatientRules>, pos: ChainPos, options: VaultOptions) -> Vault {
+        let versions = store.read_state().catalog.versions;
         let inner = Arc::new(Inner {
+            checkpointed_versions: std::sync::atomic::AtomicU64::new(versions),
             store,
             policy: RwLock::new(policy),
             rules: RwLock::new(rules),
@@ -259,6 +266,12 @@ impl Vault {
     /// Verifies every frame, commit, MAC and sealed part of the file.
     pub fn verify(&self) -> Result<crate::store::verify::VerifyReport> {
         self.inner.store.verify()
+    }
+
+    /// Writes an index checkpoint now, so the next open starts from it instead of
+    /// decrypting every document's index terms. Returns its offset.
+    pub fn checkpoint(&self) -> Result<u64> {
+        self.inner.checkpoint()
     }
 
     /// Makes pending read-audit entries durable now.
@@ -388,6 +401,23 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+
+    pub(crate) fn checkpoint(&self) -> Result<u64> {
+        let versions = self.store.read_state().catalog.versions;
+        let off = self.store.checkpoint()?;
+        self.checkpointed_versions.store(versions, std::sync::atomic::Ordering::Relaxed);
+        Ok(off)
+    }
+
+    /// Writes a checkpoint if enough versions were added since the last one.
+    pub(crate) fn maybe_checkpoint(&self) -> Result<()> {
+        let every = self.options.checkpoint_every;
+        let versions = self.store.read_state().catalog.versions;
+        if every > 0 && versions.saturating_sub(self.checkpointed_versions.load(std::sync::atomic::Ordering::Relaxed)) >= every {
+            self.checkpoint()?;
+        }
+        Ok(())
     }
 
     pub(crate) fn stage_policy(&self, b: &mut Batch<'_>, p: &Policy) -> Result<()> {

@@ -478,6 +478,8 @@ impl<'s> SessionBatch<'s> {
             Some(b) => b,
             None => self.session.inner.store.batch()?,
         };
-        self.session.inner.commit_with_audit(b, entries)
+        let info = self.session.inner.commit_with_audit(b, entries)?;
+        self.session.inner.maybe_checkpoint()?;
+        Ok(info)
     }
 }

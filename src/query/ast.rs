@@ -1,0 +1,224 @@
+//! The query syntax tree.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::format::body::IndexKey;
+use crate::model::{Date, DateTime, Decimal};
+
+/// Comparison operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CmpOp {
+    /// `=`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl CmpOp {
+    /// The operator's symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
+
+/// A literal value in a query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Literal {
+    /// A quoted string (text, a patient id, a kind, or a bare code).
+    Text(String),
+    /// An integer or decimal number.
+    Number(Decimal),
+    /// `YYYY-MM-DD`.
+    Date(Date),
+    /// RFC 3339.
+    DateTime(DateTime),
+    /// `system:code`, with the system alias expanded.
+    Code(String, String),
+    /// `true` / `false`.
+    Boolean(bool),
+}
+
+impl fmt::Display for Literal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Literal::Text(s) => write!(f, "{s:?}"),
+            Literal::Number(n) => write!(f, "{n}"),
+            Literal::Date(d) => write!(f, "{d}"),
+            Literal::DateTime(d) => write!(f, "{d}"),
+            Literal::Code(s, c) => write!(f, "\"{s}|{c}\""),
+            Literal::Boolean(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// A filter expression.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expr {
+    /// `field op literal`
+    Cmp(String, CmpOp, Literal),
+    /// `field in (a, b, ...)`
+    In(String, Vec<Literal>),
+    /// Both.
+    And(Box<Expr>, Box<Expr>),
+    /// Either.
+    Or(Box<Expr>, Box<Expr>),
+    /// Not.
+    Not(Box<Expr>),
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Cmp(n, op, v) => write!(f, "{n} {} {v}", op.symbol()),
+            Expr::In(n, vs) => {
+                write!(f, "{n} in (")?;
+                for (i, v) in vs.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str(")")
+            }
+            Expr::And(a, b) => write!(f, "({a} and {b})"),
+            Expr::Or(a, b) => write!(f, "({a} or {b})"),
+            Expr::Not(a) => write!(f, "not {a}"),
+        }
+    }
+}
+
+impl Expr {
+    /// Every field the expression filters on.
+    pub fn fields(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::Cmp(n, _, _) | Expr::In(n, _) => out.push(n.clone()),
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                a.fields(out);
+                b.fields(out);
+            }
+            Expr::Not(a) => a.fields(out),
+        }
+    }
+}
+
+/// Sort order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// The field to sort by.
+    pub field: String,
+    /// Descending.
+    pub descending: bool,
+}
+
+/// A whole query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Query {
+    /// The filter; `None` matches every document the session may see.
+    pub filter: Option<Expr>,
+    /// Sort order; default: creation order.
+    pub order: Option<Order>,
+    /// Page size; default 100, at most 10,000.
+    pub limit: Option<usize>,
+    /// A cursor from a previous page.
+    pub cursor: Option<String>,
+}
+
+impl fmt::Display for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        if let Some(e) = &self.filter {
+            write!(f, "{e}")?;
+            sep = " ";
+        }
+        if let Some(o) = &self.order {
+            write!(f, "{sep}order by {} {}", o.field, if o.descending { "desc" } else { "asc" })?;
+            sep = " ";
+        }
+        if let Some(l) = self.limit {
+            write!(f, "{sep}limit {l}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Fields that are document attributes rather than indexed field values.
+pub const ATTRIBUTE_FIELDS: &[&str] = &["kind", "patient", "id", "created", "updated"];
+
+/// A comparable view of a literal or index key: dates and datetimes compare on one
+/// time line, integers and decimals numerically.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Comparable {
+    /// A number.
+    Num(Decimal),
+    /// Microseconds since the Unix epoch (dates at 00:00 UTC).
+    Time(i64),
+    /// Text.
+    Text(String),
+    /// (system, code).
+    Code(String, String),
+    /// Boolean.
+    Bool(bool),
+}
+
+impl Comparable {
+    /// From an index key.
+    pub fn of_key(k: &IndexKey) -> Comparable {
+        match k {
+            IndexKey::Code(s, c) => Comparable::Code(s.clone(), c.clone()),
+            IndexKey::Text(s) => Comparable::Text(s.clone()),
+            IndexKey::Integer(i) => Comparable::Num(Decimal::from(*i)),
+            IndexKey::Decimal(d) => Comparable::Num(*d),
+            IndexKey::Date(d) => Comparable::Time(i64::from(*d) * 86_400_000_000),
+            IndexKey::DateTime(t) => Comparable::Time(*t),
+            IndexKey::Boolean(b) => Comparable::Bool(*b),
+        }
+    }
+
+    /// From a literal.
+    pub fn of_literal(l: &Literal) -> Comparable {
+        match l {
+            Literal::Text(s) => Comparable::Text(s.clone()),
+            Literal::Number(n) => Comparable::Num(n.normalize()),
+            Literal::Date(d) => Comparable::Time(i64::from(d.days()) * 86_400_000_000),
+            Literal::DateTime(t) => Comparable::Time(t.unix_micros()),
+            Literal::Code(s, c) => Comparable::Code(s.clone(), c.clone()),
+            Literal::Boolean(b) => Comparable::Bool(*b),
+        }
+    }
+
+    /// Compares a stored value with a literal under `op`; values of different types
+    /// never match (except a bare string against a code, which compares the code).
+    pub fn matches(&self, op: CmpOp, lit: &Comparable) -> bool {
+        use std::cmp::Ordering::*;
+        let ord = match (self, lit) {
+            (Comparable::Code(_, c), Comparable::Text(t)) => c.cmp(t),
+            (a, b) if std::mem::discriminant(a) == std::mem::discriminant(b) => a.cmp(b),
+            _ => return op == CmpOp::Ne,
+        };
+        match op {
+            CmpOp::Eq => ord == Equal,
+            CmpOp::Ne => ord != Equal,
+            CmpOp::Lt => ord == Less,
+            CmpOp::Le => ord != Greater,
+            CmpOp::Gt => ord == Greater,
+            CmpOp::Ge => ord != Less,
+        }
+    }
+}
