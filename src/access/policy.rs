@@ -233,6 +233,10 @@ impl Policy {
                 labels(&[Label::normal, Label::demographics]),
             ),
             g(&[Role::billing], &[P::Payment], &[O::Read, O::Query], labels(&[Label::financial, Label::normal])),
+            Grant {
+                kinds: Some(vec!["Claim".into(), "Coverage".into()]),
+                ..g(&[Role::billing], &[P::Payment], &[O::Create, O::Update], labels(&[Label::financial, Label::normal]))
+            },
             Grant { deidentify: true, ..g(&[Role::researcher], &[P::Research], &[O::Read, O::Query], labels(&[Label::normal])) },
             Grant {
                 own_records: true,

@@ -142,7 +142,12 @@ pub fn verify(store: &Store) -> Result<AuditVerifyReport> {
                     } else {
                         rep.entries += 1;
                     }
-                    expect = ChainPos { next_index: e.index + 1, last_hash: h };
+                    // An entry repeated or moved back does not rewind the expectation:
+                    // otherwise every entry after a swapped pair would be reported as
+                    // missing its predecessors.
+                    if e.index >= expect.next_index {
+                        expect = ChainPos { next_index: e.index + 1, last_hash: h };
+                    }
                 }
                 Err(_) => {
                     let idx = (payload.len() >= 8).then(|| le_u64(payload, 0));

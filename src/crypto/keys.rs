@@ -5,9 +5,9 @@
 //!   └─ unwraps ─> root key (random, 32 bytes)
 //!        ├─ meta key        seals document envelopes (kind, times, patient slot, labels)
 //!        ├─ commit MAC key  authenticates commit frames
-//!        ├─ audit key       seals audit entries
+//!        ├─ audit key       seals audit entries and the disclosure ledger
 //!        ├─ keyring key     seals patient keys in the keyring file
-//!        ├─ system key      seals policy, ledger and other administrative frames
+//!        ├─ system key      seals policy versions and patient rules
 //!        ├─ index key       seals the global part of index checkpoints
 //!        └─ label key (label, generation)
 //! patient key (random per patient, in the keyring)

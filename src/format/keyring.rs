@@ -11,7 +11,7 @@
 //! record i at 64 + 256*i
 //!   0  1  state: 1 live, 2 destroyed
 //!   1  7  reserved (0)
-//!   8  248 sealed(keyring key, AAD = vault id || i,
+//!   8  248 sealed(keyring key, AAD = aad("chartvault keyring record v1", [vault id, u32le(i)]),
 //!              patient key (32) || id length u16 || patient id || zero padding to 208)
 //! ```
 //! Records are fixed-size so one patient's key can be destroyed by overwriting its

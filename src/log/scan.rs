@@ -6,7 +6,9 @@
 //! Frames are handed to the caller only once their commit has verified.
 //!
 //! Recovery policy: at the first bad or missing frame, the scan looks for a commit
-//! with a valid MAC *after* the damage. If there is none, the damage is a torn tail
+//! with a valid MAC *after* the damage, numbered at least two past the last good
+//! commit (the next one may have been in flight when the writer stopped, and was
+//! then never acknowledged). If there is none, the damage is a torn tail
 //! (an interrupted write) and everything from the last good commit on is discarded.
 //! If there is one, valid data follows damage: that is corruption, reported with
 //! its offset, and the vault refuses to open read-write.
@@ -116,7 +118,11 @@ pub fn scan(
         let bad_at = pending.first().map(|f| f.offset).unwrap_or(pos);
         // Uncommitted frames are not counted as verified data.
         out.frames -= pending.len() as u64;
-        if let Some(at) = find_later_commit(bytes, pos.max(head.end), head.commit_number, mac_key) {
+        // The commit right after the last good one may have been in flight (its frames
+        // are written before one fsync, and the disk may keep the commit frame while
+        // losing an earlier page): it was never acknowledged, so damage before it is
+        // still a torn tail. Only a later commit proves acknowledged data follows.
+        if let Some(at) = find_later_commit(bytes, pos.max(head.end), head.commit_number + 1, mac_key) {
             out.corrupt = Some((pos, format!("{reason}; a valid commit follows at offset {at}")));
         } else {
             out.torn_tail = Some((bad_at, len - bad_at, reason));

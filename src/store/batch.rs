@@ -151,12 +151,7 @@ impl<'a> Batch<'a> {
             Some((p, _)) => p.clone(),
             None => self.store.read_state().keyring.patient(slot).ok_or(Error::Erased)?.to_string(),
         };
-        let probe = NewDocument { patient: patient.clone(), kind: kind.clone(), fields: BTreeMap::new() };
-        probe.validate()?;
-        for (n, f) in fields {
-            crate::model::document::validate_field_name(n)?;
-            let _ = f;
-        }
+        NewDocument { patient: patient.clone(), kind: kind.clone(), fields: fields.clone() }.validate()?;
         let next = version.checked_add(1).ok_or_else(|| Error::InvalidArgument("too many versions".into()))?;
         self.stage_version(VersionSpec { id: *id, version: next, patient: &patient, kind: &kind, created_us: created, author, fields })?;
         Ok(next)

@@ -116,8 +116,8 @@ impl Keyring {
         self.by_patient.iter().map(|(p, s)| (p.as_str(), *s))
     }
 
-    /// Writes new patient records (not yet fsync'd) and adds them to memory.
-    /// The caller fsyncs with [`Keyring::sync`] before committing log frames that use them.
+    /// Writes new patient records, fsyncs the keyring file, and adds them to memory;
+    /// done before the log frames that use them are committed.
     pub fn append(&mut self, keys: &KeyHierarchy, new: Vec<(String, SecretKey)>) -> Result<()> {
         if new.is_empty() {
             return Ok(());

@@ -179,7 +179,7 @@ impl Store {
         data.read_at(0, &mut hb).map_err(io)?;
         let (header, damaged_header) = match Header::choose(&hb[..HEADER_SIZE], &hb[HEADER_SIZE..]) {
             Ok(x) => x,
-            Err(HeaderError::Magic) if hb[..8] != hb[HEADER_SIZE..HEADER_SIZE + 8] || &hb[..8] != crate::format::header::MAGIC => {
+            Err(HeaderError::Magic) if &hb[HEADER_SIZE..HEADER_SIZE + 8] != crate::format::header::MAGIC => {
                 return Err(Error::NotAVault { path: path.clone(), reason: "no chartvault magic number".into() });
             }
             Err(HeaderError::Version(v)) => {
@@ -230,6 +230,7 @@ impl Store {
             // Heal the damaged copy so the next failure still has a good one.
             let enc = header.encode();
             data.write_at(0, &enc).map_err(io)?;
+            data.sync().map_err(io)?;
             data.write_at(HEADER_SIZE as u64, &enc).map_err(io)?;
             data.sync().map_err(io)?;
         }

@@ -50,8 +50,6 @@ impl Store {
         let bytes = map.bytes();
         let keys = self.keys();
         let vid = self.vault_id();
-        let st = self.read_state();
-        let ring = &st.keyring;
         let mut rep = VerifyReport { bytes: bytes.len() as u64 - HEADER_REGION.min(bytes.len() as u64), ..Default::default() };
         let start = LogHead { end: HEADER_REGION, next_seq: 1, commit_number: 0, chain: crate::format::frame::chain_start(&vid) };
         let check_record = |f: &ScannedFrame, rep: &mut VerifyReport| {
@@ -64,7 +62,7 @@ impl Store {
                 Ok(e) => e,
                 Err(e) => return rep.problems.push((off, e.to_string())),
             };
-            let pk = match ring.key(env.patient_slot, off) {
+            let pk = match self.read_state().keyring.key(env.patient_slot, off) {
                 Ok(k) => k.clone(),
                 Err(crate::Error::Erased) => {
                     rep.erased_records += 1;
@@ -118,7 +116,6 @@ impl Store {
             Ok(())
         };
         let out = scan::scan(bytes, start, &keys.commit_mac, &mut on_commit)?;
-        drop(st);
         rep.frames = out.frames;
         rep.commits = out.commits;
         rep.torn_tail = out.torn_tail;

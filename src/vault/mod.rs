@@ -100,6 +100,10 @@ pub(crate) struct Inner {
     pub(crate) options: VaultOptions,
     checkpointed_versions: std::sync::atomic::AtomicU64,
     stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// Time (Unix µs) of the oldest pending read-audit entry, 0 when none: lets the
+    /// flusher thread decide without touching the vault.
+    pending_since: Arc<std::sync::atomic::AtomicI64>,
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// An open vault. Cheap to clone (shared handle); safe to use from many threads.
@@ -239,9 +243,12 @@ impl Vault {
             audit: Mutex::new(AuditState { pos, pending: Vec::new(), oldest_us: 0 }),
             options,
             stop: Arc::new((Mutex::new(false), std::sync::Condvar::new())),
+            flusher: Mutex::new(None),
+            pending_since: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         });
         if !inner.store.is_read_only() {
-            spawn_flusher(Arc::downgrade(&inner), inner.stop.clone(), inner.options.audit_window);
+            let h = spawn_flusher(Arc::downgrade(&inner), inner.stop.clone(), inner.pending_since.clone(), inner.options.audit_window);
+            *inner.flusher.lock().unwrap_or_else(|e| e.into_inner()) = h;
         }
         Vault { inner }
     }
@@ -295,23 +302,50 @@ impl Vault {
         (st.catalog.versions, st.catalog.docs.len())
     }
 
-    /// Flushes pending audit entries and closes this handle (other clones stay open).
+    /// Flushes pending audit entries and closes this handle. Other clones and open
+    /// sessions keep the vault open; the last one to go releases the file.
     pub fn close(self) -> Result<()> {
-        self.inner.flush_audit()
+        self.inner.flush_audit()?;
+        if Arc::strong_count(&self.inner) == 1 {
+            self.inner.stop_flusher();
+        }
+        Ok(())
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let (m, c) = &*self.stop;
-        *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        c.notify_all();
+        self.stop_flusher();
         let _ = self.flush_audit();
     }
 }
 
-fn spawn_flusher(weak: Weak<Inner>, stop: Arc<(Mutex<bool>, std::sync::Condvar)>, window: Duration) {
-    let _ = std::thread::Builder::new().name("chartvault-audit".into()).spawn(move || {
+thread_local! {
+    static IN_FLUSHER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Inner {
+    /// Stops the audit flusher thread and waits for it (unless called on it).
+    fn stop_flusher(&self) {
+        let (m, c) = &*self.stop;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        c.notify_all();
+        if let Some(h) = self.flusher.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if !IN_FLUSHER.with(std::cell::Cell::get) {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+fn spawn_flusher(
+    weak: Weak<Inner>,
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    pending_since: Arc<std::sync::atomic::AtomicI64>,
+    window: Duration,
+) -> Option<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("chartvault-audit".into()).spawn(move || {
+        IN_FLUSHER.with(|f| f.set(true));
         loop {
             {
                 let (m, c) = &*stop;
@@ -321,17 +355,16 @@ fn spawn_flusher(weak: Weak<Inner>, stop: Arc<(Mutex<bool>, std::sync::Condvar)>
                     return;
                 }
             }
-            let Some(inner) = weak.upgrade() else { return };
-            let due = {
-                let a = inner.audit.lock().unwrap_or_else(|e| e.into_inner());
-                !a.pending.is_empty()
-                    && crate::util::now_micros() - a.oldest_us >= i64::try_from(window.as_micros()).unwrap_or(i64::MAX)
-            };
-            if due {
-                let _ = inner.flush_audit();
+            let since = pending_since.load(std::sync::atomic::Ordering::Acquire);
+            let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+            if since == 0 || crate::util::now_micros() - since < window_us {
+                continue;
             }
+            let Some(inner) = weak.upgrade() else { return };
+            let _ = inner.flush_audit();
         }
-    });
+    })
+    .ok()
 }
 
 impl Inner {
@@ -349,6 +382,7 @@ impl Inner {
             let mut a = self.lock_audit();
             if a.pending.is_empty() {
                 a.oldest_us = e.time_us;
+                self.pending_since.store(e.time_us.max(1), std::sync::atomic::Ordering::Release);
             }
             let is_read = e.action.is_read() && e.outcome == crate::audit::Outcome::Success;
             a.pending.push(e);
@@ -391,6 +425,9 @@ impl Inner {
         match result {
             Ok(info) => {
                 a.pos = pos;
+                if a.pending.is_empty() {
+                    self.pending_since.store(0, std::sync::atomic::Ordering::Release);
+                }
                 Ok(info)
             }
             Err(e) => {
