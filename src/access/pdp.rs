@@ -139,20 +139,21 @@ impl Pdp<'_> {
             if !bg && !own {
                 for r in &rules.restrictions {
                     let applies = r.roles.iter().any(|x| pr.roles.contains(x))
-                        || r.organizations.iter().any(|o| *o == pr.organization)
+                        || r.organizations.contains(&pr.organization)
                         || r.purposes.contains(&purpose);
                     if let Some(l) = labels.iter().find(|l| applies && r.labels.contains(l)) {
                         return Decision::Deny(format!("the patient's consent withholds label {l} here"));
                     }
                 }
             }
-            if let Some(d) = req.doc {
-                if rules.self_pay.contains(&d) && matches!(purpose, Purpose::Payment | Purpose::Coverage) {
+            if let Some(d) = req.doc
+                && rules.self_pay.contains(&d) && matches!(purpose, Purpose::Payment | Purpose::Coverage) {
                     return Decision::Deny("self-pay restriction (45 CFR 164.522): not disclosed for payment or coverage".into());
                 }
-            }
         }
-        if labels.contains(&Label::substance_use()) && !own && !bg {
+        // Part 2 restricts use and disclosure; recording a new record is not a disclosure.
+        let discloses = !matches!(req.op, Operation::Create);
+        if discloses && labels.contains(&Label::substance_use()) && !own && !bg {
             let now_s = self.now_us / 1_000_000;
             let consented = self.rules.is_some_and(|r| {
                 r.part2_consents.iter().any(|c| {

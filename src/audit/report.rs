@@ -7,7 +7,7 @@ use super::{Action, AuditEntry, Disclosure};
 use crate::model::DateTime;
 
 /// Six years, the retention window of 45 CFR 164.528(a), in microseconds.
-pub const SIX_YEARS_US: i64 = 6 * 365_25 * 24 * 3600 * 10_000;
+pub const SIX_YEARS_US: i64 = 6 * 36_525 * 24 * 3600 * 10_000; // 6 x 365.25 days
 
 /// An accounting of disclosures for one patient (45 CFR 164.528).
 #[derive(Debug, Clone, Serialize)]

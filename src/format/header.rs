@@ -222,11 +222,10 @@ impl Header {
     /// Unwraps the root key with the first slot that accepts `secret`.
     pub fn unlock(&self, secret: &Unlock<'_>) -> Result<(usize, SecretKey)> {
         for (i, s) in self.slots.iter().enumerate() {
-            if let Some(s) = s {
-                if let Some(k) = s.unwrap_root(&self.vault_id, secret)? {
+            if let Some(s) = s
+                && let Some(k) = s.unwrap_root(&self.vault_id, secret)? {
                     return Ok((i, k));
                 }
-            }
         }
         Err(Error::WrongKey)
     }

@@ -136,15 +136,12 @@ pub fn scan(
 fn find_later_commit(bytes: &[u8], from: u64, after_number: u64, mac_key: &SecretKey) -> Option<u64> {
     let mut i = from as usize + 1;
     while i + FRAME_HEADER <= bytes.len() {
-        if bytes[i] == FRAME_MAGIC[0] && bytes[i + 1] == FRAME_MAGIC[1] && bytes[i + 2] == FrameType::Commit as u8 {
-            if let Ok(h) = frame::parse(&bytes[i..]) {
-                if let Some(c) = Commit::decode(&bytes[i + FRAME_HEADER..i + h.total()]) {
-                    if c.number > after_number && ct_eq(&c.mac, &mac_key.mac(&[&c.mac_input()])) {
+        if bytes[i] == FRAME_MAGIC[0] && bytes[i + 1] == FRAME_MAGIC[1] && bytes[i + 2] == FrameType::Commit as u8
+            && let Ok(h) = frame::parse(&bytes[i..])
+                && let Some(c) = Commit::decode(&bytes[i + FRAME_HEADER..i + h.total()])
+                    && c.number > after_number && ct_eq(&c.mac, &mac_key.mac(&[&c.mac_input()])) {
                         return Some(i as u64);
                     }
-                }
-            }
-        }
         i += 1;
     }
     None

@@ -9,9 +9,27 @@ use serde::{Deserialize, Serialize};
 use super::{DateTime, Label, Value};
 use crate::error::{Error, Result};
 
-/// A random 128-bit document id, shown as 32 hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A random 128-bit document id, shown as 32 hex digits (also in JSON; binary
+/// encodings carry the 16 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DocumentId(pub [u8; 16]);
+
+impl Serialize for DocumentId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if s.is_human_readable() { s.serialize_str(&self.to_string()) } else { self.0.serialize(s) }
+    }
+}
+
+impl<'de> Deserialize<'de> for DocumentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            DocumentId::parse(&s).map_err(|_| serde::de::Error::custom("a document id is 32 hexadecimal digits"))
+        } else {
+            <[u8; 16]>::deserialize(d).map(DocumentId)
+        }
+    }
+}
 
 impl DocumentId {
     /// A fresh random id.

@@ -83,14 +83,13 @@ fn trunc(s: &str) -> String {
 
 fn parse_field(v: &J, upload: &mut Uploader<'_>, depth: usize) -> Result<Field> {
     let mut labels = Vec::new();
-    if let J::Object(o) = v {
-        if let Some(ls) = o.get("labels") {
+    if let J::Object(o) = v
+        && let Some(ls) = o.get("labels") {
             let arr = ls.as_array().ok_or_else(|| bad("\"labels\" must be an array of strings"))?;
             for l in arr {
                 labels.push(Label::new(l.as_str().ok_or_else(|| bad("a label must be a string"))?)?);
             }
         }
-    }
     Ok(Field { value: parse_value(v, upload, depth)?, labels })
 }
 

@@ -7,7 +7,11 @@
 //! 3. Each candidate is first checked for eligibility — the policy must let the
 //!    session query and read that document and every field the query touches in it —
 //!    and only then evaluated. Documents the session may not see therefore never
-//!    influence results, counts, totals or pages.
+//!    influence results, counts, totals or pages. A document with no indexed value
+//!    for a touched field (the field is absent, or holds a value the index does not
+//!    keep: a group, an attachment, long text, an empty list) is eligible only if
+//!    the session may read all of it, since the index cannot tell those apart. For a
+//!    de-identified session, `patient` is the pseudonym it is shown.
 //! 4. Results are sorted (by the order field, then creation time and id), paged with
 //!    a keyset cursor that stays correct while the writer appends, and only the page
 //!    is decrypted, with the usual redaction.
@@ -117,13 +121,16 @@ impl Session {
         let cat = &st.catalog;
         let ring = &st.keyring;
         // 2. Candidates from indexes.
-        let candidates: Vec<DocumentId> = match q.filter.as_ref().and_then(|e| plan(e, cat, &|p| ring.slot_of(p))) {
+        // A patient is named by its identifier or, for de-identified sessions, by the
+        // pseudonym they are shown (evaluation below decides which one matches).
+        let slot_of = |p: &str| ring.slot_of(p).or_else(|| ring.patients().find(|(name, _)| self.pseudonym(name) == p).map(|(_, s)| s));
+        let candidates: Vec<DocumentId> = match q.filter.as_ref().and_then(|e| plan(e, cat, &slot_of)) {
             Some(set) => set.into_iter().collect(),
             None => cat.docs.keys().copied().collect(),
         };
         // 3. Eligibility, then evaluation.
-        let schema = self.inner.store.schema();
         let mut cache: HashMap<(u32, Kind, Vec<Label>), bool> = HashMap::new();
+        let mut pseudonyms: HashMap<u32, String> = HashMap::new();
         let mut hits: Vec<(Position, DocumentId)> = Vec::new();
         for id in candidates {
             let Some(e) = cat.docs.get(&id) else { continue };
@@ -136,7 +143,10 @@ impl Session {
                     found = true;
                 }
                 if !found {
-                    labels.insert(schema.label_of(&e.kind, f));
+                    // Absent, or present with a value the index does not hold: only a
+                    // document the session may read in full is eligible, so the shape
+                    // of a hidden value can never decide a match.
+                    labels.extend(e.labels.iter().cloned());
                 }
             }
             let labels: Vec<Label> = labels.into_iter().collect();
@@ -151,14 +161,17 @@ impl Session {
                 }
             };
             // Document-specific rules (self-pay) need the document id.
-            if !eligible || !self.decide(&Request { op: Operation::Read, patient: Some(patient), kind: Some(e.kind.as_str()), doc: Some(id) }, &[]).is_permit() {
-                continue;
-            }
-            if let Some(f) = &q.filter {
-                if !eval(f, &id, e, patient) {
+            let deidentify = match self.decide(&Request { op: Operation::Read, patient: Some(patient), kind: Some(e.kind.as_str()), doc: Some(id) }, &[]) {
+                Decision::Permit { deidentify, .. } if eligible => deidentify,
+                _ => continue,
+            };
+            // A de-identified session filters and sorts on the pseudonym it is shown,
+            // never on the identifier it is not.
+            let patient: &str = if deidentify { pseudonyms.entry(e.patient_slot).or_insert_with(|| self.pseudonym(patient)) } else { patient };
+            if let Some(f) = &q.filter
+                && !eval(f, &id, e, patient) {
                     continue;
                 }
-            }
             let key = q.order.as_ref().and_then(|o| sort_value(&o.field, &id, e, patient));
             hits.push((Position { key, created_us: e.created_us, id: id.0 }, id));
         }
@@ -223,13 +236,17 @@ impl Session {
                 k
             }
         };
+        // A grant covers a kind unless it lists kinds without it or excludes it.
+        let admits = |g: &crate::access::Grant, k: &str| {
+            g.kinds.as_ref().is_none_or(|ks| ks.iter().any(|x| x == k)) && !g.exclude_kinds.iter().any(|x| x == k)
+        };
         for f in fields {
             let readable = kinds.iter().any(|k| {
                 let label = match Kind::new(k) {
                     Ok(kind) => schema.label_of(&kind, f),
                     Err(_) => schema.fallback_label.clone(),
                 };
-                grants.iter().any(|g| g.labels.contains(&label))
+                grants.iter().any(|g| admits(g, k) && g.labels.contains(&label))
             });
             if !readable {
                 return Err(format!("this session may not filter or sort on field {f:?}: its label is not readable here"));
@@ -248,7 +265,7 @@ impl Session {
 
     fn open_cursor(&self, c: &str, q: &Query) -> Result<Position> {
         let bad = || Error::InvalidQuery("the cursor is invalid, expired or belongs to another query".into());
-        if c.len() > 4096 || c.len() % 2 != 0 {
+        if c.len() > 4096 || !c.len().is_multiple_of(2) {
             return Err(bad());
         }
         let bytes: Option<Vec<u8>> = (0..c.len()).step_by(2).map(|i| crate::util::unhex::<1>(c.get(i..i + 2)?).map(|b| b[0])).collect();

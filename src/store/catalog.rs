@@ -88,14 +88,13 @@ impl Catalog {
         self.versions += 1;
         if let Some(e) = self.docs.get_mut(&v.id) {
             for t in &e.terms {
-                if let Some(m) = self.values.get_mut(&t.field) {
-                    if let Some(s) = m.get_mut(&t.key) {
+                if let Some(m) = self.values.get_mut(&t.field)
+                    && let Some(s) = m.get_mut(&t.key) {
                         s.remove(&v.id);
                         if s.is_empty() {
                             m.remove(&t.key);
                         }
                     }
-                }
             }
             e.versions.push(v.loc);
             e.labels = v.labels;
@@ -142,11 +141,10 @@ impl Catalog {
                     s.remove(id);
                 }
                 for t in &e.terms {
-                    if let Some(m) = self.values.get_mut(&t.field) {
-                        if let Some(s) = m.get_mut(&t.key) {
+                    if let Some(m) = self.values.get_mut(&t.field)
+                        && let Some(s) = m.get_mut(&t.key) {
                             s.remove(id);
                         }
-                    }
                 }
             }
         }

@@ -330,11 +330,10 @@ impl Inner {
         let (m, c) = &*self.stop;
         *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
         c.notify_all();
-        if let Some(h) = self.flusher.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            if !IN_FLUSHER.with(std::cell::Cell::get) {
+        if let Some(h) = self.flusher.lock().unwrap_or_else(|e| e.into_inner()).take()
+            && !IN_FLUSHER.with(std::cell::Cell::get) {
                 let _ = h.join();
             }
-        }
     }
 }
 
