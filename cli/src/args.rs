@@ -46,6 +46,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Show a patient's chart: the documents this session may see.
     Chart(ChartArgs),
+    /// Run a query, e.g. 'kind = Observation and code = loinc:4548-4 and effective >= 2024-01-01'.
+    Query(QueryArgs),
     /// Save an attachment stored in a document field to a file.
     Attachment(AttachmentArgs),
     /// Check every frame, commit, MAC and sealed record of the file (read-only).
@@ -181,6 +183,28 @@ pub struct ChartArgs {
     /// The patient's identifier.
     pub patient: String,
     /// Output format (json: every document in full).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub session: SessionArgs,
+    #[command(flatten)]
+    pub break_glass: BreakGlassArgs,
+}
+
+/// `query`.
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// The vault.
+    pub vault: PathBuf,
+    /// The query (grammar: docs/QUERY.md).
+    pub query: String,
+    /// Page size (default 100).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Continue after this cursor (printed after a page that has more).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Output: table, or json (one JSON document per line, then a summary line).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     #[command(flatten)]

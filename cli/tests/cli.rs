@@ -882,3 +882,45 @@ fn demo_runs_in_a_temp_dir() {
         "already contains a vault",
     );
 }
+
+#[test]
+fn query_command_prints_json_lines_and_refuses_bad_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = dir.path().join("q.cv");
+    let env = [("CHARTVAULT_PASSPHRASE", "query test passphrase")];
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_chartvault"));
+        c.args(args).envs(env);
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        if let Some(s) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        } else {
+            drop(child.stdin.take());
+        }
+        child.wait_with_output().unwrap()
+    };
+    let v = vault.to_str().unwrap();
+    assert!(run(&["init", v, "--kdf", "test"], None).status.success());
+    let dr = ["--user", "dr", "--role", "physician", "--purpose", "TREAT", "--care-team", "P1"];
+    for code in ["4548-4", "2345-7"] {
+        let doc = format!(r#"{{"patient":"P1","kind":"Observation","fields":{{"code":{{"code":{{"system":"loinc","code":"{code}"}}}}}}}}"#);
+        let mut args = vec!["put", v, "-"];
+        args.extend(dr);
+        assert!(run(&args, Some(&doc)).status.success());
+    }
+    let mut args = vec!["query", v, "kind = Observation and code = loinc:4548-4", "--format", "json"];
+    args.extend(dr);
+    let out = run(&args, None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains("4548-4") && lines[1].contains("\"total\":1"), "{text}");
+    let mut args = vec!["query", v, "kind = "];
+    args.extend(dr);
+    let out = run(&args, None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("position 7"));
+}

@@ -125,7 +125,7 @@ impl Session {
         // pseudonym they are shown (evaluation below decides which one matches).
         let slot_of = |p: &str| ring.slot_of(p).or_else(|| ring.patients().find(|(name, _)| self.pseudonym(name) == p).map(|(_, s)| s));
         let candidates: Vec<DocumentId> = match q.filter.as_ref().and_then(|e| plan(e, cat, &slot_of)) {
-            Some(set) => set.into_iter().collect(),
+            Some(list) => list,
             None => cat.docs.keys().copied().collect(),
         };
         // 3. Eligibility, then evaluation.
@@ -191,9 +191,13 @@ impl Session {
             None
         };
         let mut documents = Vec::with_capacity(page.len());
+        let mut any_break_glass = false;
         for (_, id) in &page {
             match self.read_doc(id, None, Operation::Read) {
-                Ok((d, _)) => documents.push(d),
+                Ok((d, bg)) => {
+                    any_break_glass |= bg;
+                    documents.push(d);
+                }
                 Err(Error::Denied(_)) | Err(Error::NotFound { .. }) | Err(Error::Erased) => {}
                 Err(e) => return Err(e),
             }
@@ -204,6 +208,7 @@ impl Session {
             self.entry(Action::Query, Outcome::Success)
                 .patient(patient.as_deref())
                 .documents(documents.iter().map(|d| d.id).collect())
+                .break_glass(any_break_glass)
                 .detail(shown.chars().take(1000).collect::<String>()),
         )?;
         Ok(QueryResult { documents, total, next_cursor })
@@ -212,6 +217,9 @@ impl Session {
     fn check_query_grant(&self, fields: &[String], pinned: Option<&BTreeSet<String>>) -> std::result::Result<(), String> {
         let policy = self.inner.policy.read().unwrap_or_else(|e| e.into_inner());
         let pr = &self.principal;
+        if pr.purpose == crate::access::Purpose::EmergencyTreat && self.break_glass_grant().is_none() {
+            return Err("emergency access (ETREAT) needs an active break-glass request for a patient".into());
+        }
         let purposes: Vec<_> = {
             let mut v = vec![pr.purpose];
             if self.break_glass_grant().is_some() {
@@ -379,27 +387,65 @@ fn sort_value(field: &str, id: &DocumentId, e: &DocEntry, patient: &str) -> Opti
     }
 }
 
-/// Candidate documents from the indexes; `None` means "scan everything".
-fn plan(x: &Expr, cat: &Catalog, slot_of: &dyn Fn(&str) -> Option<u32>) -> Option<BTreeSet<DocumentId>> {
+/// A sorted, duplicate-free candidate list.
+type Candidates = Vec<DocumentId>;
+
+fn sorted(mut v: Vec<DocumentId>) -> Candidates {
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Intersection of two sorted lists (the smaller drives binary searches in the larger).
+fn intersect(a: Candidates, b: Candidates) -> Candidates {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    small.into_iter().filter(|x| large.binary_search(x).is_ok()).collect()
+}
+
+/// A cheap upper estimate of how many candidates planning `x` yields (no
+/// materialization); `usize::MAX` for range scans and anything unplannable.
+fn estimate(x: &Expr, cat: &Catalog, slot_of: &dyn Fn(&str) -> Option<u32>) -> usize {
     match x {
-        Expr::Cmp(f, CmpOp::Eq, l) if f == "patient" => Some(
-            text_of(l)
-                .and_then(slot_of)
-                .and_then(|s| cat.by_patient.get(&s))
-                .map(|v| v.iter().copied().collect())
-                .unwrap_or_default(),
-        ),
-        Expr::Cmp(f, CmpOp::Eq, l) if f == "kind" => Some(
-            text_of(l).and_then(|k| Kind::new(k).ok()).and_then(|k| cat.by_kind.get(&k)).cloned().unwrap_or_default(),
-        ),
+        Expr::Cmp(f, CmpOp::Eq, l) if f == "patient" => {
+            text_of(l).and_then(slot_of).and_then(|s| cat.by_patient.get(&s)).map_or(0, Vec::len)
+        }
+        Expr::Cmp(f, CmpOp::Eq, l) if f == "kind" => {
+            text_of(l).and_then(|k| Kind::new(k).ok()).and_then(|k| cat.by_kind.get(&k)).map_or(0, Vec::len)
+        }
+        Expr::Cmp(f, CmpOp::Eq, _) if f == "id" => 1,
+        Expr::Cmp(f, CmpOp::Eq, Literal::Code(s, c)) => {
+            cat.values.get(f).and_then(|m| m.get(&IndexKey::Code(s.clone(), c.clone()))).map_or(0, Vec::len)
+        }
+        Expr::In(f, ls) => ls
+            .iter()
+            .map(|l| estimate(&Expr::Cmp(f.clone(), CmpOp::Eq, l.clone()), cat, slot_of))
+            .fold(0usize, usize::saturating_add),
+        _ => usize::MAX,
+    }
+}
+
+/// Candidate documents from the indexes; `None` means "scan everything".
+///
+/// Conjunctions plan their point lookups first; once a conjunct yields at most
+/// `SMALL` candidates, range conjuncts are not materialized at all (the filter
+/// evaluates them on the few candidates left).
+fn plan(x: &Expr, cat: &Catalog, slot_of: &dyn Fn(&str) -> Option<u32>) -> Option<Candidates> {
+    const SMALL: usize = 4096;
+    match x {
+        Expr::Cmp(f, CmpOp::Eq, l) if f == "patient" => {
+            Some(sorted(text_of(l).and_then(slot_of).and_then(|s| cat.by_patient.get(&s)).cloned().unwrap_or_default()))
+        }
+        Expr::Cmp(f, CmpOp::Eq, l) if f == "kind" => {
+            Some(sorted(text_of(l).and_then(|k| Kind::new(k).ok()).and_then(|k| cat.by_kind.get(&k)).cloned().unwrap_or_default()))
+        }
         Expr::Cmp(f, CmpOp::Eq, l) if f == "id" => {
             Some(text_of(l).and_then(|s| DocumentId::parse(s).ok()).filter(|id| cat.docs.contains_key(id)).into_iter().collect())
         }
         Expr::Cmp(f, op, l) if *op != CmpOp::Ne && !ATTRIBUTE_FIELDS.contains(&f.as_str()) => {
-            let Some(m) = cat.values.get(f) else { return Some(BTreeSet::new()) };
+            let Some(m) = cat.values.get(f) else { return Some(Vec::new()) };
             let lit = Comparable::of_literal(l);
-            let mut out = BTreeSet::new();
-            let take = |out: &mut BTreeSet<DocumentId>, range: &mut dyn Iterator<Item = (&IndexKey, &BTreeSet<DocumentId>)>| {
+            let mut out = Vec::new();
+            let take = |out: &mut Vec<DocumentId>, range: &mut dyn Iterator<Item = (&IndexKey, &Vec<DocumentId>)>| {
                 for (k, ids) in range {
                     if Comparable::of_key(k).matches(*op, &lit) {
                         out.extend(ids.iter().copied());
@@ -429,25 +475,49 @@ fn plan(x: &Expr, cat: &Catalog, slot_of: &dyn Fn(&str) -> Option<u32>) -> Optio
                 }
                 _ => take(&mut out, &mut m.iter()),
             }
-            Some(out)
+            Some(sorted(out))
         }
         Expr::In(f, ls) => {
-            let mut out = BTreeSet::new();
+            let mut out = Vec::new();
             for l in ls {
                 out.extend(plan(&Expr::Cmp(f.clone(), CmpOp::Eq, l.clone()), cat, slot_of)?);
             }
-            Some(out)
+            Some(sorted(out))
         }
-        Expr::And(a, b) => match (plan(a, cat, slot_of), plan(b, cat, slot_of)) {
-            (Some(x), Some(y)) => Some(if x.len() <= y.len() { x.into_iter().filter(|i| y.contains(i)).collect() } else { y.into_iter().filter(|i| x.contains(i)).collect() }),
-            (x, None) | (None, x) => x,
-        },
+        Expr::And(..) => {
+            let mut conjuncts = Vec::new();
+            flatten_and(x, &mut conjuncts);
+            conjuncts.sort_by_key(|c| estimate(c, cat, slot_of));
+            let mut acc: Option<Candidates> = None;
+            for c in conjuncts {
+                if acc.as_ref().is_some_and(|a| a.len() <= SMALL) {
+                    break;
+                }
+                if let Some(p) = plan(c, cat, slot_of) {
+                    acc = Some(match acc {
+                        Some(a) => intersect(a, p),
+                        None => p,
+                    });
+                }
+            }
+            acc
+        }
         Expr::Or(a, b) => {
             let mut x = plan(a, cat, slot_of)?;
             x.extend(plan(b, cat, slot_of)?);
-            Some(x)
+            Some(sorted(x))
         }
         _ => None,
+    }
+}
+
+fn flatten_and<'a>(x: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match x {
+        Expr::And(a, b) => {
+            flatten_and(a, out);
+            flatten_and(b, out);
+        }
+        other => out.push(other),
     }
 }
 

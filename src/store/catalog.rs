@@ -2,7 +2,7 @@
 //! patient has, and the value indexes used by queries. Rebuilt at open; never
 //! written to disk in plaintext.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use crate::format::body::{IndexKey, IndexTerm};
 use crate::format::frame::FrameType;
@@ -53,10 +53,10 @@ pub struct Catalog {
     pub docs: HashMap<DocumentId, DocEntry>,
     /// Patient slot -> documents, in creation order.
     pub by_patient: HashMap<u32, Vec<DocumentId>>,
-    /// Kind -> documents.
-    pub by_kind: HashMap<Kind, BTreeSet<DocumentId>>,
-    /// Field -> value -> documents (latest versions only).
-    pub values: HashMap<String, BTreeMap<IndexKey, BTreeSet<DocumentId>>>,
+    /// Kind -> documents (unordered posting list).
+    pub by_kind: HashMap<Kind, Vec<DocumentId>>,
+    /// Field -> value -> documents (latest versions only; unordered posting lists).
+    pub values: HashMap<String, BTreeMap<IndexKey, Vec<DocumentId>>>,
     /// Offsets of non-document frames by type (audit, policy, disclosure, admin, checkpoint).
     pub frames: HashMap<u8, Vec<u64>>,
     /// Number of document versions.
@@ -88,13 +88,7 @@ impl Catalog {
         self.versions += 1;
         if let Some(e) = self.docs.get_mut(&v.id) {
             for t in &e.terms {
-                if let Some(m) = self.values.get_mut(&t.field)
-                    && let Some(s) = m.get_mut(&t.key) {
-                        s.remove(&v.id);
-                        if s.is_empty() {
-                            m.remove(&t.key);
-                        }
-                    }
+                remove_posting(&mut self.values, &t.field, &t.key, &v.id);
             }
             e.versions.push(v.loc);
             e.labels = v.labels;
@@ -102,7 +96,7 @@ impl Catalog {
             e.commit = commit;
         } else {
             self.by_patient.entry(v.patient_slot).or_default().push(v.id);
-            self.by_kind.entry(v.kind.clone()).or_default().insert(v.id);
+            self.by_kind.entry(v.kind.clone()).or_default().push(v.id);
             self.docs.insert(
                 v.id,
                 DocEntry {
@@ -118,7 +112,16 @@ impl Catalog {
         }
         let e = &self.docs[&v.id];
         for t in &e.terms {
-            self.values.entry(t.field.clone()).or_default().entry(t.key.clone()).or_default().insert(v.id);
+            let field = match self.values.get_mut(&t.field) {
+                Some(m) => m,
+                None => self.values.entry(t.field.clone()).or_default(),
+            };
+            match field.get_mut(&t.key) {
+                Some(ids) => ids.push(v.id),
+                None => {
+                    field.insert(t.key.clone(), vec![v.id]);
+                }
+            }
         }
     }
 
@@ -138,16 +141,26 @@ impl Catalog {
         for id in &ids {
             if let Some(e) = self.docs.remove(id) {
                 if let Some(s) = self.by_kind.get_mut(&e.kind) {
-                    s.remove(id);
+                    s.retain(|x| x != id);
                 }
                 for t in &e.terms {
-                    if let Some(m) = self.values.get_mut(&t.field)
-                        && let Some(s) = m.get_mut(&t.key) {
-                            s.remove(id);
-                        }
+                    remove_posting(&mut self.values, &t.field, &t.key, id);
                 }
             }
         }
         ids
+    }
+}
+
+fn remove_posting(values: &mut HashMap<String, BTreeMap<IndexKey, Vec<DocumentId>>>, field: &str, key: &IndexKey, id: &DocumentId) {
+    if let Some(m) = values.get_mut(field)
+        && let Some(ids) = m.get_mut(key)
+    {
+        if let Some(i) = ids.iter().position(|x| x == id) {
+            ids.swap_remove(i);
+        }
+        if ids.is_empty() {
+            m.remove(key);
+        }
     }
 }

@@ -163,21 +163,36 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             let docs: Vec<SavedDoc> = body::decode(&pt, "checkpoint patient entry", offset)?;
             for d in docs {
                 let kind = Kind::new(&d.kind).map_err(|_| bad("checkpoint patient entry"))?;
-                let mut versions = d.versions.into_iter();
-                let Some((v, off, up)) = versions.next() else { continue };
-                let base = NewVersion {
-                    id: d.id,
-                    patient_slot: slot,
-                    kind,
-                    created_us: d.created_us,
-                    loc: VersionLoc { version: v, offset: off, updated_us: up },
-                    labels: d.labels.iter().cloned().collect(),
-                    terms: d.terms.clone(),
-                };
-                cat.apply(base.clone(), d.commit);
-                for (v, off, up) in versions {
-                    cat.apply(NewVersion { loc: VersionLoc { version: v, offset: off, updated_us: up }, ..base.clone() }, d.commit);
+                // Older versions only contribute their location; the latest carries
+                // labels and terms (moved, not cloned).
+                let Some(&(v, off, up)) = d.versions.last() else { continue };
+                let n = d.versions.len();
+                for &(v, off, up) in &d.versions[..n - 1] {
+                    cat.apply(
+                        NewVersion {
+                            id: d.id,
+                            patient_slot: slot,
+                            kind: kind.clone(),
+                            created_us: d.created_us,
+                            loc: VersionLoc { version: v, offset: off, updated_us: up },
+                            labels: Default::default(),
+                            terms: Vec::new(),
+                        },
+                        d.commit,
+                    );
                 }
+                cat.apply(
+                    NewVersion {
+                        id: d.id,
+                        patient_slot: slot,
+                        kind,
+                        created_us: d.created_us,
+                        loc: VersionLoc { version: v, offset: off, updated_us: up },
+                        labels: d.labels.into_iter().collect(),
+                        terms: d.terms,
+                    },
+                    d.commit,
+                );
             }
         }
     }
@@ -211,11 +226,11 @@ impl Store {
     /// Points the header at a checkpoint (test hook: tests point it at garbage).
     #[doc(hidden)]
     pub fn set_checkpoint_pointer(&self, offset: u64) -> Result<()> {
-        let _w = self.writer_guard();
+        let mut w = self.writer_guard();
         let mut h = self.header_guard();
         let mut nh = h.clone();
         nh.checkpoint_offset = offset;
-        self.write_header(&mut nh)?;
+        self.write_header(&mut w, &mut nh)?;
         *h = nh;
         Ok(())
     }

@@ -374,14 +374,14 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let _w = lock(&self.writer);
+        let mut w = lock(&self.writer);
         let mut h = lock(&self.header);
         let free = h.slots.iter().position(Option::is_none).ok_or_else(|| {
             Error::KeySlot(format!("all {MAX_SLOTS} key slots are in use; remove one first"))
         })?;
         let mut nh = h.clone();
         nh.slots[free] = Some(KeySlot::wrap(self.keys.root(), &nh.vault_id, secret, kdf)?);
-        self.write_header(&mut nh)?;
+        self.write_header(&mut w, &mut nh)?;
         *h = nh;
         Ok(free)
     }
@@ -391,7 +391,7 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let _w = lock(&self.writer);
+        let mut w = lock(&self.writer);
         let mut h = lock(&self.header);
         if index >= MAX_SLOTS || h.slots[index].is_none() {
             return Err(Error::KeySlot(format!("key slot {index} is empty")));
@@ -401,7 +401,7 @@ impl Store {
         }
         let mut nh = h.clone();
         nh.slots[index] = None;
-        self.write_header(&mut nh)?;
+        self.write_header(&mut w, &mut nh)?;
         *h = nh;
         Ok(())
     }
@@ -436,16 +436,29 @@ impl Store {
         lock(&self.header)
     }
 
-    fn write_header(&self, h: &mut Header) -> Result<()> {
+    /// Rewrites both header copies, with the writer (`w`, its guard held by the caller)
+    /// locked. Like every write, refused once an I/O failure has latched the writer,
+    /// and latches it when it fails itself.
+    fn write_header(&self, w: &mut Option<LogWriter>, h: &mut Header) -> Result<()> {
+        if w.as_ref().is_some_and(LogWriter::is_latched) {
+            return Err(Error::WritesLatched);
+        }
         h.generation += 1;
         let enc = h.encode();
         let io = |e| Error::io(&self.path, e);
         // Copy A, fsync, then copy B, fsync: a crash leaves at least one valid copy.
-        self.data.write_at(0, &enc).map_err(io)?;
-        self.data.sync().map_err(io)?;
-        self.data.write_at(HEADER_SIZE as u64, &enc).map_err(io)?;
-        self.data.sync().map_err(io)?;
-        Ok(())
+        let r = self
+            .data
+            .write_at(0, &enc)
+            .and_then(|()| self.data.sync())
+            .and_then(|()| self.data.write_at(HEADER_SIZE as u64, &enc))
+            .and_then(|()| self.data.sync());
+        if r.is_err()
+            && let Some(w) = w.as_mut()
+        {
+            w.latch();
+        }
+        r.map_err(io)
     }
 
     /// Labels and kinds of a catalog entry, for policy checks without decryption.

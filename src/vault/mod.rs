@@ -349,6 +349,12 @@ fn spawn_flusher(
             {
                 let (m, c) = &*stop;
                 let g = m.lock().unwrap_or_else(|e| e.into_inner());
+                // A stop requested before this thread first took the lock (or while it
+                // was flushing) has already been notified: waiting would miss it and
+                // hold up the closing thread, which joins this one, for a whole window.
+                if *g {
+                    return;
+                }
                 let (g, _) = c.wait_timeout(g, window).unwrap_or_else(|e| e.into_inner());
                 if *g {
                     return;

@@ -13,7 +13,7 @@ use super::{
     close, close_after_failed_write, open_vault, open_vault_keeping_secret, parse_id, parse_json,
     read_input,
 };
-use crate::args::{AttachmentArgs, ChartArgs, Format, GetArgs, HistoryArgs, PutArgs, UpdateArgs};
+use crate::args::{AttachmentArgs, ChartArgs, Format, GetArgs, HistoryArgs, PutArgs, QueryArgs, UpdateArgs};
 use crate::error::{CliError, CliResult, io_error};
 use crate::output::{self, Table};
 
@@ -308,6 +308,47 @@ pub fn chart(key_file: Option<&Path>, a: ChartArgs) -> CliResult<()> {
         }
     }
     note_redactions(&docs);
+    Ok(())
+}
+
+/// `query`: runs a query in the session and prints a page of results (JSON lines or a table).
+pub fn query(key_file: Option<&Path>, a: QueryArgs) -> CliResult<()> {
+    let mut q = chartvault::query::parse(&a.query)?;
+    if a.limit.is_some() {
+        q.limit = a.limit;
+    }
+    q.cursor = a.cursor.clone();
+    let vault = open_vault(&a.vault, key_file, false)?;
+    let session = a.session.open_with(&vault, &a.break_glass)?;
+    let page = session.query(&q)?;
+    drop(session);
+    close(vault)?;
+    match a.format {
+        Format::Json => {
+            for d in &page.documents {
+                println!("{}", chartvault::model::json::document_to_json(d));
+            }
+            println!("{}", serde_json::json!({"total": page.total, "returned": page.documents.len(), "next_cursor": page.next_cursor}));
+        }
+        Format::Table => {
+            println!("{} matching document(s) visible to this session; showing {}", page.total, page.documents.len());
+            let mut t = Table::new(&["ID", "PATIENT", "KIND", "V", "CONTENT"]);
+            for d in &page.documents {
+                t.row(vec![
+                    d.id.to_string(),
+                    d.patient.clone(),
+                    d.kind.to_string(),
+                    d.version.to_string(),
+                    output::document_summary(d, 90),
+                ]);
+            }
+            t.print(0);
+            if let Some(c) = &page.next_cursor {
+                println!("more: --cursor {c}");
+            }
+        }
+    }
+    note_redactions(&page.documents);
     Ok(())
 }
 

@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Get(a) => documents::get(kf, a),
         Command::History(a) => documents::history(kf, a),
         Command::Chart(a) => documents::chart(kf, a),
+        Command::Query(a) => documents::query(kf, a),
         Command::Attachment(a) => documents::attachment(kf, a),
         Command::Verify(a) => verify::run(kf, a),
         Command::Keys(c) => keys::run(kf, c),
