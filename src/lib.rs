@@ -30,3 +30,8 @@ pub mod vault;
 
 pub use vault::{DisclosureRequest, Session, SessionBatch, Vault, VaultKey, VaultOptions};
 pub mod query;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
