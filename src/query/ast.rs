@@ -55,14 +55,30 @@ pub enum Literal {
     Boolean(bool),
 }
 
+/// Writes `s` as a query string literal: only `"` and `\` are escaped (the only escapes
+/// the lexer knows), so the text parses back unchanged.
+fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    f.write_str("\"")?;
+    for ch in s.chars() {
+        if matches!(ch, '"' | '\\') {
+            f.write_str("\\")?;
+        }
+        write!(f, "{ch}")?;
+    }
+    f.write_str("\"")
+}
+
 impl fmt::Display for Literal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Literal::Text(s) => write!(f, "{s:?}"),
+            Literal::Text(s) => write_quoted(f, s),
             Literal::Number(n) => write!(f, "{n}"),
             Literal::Date(d) => write!(f, "{d}"),
             Literal::DateTime(d) => write!(f, "{d}"),
-            Literal::Code(s, c) => write!(f, "\"{s}|{c}\""),
+            // A system without ':' or '/' (not a URI) only reads back as a code in the
+            // bare `system:code` form; a URI system only in the quoted `"system|code"` form.
+            Literal::Code(s, c) if !(s.contains(':') || s.contains('/')) || s.contains('|') => write!(f, "{s}:{c}"),
+            Literal::Code(s, c) => write_quoted(f, &format!("{s}|{c}")),
             Literal::Boolean(b) => write!(f, "{b}"),
         }
     }

@@ -88,6 +88,7 @@ impl Session {
     /// Runs a query.
     pub fn query(&self, q: &Query) -> Result<QueryResult> {
         self.touch()?;
+        self.check_auditable()?;
         let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > MAX_LIMIT {
             return Err(Error::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT}")));

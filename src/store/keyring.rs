@@ -137,6 +137,21 @@ impl Keyring {
         Ok(())
     }
 
+    /// Rewrites the records from slot `first` to the end of the file as they are and
+    /// fsyncs the keyring, so that records read from the page cache are on disk.
+    pub(crate) fn make_durable_from(&self, first: u32) -> Result<()> {
+        let io = |e| Error::io(self.storage.path(), e);
+        let len = self.storage.len().map_err(io)?;
+        let from = KEYRING_HEADER as u64 + u64::from(first) * RECORD_SIZE as u64;
+        if from >= len {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; usize::try_from(len - from).map_err(|_| Error::TooLarge { what: "keyring", size: len, limit: usize::MAX as u64 })?];
+        self.storage.read_at(from, &mut buf).map_err(io)?;
+        self.storage.write_at(from, &buf).map_err(io)?;
+        self.storage.sync().map_err(io)
+    }
+
     /// The slot the next new patient will get, `n` patients from now.
     pub fn next_slot(&self, n: usize) -> u32 {
         (self.entries.len() + n) as u32

@@ -234,6 +234,14 @@ impl Store {
             data.write_at(HEADER_SIZE as u64, &enc).map_err(io)?;
             data.sync().map_err(io)?;
         }
+        if !read_only {
+            // Keyring records no committed document uses may have been written by a
+            // process that failed before making them durable (a failed write, or a
+            // failed fsync whose dirty pages the kernel dropped): make them durable
+            // before a commit of this handle relies on one.
+            let first = catalog.docs.values().map(|e| e.patient_slot.saturating_add(1)).max().unwrap_or(0);
+            ring.make_durable_from(first)?;
+        }
         let writer = if read_only { None } else { Some(LogWriter::new(data.clone(), head)) };
         Ok(Store {
             path,

@@ -67,6 +67,11 @@ pub struct VaultOptions {
     pub audit_max_pending: usize,
     /// Open read-only (no lock; serves verify, head and audit reports).
     pub read_only: bool,
+    /// Let sessions on a read-only handle read clinical content. Such reads cannot be
+    /// audited (a read-only handle cannot append to the log), so this is off by
+    /// default and meant for recovery and inspection tools; audit reports and
+    /// verification work on read-only handles regardless.
+    pub read_only_reads: bool,
     /// Write an index checkpoint after this many new document versions (0: never
     /// automatically; [`Vault::checkpoint`] still works).
     pub checkpoint_every: u64,
@@ -81,6 +86,7 @@ impl Default for VaultOptions {
             audit_window: Duration::from_millis(500),
             audit_max_pending: 256,
             read_only: false,
+            read_only_reads: false,
             checkpoint_every: 50_000,
         }
     }

@@ -136,7 +136,17 @@ impl Session {
     }
 
     /// Reads one version (latest when `version` is `None`) with redaction, without auditing.
+    /// Refuses clinical reads that could not be audited (read-only handles, unless
+    /// explicitly allowed for recovery tools).
+    pub(crate) fn check_auditable(&self) -> Result<()> {
+        if self.inner.store.is_read_only() && !self.inner.options.read_only_reads {
+            return Err(Error::ReadOnly);
+        }
+        Ok(())
+    }
+
     pub(crate) fn read_doc(&self, id: &DocumentId, version: Option<u32>, op: Operation) -> Result<(Document, bool)> {
+        self.check_auditable()?;
         let meta = self.meta(id)?;
         let req = Request { op, patient: Some(&meta.patient), kind: Some(&meta.kind), doc: Some(*id) };
         let (deid, bg) = match self.decide(&req, &[]) {
@@ -327,6 +337,38 @@ impl Session {
             self.entry(Action::BreakGlass, Outcome::Success).patient(Some(patient)).break_glass(true).detail(grant.reason.clone()),
         )?;
         Ok(grant)
+    }
+
+    /// Erases a patient by crypto-shredding (needs the `erase` grant): the patient's
+    /// key is destroyed in place in the keyring and fsynced, so every record, index
+    /// section and checkpoint part of that patient becomes unreadable in every copy of
+    /// the log that does not come with an older keyring. Audited. Returns the number
+    /// of documents made unreadable.
+    pub fn erase_patient(&self, patient: &str, reason: &str) -> Result<usize> {
+        self.touch()?;
+        self.require(Operation::Erase, Action::Erase)?;
+        if reason.trim().len() < 4 {
+            return Err(Error::InvalidArgument("erasure needs a reason (at least 4 characters)".into()));
+        }
+        let store = &self.inner.store;
+        if store.is_read_only() {
+            return Err(Error::ReadOnly);
+        }
+        // Hold the writer so no batch is staging records for this patient meanwhile.
+        let _writer = store.writer_guard();
+        let mut st = store.write_state();
+        let slot = st.keyring.slot_of(patient).ok_or_else(|| Error::NotFound { id: "patient".into(), version: None })?;
+        st.keyring.destroy(slot)?;
+        let ids = st.catalog.remove_patient(slot);
+        drop(st);
+        drop(_writer);
+        self.inner.audit(
+            self.entry(Action::Erase, Outcome::Success)
+                .patient(Some(patient))
+                .documents(ids.clone())
+                .detail(reason.chars().take(500).collect::<String>()),
+        )?;
+        Ok(ids.len())
     }
 
     /// The active break-glass grant, if any.
