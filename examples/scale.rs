@@ -63,6 +63,12 @@ fn main() -> chartvault::Result<()> {
     println!("load {n} docs: {:.2?}", t.elapsed());
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!("file size: {:.1} MiB", size as f64 / 1048576.0);
+    if args.iter().any(|a| a == "--open-only") {
+        let t = Instant::now();
+        let v = Vault::open(&path, VaultKey::Raw(&key), opts.clone())?;
+        println!("open (checkpoint {:?}): {:.2?}", v.open_report().checkpoint.is_some(), t.elapsed());
+        return Ok(());
+    }
     for pass in 0..2 {
         let t = Instant::now();
         let v = Vault::open(&path, VaultKey::Raw(&key), opts.clone())?;

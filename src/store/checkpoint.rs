@@ -22,7 +22,7 @@ use crate::format::le_u32;
 use crate::log::writer::LogHead;
 use crate::log::Region;
 use crate::model::{DocumentId, Kind, Label};
-use crate::store::catalog::{Catalog, NewVersion, VersionLoc};
+use crate::store::catalog::{Catalog, DocEntry, VersionLoc};
 use crate::store::keyring::Keyring;
 use crate::store::Store;
 
@@ -136,66 +136,85 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
     if global.end != offset {
         return Err(bad("checkpoint pointer"));
     }
-    let mut cat = Catalog { frames: global.frames.into_iter().collect::<HashMap<_, _>>(), ..Default::default() };
-    let mut seen = 0u32;
+    // Collect the (still sealed) patient entries of every part frame.
+    let mut sealed_parts: Vec<(u32, &[u8])> = Vec::with_capacity(global.patients as usize);
+    let mut part_bytes: Vec<Vec<u8>> = Vec::with_capacity(global.parts as usize);
     for _ in 0..global.parts {
         let p = next(&mut pos)?;
         if p.first() != Some(&b'P') {
             return Err(bad("checkpoint frame"));
         }
+        part_bytes.push(p);
+    }
+    for p in &part_bytes {
         let mut i = 1;
         while i < p.len() {
             if i + 8 > p.len() {
                 return Err(bad("checkpoint frame"));
             }
-            let slot = le_u32(&p, i);
-            let len = le_u32(&p, i + 4) as usize;
+            let slot = le_u32(p, i);
+            let len = le_u32(p, i + 4) as usize;
             let sealed = p.get(i + 8..i + 8 + len).ok_or(bad("checkpoint frame"))?;
             i += 8 + len;
-            seen += 1;
-            let pk = match ring.key(slot, offset) {
-                Ok(k) => k,
-                Err(Error::Erased) => continue,
-                Err(e) => return Err(e),
-            };
-            let pt = aead::open(&keys::patient_index_key(pk), &patient_aad(&vid, slot, global.commit_number), sealed)
-                .map_err(|_| bad("checkpoint patient entry"))?;
-            let docs: Vec<SavedDoc> = body::decode(&pt, "checkpoint patient entry", offset)?;
+            sealed_parts.push((slot, sealed));
+        }
+    }
+    let seen = sealed_parts.len() as u32;
+    // Decrypt and decode on every core; apply in slot order on this thread.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let chunk = sealed_parts.len().div_ceil(threads).max(1);
+    let commit = global.commit_number;
+    let decoded: Vec<Result<Vec<(u32, Vec<SavedDoc>)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sealed_parts
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || -> Result<Vec<(u32, Vec<SavedDoc>)>> {
+                    let mut out = Vec::with_capacity(part.len());
+                    for &(slot, sealed) in part {
+                        let pk = match ring.key(slot, offset) {
+                            Ok(k) => k,
+                            Err(Error::Erased) => continue,
+                            Err(e) => return Err(e),
+                        };
+                        let pt = aead::open(&keys::patient_index_key(pk), &patient_aad(&vid, slot, commit), sealed)
+                            .map_err(|_| Error::Integrity { what: "checkpoint patient entry", offset })?;
+                        out.push((slot, body::decode(&pt, "checkpoint patient entry", offset)?));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(Err(Error::Integrity { what: "checkpoint", offset }))).collect()
+    });
+    let mut cat = Catalog { frames: global.frames.into_iter().collect::<HashMap<_, _>>(), ..Default::default() };
+    let total: usize = decoded.iter().map(|r| r.as_ref().map_or(0, |v| v.iter().map(|(_, d)| d.len()).sum::<usize>())).sum();
+    cat.docs.reserve(total);
+    let mut loaded = Vec::with_capacity(total);
+    for part in decoded {
+        for (slot, docs) in part? {
             for d in docs {
                 let kind = Kind::new(&d.kind).map_err(|_| bad("checkpoint patient entry"))?;
-                // Older versions only contribute their location; the latest carries
-                // labels and terms (moved, not cloned).
-                let Some(&(v, off, up)) = d.versions.last() else { continue };
-                let n = d.versions.len();
-                for &(v, off, up) in &d.versions[..n - 1] {
-                    cat.apply(
-                        NewVersion {
-                            id: d.id,
-                            patient_slot: slot,
-                            kind: kind.clone(),
-                            created_us: d.created_us,
-                            loc: VersionLoc { version: v, offset: off, updated_us: up },
-                            labels: Default::default(),
-                            terms: Vec::new(),
-                        },
-                        d.commit,
-                    );
+                let versions: Vec<VersionLoc> =
+                    d.versions.iter().map(|&(v, off, up)| VersionLoc { version: v, offset: off, updated_us: up }).collect();
+                if versions.is_empty() {
+                    continue;
                 }
-                cat.apply(
-                    NewVersion {
-                        id: d.id,
+                loaded.push((
+                    d.id,
+                    DocEntry {
                         patient_slot: slot,
                         kind,
                         created_us: d.created_us,
-                        loc: VersionLoc { version: v, offset: off, updated_us: up },
+                        versions,
                         labels: d.labels.into_iter().collect(),
                         terms: d.terms,
+                        commit: d.commit,
                     },
-                    d.commit,
-                );
+                ));
             }
         }
     }
+    cat.bulk_load(loaded);
     if seen != global.patients {
         return Err(bad("checkpoint"));
     }

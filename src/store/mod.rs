@@ -65,6 +65,9 @@ pub struct State {
     pub catalog: Catalog,
     /// Patient keys.
     pub keyring: Keyring,
+    /// Sequence number of the last frame [`Store::refresh`] applied to the catalog,
+    /// which may be past `head` after a refresh that failed part-way.
+    pub(crate) refreshed_seq: u64,
 }
 
 /// The engine.
@@ -137,7 +140,7 @@ impl Store {
             keys,
             header: Mutex::new(header),
             read_only: false,
-            state: RwLock::new(State { map, head, catalog: Catalog::default(), keyring: ring }),
+            state: RwLock::new(State { map, head, catalog: Catalog::default(), keyring: ring, refreshed_seq: 0 }),
             schema,
             report: OpenReport::default(),
         })
@@ -189,9 +192,11 @@ impl Store {
         };
         let (_, root) = header.unlock(secret)?;
         let keys = KeyHierarchy::new(root, header.vault_id);
+        // Map the log before loading the keyring: keyring records are synced before the
+        // commits that use them, so every patient a mapped commit names is loaded.
+        let map = data.map().map_err(io)?;
         let ring = Keyring::load(keyring, &keys)?;
         let schema_ref = &schema;
-        let map = data.map().map_err(io)?;
         let empty = Self::empty_head(&header.vault_id);
         let (mut catalog, start, cp_used, cp_fallback) = if header.checkpoint_offset != 0 {
             match checkpoint::load(&keys, &ring, &*map, header.checkpoint_offset) {
@@ -250,7 +255,7 @@ impl Store {
             header: Mutex::new(header),
             read_only,
             writer: Mutex::new(writer),
-            state: RwLock::new(State { map, head, catalog, keyring: ring }),
+            state: RwLock::new(State { map, head, catalog, keyring: ring, refreshed_seq: 0 }),
             schema,
             report,
         })
@@ -274,23 +279,35 @@ impl Store {
 
     /// Re-reads frames committed by another process since this handle last looked
     /// (read-only handles). Returns the number of new commits.
+    ///
+    /// A refresh that fails part-way (typically on a patient this handle has not
+    /// loaded yet: call [`Store::reload_keyring`] and refresh again) keeps what it
+    /// applied, and the next refresh applies every frame exactly once.
     pub fn refresh(&self, hook: &mut FrameHook<'_>) -> Result<u64> {
         let map = self.data.map().map_err(|e| Error::io(&self.path, e))?;
         let mut st = self.write_state();
         let start = st.head;
-        let State { catalog, keyring, .. } = &mut *st;
-        let keys = &self.keys;
-        let schema = &self.schema;
-        let mut apply = |frames: &[ScannedFrame], c: &Commit| -> Result<()> {
-            for f in frames {
-                Self::apply_frame(keys, keyring, schema, catalog, f, c.number)?;
-                hook(f)?;
-            }
-            Ok(())
+        let out = {
+            let State { catalog, keyring, refreshed_seq, .. } = &mut *st;
+            let keys = &self.keys;
+            let schema = &self.schema;
+            let mut apply = |frames: &[ScannedFrame], c: &Commit| -> Result<()> {
+                for f in frames {
+                    // Scans restart at the last commit head: skip what a failed one applied.
+                    if f.seq <= *refreshed_seq {
+                        continue;
+                    }
+                    Self::apply_frame(keys, keyring, schema, catalog, f, c.number)?;
+                    *refreshed_seq = f.seq;
+                    hook(f)?;
+                }
+                Ok(())
+            };
+            scan::scan(map.bytes(), start, &keys.commit_mac, &mut apply)
         };
-        let out = scan::scan(map.bytes(), start, &keys.commit_mac, &mut apply)?;
-        st.head = out.head.unwrap_or(start);
+        // Even after a failure, the catalog may name frames only this map covers.
         st.map = map;
+        st.head = out?.head.unwrap_or(start);
         Ok(st.head.commit_number - start.commit_number)
     }
 
