@@ -82,6 +82,18 @@ fn zeroize_array(k: &mut [u8; 32]) {
     }
 }
 
+/// Parses a document, storing inline (base64) attachments in the batch; file paths
+/// are refused through the C API.
+fn parse_document(b: &mut engine::SessionBatch<'_>, json_text: &str) -> Result<engine::NewDocument, Fail> {
+    let mut upload = |ct: &str, src: json::AttachmentSource| match src {
+        json::AttachmentSource::Inline(bytes) => b.put_attachment(ct, &mut bytes.as_slice()),
+        json::AttachmentSource::File(_) => Err(engine::Error::InvalidArgument(
+            "attachments from files are not accepted through the C API; use base64".into(),
+        )),
+    };
+    Ok(json::parse_document_str(json_text, &mut upload)?)
+}
+
 fn doc_id(s: &str) -> Result<DocumentId, Fail> {
     DocumentId::parse(s).map_err(Fail::from)
 }
@@ -275,13 +287,7 @@ pub unsafe extern "C" fn cv_put(session: cv_session, doc_json: *const c_char, id
         let dj = unsafe { input(doc_json, "doc_json", CV_MAX_INPUT)? };
         let s = handles::session(session)?;
         let mut b = s.batch()?;
-        let doc = {
-            let mut up = |ct: &str, src: json::AttachmentSource| match src {
-                json::AttachmentSource::Inline(bytes) => b.put_attachment(ct, &mut bytes.as_slice()),
-                json::AttachmentSource::File(_) => Err(engine::Error::InvalidArgument("attachments from files are not accepted through the C API; use base64".into())),
-            };
-            json::parse_document_str(dj, &mut up)?
-        };
+        let doc = parse_document(&mut b, dj)?;
         let id = b.put(&doc)?;
         b.commit()?;
         // SAFETY: checked non-NULL.
@@ -302,13 +308,7 @@ pub unsafe extern "C" fn cv_update(session: cv_session, id: *const c_char, doc_j
         let s = handles::session(session)?;
         let current = s.get(&id)?;
         let mut b = s.batch()?;
-        let doc = {
-            let mut up = |ct: &str, src: json::AttachmentSource| match src {
-                json::AttachmentSource::Inline(bytes) => b.put_attachment(ct, &mut bytes.as_slice()),
-                json::AttachmentSource::File(_) => Err(engine::Error::InvalidArgument("attachments from files are not accepted through the C API; use base64".into())),
-            };
-            json::parse_document_str(dj, &mut up)?
-        };
+        let doc = parse_document(&mut b, dj)?;
         if doc.patient != current.patient || doc.kind != current.kind {
             return Err(Fail(cv_status::CV_ERR_INVALID_ARGUMENT, "an update must keep the document's patient and kind".into()));
         }
