@@ -77,3 +77,27 @@ fn erased_patient_is_unreadable_everywhere_and_others_are_intact() {
     let (_, p1_doc) = ids[0];
     assert!(s.get(&p1_doc).is_err());
 }
+
+#[test]
+fn amendment_is_a_new_audited_version_and_needs_the_amend_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::create(&dir.path().join("a.cv"), VaultKey::Raw(&SecretKey::random()), VaultOptions::default()).unwrap();
+    let s = v.session(dr()).unwrap();
+    let id = s.put(&NewDocument::new("P1", "Condition").unwrap().with("code", Value::Code(Coding::new("icd10cm", "E11.9", None)))).unwrap();
+    let mut fields = std::collections::BTreeMap::new();
+    fields.insert("code".to_string(), Value::Code(Coding::new("icd10cm", "E10.9", None)).into());
+    assert!(s.amend(&id, fields.clone(), "").is_err(), "a reason is required");
+    let billing = v.session(Principal::new("b", Role::billing(), "h", Purpose::Payment)).unwrap();
+    assert!(matches!(billing.amend(&id, fields.clone(), "patient request 2024-05"), Err(Error::Denied(_))));
+    assert_eq!(s.amend(&id, fields, "patient request 2024-05: type 1, not type 2").unwrap(), 2);
+    let h = s.history(&id).unwrap();
+    assert_eq!(h.len(), 2);
+    assert!(matches!(h[0].get("code"), Some(Value::Code(c)) if c.code == "E11.9"));
+    assert!(matches!(h[1].get("code"), Some(Value::Code(c)) if c.code == "E10.9"));
+    let po = v.session(Principal::new("po", Role::privacy_officer(), "h", Purpose::Compliance)).unwrap();
+    let trail = po.audit_entries().unwrap();
+    assert!(trail.iter().any(|e| e.action == chartvault::audit::Action::Amend
+        && e.outcome == chartvault::audit::Outcome::Success
+        && e.detail.contains("type 1")));
+    assert!(trail.iter().any(|e| e.action == chartvault::audit::Action::Amend && e.outcome == chartvault::audit::Outcome::Denied));
+}

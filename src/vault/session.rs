@@ -298,6 +298,19 @@ impl Session {
         Ok(v)
     }
 
+    /// Amends a record at the patient's request (45 CFR 164.526): writes a new version
+    /// with `fields`, audited as an amendment with its reason; every earlier version
+    /// stays in the history. Needs the `amend` grant.
+    pub fn amend(&self, id: &DocumentId, fields: BTreeMap<String, Field>, reason: &str) -> Result<u32> {
+        if reason.trim().len() < 4 {
+            return Err(Error::InvalidArgument("an amendment needs a reason (at least 4 characters)".into()));
+        }
+        let mut b = self.batch()?;
+        let v = b.update_as(id, fields, Operation::Amend, Action::Amend, reason.chars().take(500).collect())?;
+        b.commit()?;
+        Ok(v)
+    }
+
     /// Starts a batch: many writes, one durable commit (group commit).
     pub fn batch(&self) -> Result<SessionBatch<'_>> {
         self.touch()?;
