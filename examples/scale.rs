@@ -10,16 +10,22 @@ use chartvault::{Coding, Date, KdfParams, NewDocument, SecretKey, Value, Vault, 
 
 fn main() -> chartvault::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let n: usize = args.iter().position(|a| a == "--docs").and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let n: usize = args
+        .iter()
+        .position(|a| a == "--docs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let dir = tempfile::tempdir().map_err(|e| chartvault::Error::Io { path: "tempdir".into(), source: e })?;
     // `--keep DIR` builds the vault once in DIR (key in DIR/key) and reuses it afterwards.
     let keep = args.iter().position(|a| a == "--keep").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from);
     let base = keep.clone().unwrap_or_else(|| dir.path().to_path_buf());
     let path = base.join("scale.cv");
-    let key = match keep.as_ref().and_then(|k| std::fs::read(k.join("key")).ok()).and_then(|b| SecretKey::from_slice(&b)) {
-        Some(k) => k,
-        None => SecretKey::random(),
-    };
+    let key =
+        match keep.as_ref().and_then(|k| std::fs::read(k.join("key")).ok()).and_then(|b| SecretKey::from_slice(&b)) {
+            Some(k) => k,
+            None => SecretKey::random(),
+        };
     let opts = VaultOptions { kdf: KdfParams::INSECURE_FOR_TESTS, checkpoint_every: 0, ..VaultOptions::default() };
     let patients = n / 20;
     let codes = ["4548-4", "2345-7", "718-7", "2160-0", "39156-5"];
@@ -31,24 +37,34 @@ fn main() -> chartvault::Result<()> {
             raw.copy_from_slice(&key.derive("scale example key file", &[]).mac(&[b"x"]));
             std::fs::write(k.join("key"), raw).ok();
         }
-        let key = match keep.as_ref().and_then(|k| std::fs::read(k.join("key")).ok()).and_then(|b| SecretKey::from_slice(&b)) {
-            Some(k) => k,
-            None => key.clone(),
-        };
+        let key =
+            match keep.as_ref().and_then(|k| std::fs::read(k.join("key")).ok()).and_then(|b| SecretKey::from_slice(&b))
+            {
+                Some(k) => k,
+                None => key.clone(),
+            };
         let v = Vault::create(&path, VaultKey::Raw(&key), opts.clone())?;
-        let dr = v.session(Principal::new("loader", Role::physician(), "h", Purpose::Treat).with_care_team((0..patients).map(|p| format!("MRN-{p}"))))?;
+        let dr = v.session(
+            Principal::new("loader", Role::physician(), "h", Purpose::Treat)
+                .with_care_team((0..patients).map(|p| format!("MRN-{p}"))),
+        )?;
         let mut i = 0;
         while i < n {
             let mut b = dr.batch()?;
             for _ in 0..1000.min(n - i) {
                 let p = i % patients.max(1);
                 let day = (i % 1500) as i32;
-                b.put(&NewDocument::new(&format!("MRN-{p}"), "Observation")?
-                    .with("code", Value::Code(Coding::new("loinc", codes[i % codes.len()], Some("lab"))))
-                    .with("effective", Value::Date(Date::from_days(19000 + day).unwrap_or(Date::parse("2024-01-01")?)))
-                    .with("value", Value::Decimal(chartvault::Decimal::new((i % 1000) as i64, 1)))
-                    .with("status", Value::Text("final".into()))
-                    .with("note", Value::Text(format!("routine result {i} reviewed with patient"))))?;
+                b.put(
+                    &NewDocument::new(&format!("MRN-{p}"), "Observation")?
+                        .with("code", Value::Code(Coding::new("loinc", codes[i % codes.len()], Some("lab"))))
+                        .with(
+                            "effective",
+                            Value::Date(Date::from_days(19000 + day).unwrap_or(Date::parse("2024-01-01")?)),
+                        )
+                        .with("value", Value::Decimal(chartvault::Decimal::new((i % 1000) as i64, 1)))
+                        .with("status", Value::Text("final".into()))
+                        .with("note", Value::Text(format!("routine result {i} reviewed with patient"))),
+                )?;
                 i += 1;
             }
             b.commit()?;
@@ -56,10 +72,11 @@ fn main() -> chartvault::Result<()> {
         v.checkpoint()?;
         v.close()?;
     }
-    let key = match keep.as_ref().and_then(|k| std::fs::read(k.join("key")).ok()).and_then(|b| SecretKey::from_slice(&b)) {
-        Some(k) => k,
-        None => key,
-    };
+    let key =
+        match keep.as_ref().and_then(|k| std::fs::read(k.join("key")).ok()).and_then(|b| SecretKey::from_slice(&b)) {
+            Some(k) => k,
+            None => key,
+        };
     println!("load {n} docs: {:.2?}", t.elapsed());
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!("file size: {:.1} MiB", size as f64 / 1048576.0);

@@ -48,10 +48,14 @@ pub enum Error {
     #[error("wrong passphrase or key: no key slot of this vault accepts it")]
     WrongKey,
     /// Another process or handle already holds the vault open for writing.
-    #[error("the vault {0} is already open for writing by another process or handle (one writer per file); open it read-only or close the other writer")]
+    #[error(
+        "the vault {0} is already open for writing by another process or handle (one writer per file); open it read-only or close the other writer"
+    )]
     Locked(PathBuf),
     /// The file is damaged before the last valid commit; read-write open is refused.
-    #[error("the vault is corrupt at byte offset {offset}: {reason}; valid data follows the damage, so it cannot be repaired by truncation (open read-only to read the intact part, or restore a backup)")]
+    #[error(
+        "the vault is corrupt at byte offset {offset}: {reason}; valid data follows the damage, so it cannot be repaired by truncation (open read-only to read the intact part, or restore a backup)"
+    )]
     Corrupt {
         /// Byte offset of the first damaged frame.
         offset: u64,
@@ -67,7 +71,9 @@ pub enum Error {
         offset: u64,
     },
     /// An earlier write or fsync failed; the vault refuses writes until reopened.
-    #[error("an earlier write or fsync failed, so this vault handle refuses further writes; close and reopen it (data committed before the failure is safe)")]
+    #[error(
+        "an earlier write or fsync failed, so this vault handle refuses further writes; close and reopen it (data committed before the failure is safe)"
+    )]
     WritesLatched,
     /// The vault was opened read-only.
     #[error("the vault is open read-only; open it read-write to change it")]

@@ -23,7 +23,10 @@ mod util;
 
 pub use crypto::{KdfParams, SecretKey};
 pub use error::{Error, Result};
-pub use model::{AttachmentRef, Coding, Date, DateTime, Decimal, Document, DocumentId, Field, Kind, Label, NewDocument, Schema, Value};
+pub use model::{
+    AttachmentRef, Coding, Date, DateTime, Decimal, Document, DocumentId, Field, Kind, Label, NewDocument, Schema,
+    Value,
+};
 pub mod access;
 pub mod audit;
 pub mod vault;

@@ -21,10 +21,12 @@ fn erased_patient_is_unreadable_everywhere_and_others_are_intact() {
         for i in 0..3 {
             ids.push((
                 p,
-                s.put(&NewDocument::new(p, "Observation")
-                    .unwrap()
-                    .with("code", Value::Code(Coding::new("loinc", "4548-4", None)))
-                    .with("value", Value::Integer(i)))
+                s.put(
+                    &NewDocument::new(p, "Observation")
+                        .unwrap()
+                        .with("code", Value::Code(Coding::new("loinc", "4548-4", None)))
+                        .with("value", Value::Integer(i)),
+                )
                 .unwrap(),
             ));
         }
@@ -81,9 +83,16 @@ fn erased_patient_is_unreadable_everywhere_and_others_are_intact() {
 #[test]
 fn amendment_is_a_new_audited_version_and_needs_the_amend_grant() {
     let dir = tempfile::tempdir().unwrap();
-    let v = Vault::create(&dir.path().join("a.cv"), VaultKey::Raw(&SecretKey::random()), VaultOptions::default()).unwrap();
+    let v =
+        Vault::create(&dir.path().join("a.cv"), VaultKey::Raw(&SecretKey::random()), VaultOptions::default()).unwrap();
     let s = v.session(dr()).unwrap();
-    let id = s.put(&NewDocument::new("P1", "Condition").unwrap().with("code", Value::Code(Coding::new("icd10cm", "E11.9", None)))).unwrap();
+    let id = s
+        .put(
+            &NewDocument::new("P1", "Condition")
+                .unwrap()
+                .with("code", Value::Code(Coding::new("icd10cm", "E11.9", None))),
+        )
+        .unwrap();
     let mut fields = std::collections::BTreeMap::new();
     fields.insert("code".to_string(), Value::Code(Coding::new("icd10cm", "E10.9", None)).into());
     assert!(s.amend(&id, fields.clone(), "").is_err(), "a reason is required");
@@ -99,5 +108,9 @@ fn amendment_is_a_new_audited_version_and_needs_the_amend_grant() {
     assert!(trail.iter().any(|e| e.action == chartvault::audit::Action::Amend
         && e.outcome == chartvault::audit::Outcome::Success
         && e.detail.contains("type 1")));
-    assert!(trail.iter().any(|e| e.action == chartvault::audit::Action::Amend && e.outcome == chartvault::audit::Outcome::Denied));
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.action == chartvault::audit::Action::Amend && e.outcome == chartvault::audit::Outcome::Denied)
+    );
 }

@@ -9,12 +9,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chartvault::access::{
-    Grant, Operation, Part2Consent, PatientRules, Policy, Principal, Purpose, Role,
-};
-use chartvault::{
-    Coding, Date, DateTime, Decimal, Label, NewDocument, Value, Vault, VaultKey, VaultOptions,
-};
+use chartvault::access::{Grant, Operation, Part2Consent, PatientRules, Policy, Principal, Purpose, Role};
+use chartvault::{Coding, Date, DateTime, Decimal, Label, NewDocument, Value, Vault, VaultKey, VaultOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::DemoArgs;
@@ -39,11 +35,11 @@ pub const VAULT_FILE: &str = "vault.cv";
 const ORG: &str = "general-hospital";
 
 /// A sentence of patient 0's clinical note; the on-disk scan looks for it.
-pub const NOTE_SENTENCE: &str =
-    "Reports waking at night with chest tightness since moving to Alder Creek.";
+pub const NOTE_SENTENCE: &str = "Reports waking at night with chest tightness since moving to Alder Creek.";
 
 /// Text of the one psychotherapy note.
-const PSYCHOTHERAPY_TEXT: &str = "Session 4: explored grief after the loss of a sibling; practised grounding techniques; risk assessment unchanged.";
+const PSYCHOTHERAPY_TEXT: &str =
+    "Session 4: explored grief after the loss of a sibling; practised grounding techniques; risk assessment unchanged.";
 
 // ---------------------------------------------------------------------------------
 // Deterministic synthetic data
@@ -77,9 +73,9 @@ impl Rng {
 }
 
 const GIVEN: &[&str] = &[
-    "Amelia", "Jonah", "Priya", "Mateo", "Grace", "Tobias", "Leilani", "Omar", "Ingrid", "Kwame",
-    "Sofia", "Declan", "Mei", "Rafael", "Noor", "Elliot", "Hana", "Viktor", "Imani", "Callum",
-    "Lucia", "Desmond", "Anika", "Felix", "Zara", "Tomas", "Yara", "Benedikt", "Nadia", "Hugo",
+    "Amelia", "Jonah", "Priya", "Mateo", "Grace", "Tobias", "Leilani", "Omar", "Ingrid", "Kwame", "Sofia", "Declan",
+    "Mei", "Rafael", "Noor", "Elliot", "Hana", "Viktor", "Imani", "Callum", "Lucia", "Desmond", "Anika", "Felix",
+    "Zara", "Tomas", "Yara", "Benedikt", "Nadia", "Hugo",
 ];
 const FAMILY: &[&str] = &[
     "Okafor",
@@ -136,39 +132,11 @@ const CITIES: &[(&str, &str, &str)] = &[
 
 /// (LOINC code, display, unit, low, high, decimals)
 const LABS: &[(&str, &str, &str, u64, u64, u32)] = &[
-    (
-        "4548-4",
-        "Hemoglobin A1c/Hemoglobin.total in Blood",
-        "%",
-        48,
-        110,
-        1,
-    ),
-    (
-        "2345-7",
-        "Glucose [Mass/volume] in Serum or Plasma",
-        "mg/dL",
-        70,
-        240,
-        0,
-    ),
+    ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 48, 110, 1),
+    ("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", 70, 240, 0),
     ("8480-6", "Systolic blood pressure", "mm[Hg]", 98, 168, 0),
-    (
-        "39156-5",
-        "Body mass index (BMI) [Ratio]",
-        "kg/m2",
-        185,
-        395,
-        1,
-    ),
-    (
-        "2093-3",
-        "Cholesterol [Mass/volume] in Serum or Plasma",
-        "mg/dL",
-        140,
-        290,
-        0,
-    ),
+    ("39156-5", "Body mass index (BMI) [Ratio]", "kg/m2", 185, 395, 1),
+    ("2093-3", "Cholesterol [Mass/volume] in Serum or Plasma", "mg/dL", 140, 290, 0),
 ];
 
 /// (ICD-10-CM code, display)
@@ -178,18 +146,12 @@ const CONDITIONS: &[(&str, &str)] = &[
     ("E78.5", "Hyperlipidemia, unspecified"),
     ("J45.909", "Unspecified asthma, uncomplicated"),
     ("M54.50", "Low back pain, unspecified"),
-    (
-        "K21.9",
-        "Gastro-esophageal reflux disease without esophagitis",
-    ),
+    ("K21.9", "Gastro-esophageal reflux disease without esophagitis"),
 ];
 
 /// (RxNorm code, display)
 const MEDICATIONS: &[(&str, &str)] = &[
-    (
-        "860975",
-        "metformin hydrochloride 500 MG Extended Release Oral Tablet",
-    ),
+    ("860975", "metformin hydrochloride 500 MG Extended Release Oral Tablet"),
     ("314076", "lisinopril 10 MG Oral Tablet"),
     ("617310", "atorvastatin 20 MG Oral Tablet"),
     ("197361", "amlodipine 5 MG Oral Tablet"),
@@ -222,10 +184,7 @@ pub struct DemoPatient {
 }
 
 fn date(y: u64, m: u64, d: u64) -> Value {
-    Value::Date(
-        Date::parse(&format!("{y:04}-{m:02}-{d:02}"))
-            .unwrap_or_else(|_| unreachable!("valid synthetic date")),
-    )
+    Value::Date(Date::parse(&format!("{y:04}-{m:02}-{d:02}")).unwrap_or_else(|_| unreachable!("valid synthetic date")))
 }
 
 fn datetime(y: u64, m: u64, d: u64, h: u64, min: u64) -> Value {
@@ -263,21 +222,13 @@ pub fn generate(n: usize) -> Vec<DemoPatient> {
             let family = FAMILY[(i * 7 + i / GIVEN.len()) % FAMILY.len()];
             let name = format!("{given} {family}");
             let (city, state, zip) = *rng.pick(CITIES);
-            let street = format!(
-                "{} {} {}",
-                rng.range(12, 9870),
-                rng.pick(STREETS),
-                rng.pick(STREET_TYPES)
-            );
+            let street = format!("{} {} {}", rng.range(12, 9870), rng.pick(STREETS), rng.pick(STREET_TYPES));
             let birth_year = rng.range(1938, 2006);
             let mut docs = vec![
                 doc(&mrn, "Patient")
                     .with("identifier", text(mrn.clone()))
                     .with("name", text(name.clone()))
-                    .with(
-                        "birthDate",
-                        date(birth_year, rng.range(1, 12), rng.range(1, 28)),
-                    )
+                    .with("birthDate", date(birth_year, rng.range(1, 12), rng.range(1, 28)))
                     .with(
                         "gender",
                         code(
@@ -287,23 +238,12 @@ pub fn generate(n: usize) -> Vec<DemoPatient> {
                         ),
                     )
                     .with("address", text(format!("{street}, {city}, {state} {zip}")))
-                    .with(
-                        "phone",
-                        text(format!(
-                            "+1-555-{:03}-{:04}",
-                            rng.range(200, 989),
-                            rng.range(0, 9999)
-                        )),
-                    ),
+                    .with("phone", text(format!("+1-555-{:03}-{:04}", rng.range(200, 989), rng.range(0, 9999)))),
             ];
             // Patient 0 always gets the HbA1c and the diabetes diagnosis the walkthrough uses.
             let n_labs = if i == 0 { 3 } else { rng.range(1, 3) as usize };
             for k in 0..n_labs {
-                let (c, display, unit, lo, hi, dec) = if k == 0 && i == 0 {
-                    LABS[0]
-                } else {
-                    *rng.pick(LABS)
-                };
+                let (c, display, unit, lo, hi, dec) = if k == 0 && i == 0 { LABS[0] } else { *rng.pick(LABS) };
                 docs.push(
                     doc(&mrn, "Observation")
                         .with("status", text("final"))
@@ -320,31 +260,18 @@ pub fn generate(n: usize) -> Vec<DemoPatient> {
                         .with("unit", text(unit))
                         .with(
                             "effective",
-                            datetime(
-                                2025,
-                                rng.range(1, 12),
-                                rng.range(1, 28),
-                                rng.range(7, 17),
-                                rng.range(0, 59),
-                            ),
+                            datetime(2025, rng.range(1, 12), rng.range(1, 28), rng.range(7, 17), rng.range(0, 59)),
                         ),
                 );
             }
             let n_cond = if i == 0 { 1 } else { rng.range(1, 2) as usize };
             for k in 0..n_cond {
-                let (c, display) = if k == 0 && i == 0 {
-                    CONDITIONS[0]
-                } else {
-                    *rng.pick(CONDITIONS)
-                };
+                let (c, display) = if k == 0 && i == 0 { CONDITIONS[0] } else { *rng.pick(CONDITIONS) };
                 docs.push(
                     doc(&mrn, "Condition")
                         .with("clinicalStatus", text("active"))
                         .with("code", code("icd10cm", c, display))
-                        .with(
-                            "onset",
-                            date(rng.range(2012, 2025), rng.range(1, 12), rng.range(1, 28)),
-                        ),
+                        .with("onset", date(rng.range(2012, 2025), rng.range(1, 12), rng.range(1, 28))),
                 );
             }
             for _ in 0..rng.range(1, 2) {
@@ -358,10 +285,7 @@ pub fn generate(n: usize) -> Vec<DemoPatient> {
                 );
             }
             let note = if i == 0 {
-                format!(
-                    "{} {NOTE_SENTENCE} Plan: ECG today, review in two weeks.",
-                    NOTE_OPENINGS[0]
-                )
+                format!("{} {NOTE_SENTENCE} Plan: ECG today, review in two weeks.", NOTE_OPENINGS[0])
             } else {
                 format!("{} {}", rng.pick(NOTE_OPENINGS), rng.pick(NOTE_BODIES))
             };
@@ -385,24 +309,13 @@ pub fn generate(n: usize) -> Vec<DemoPatient> {
                             code("icd10cm", "F10.20", "Alcohol dependence, uncomplicated"),
                             vec![Label::substance_use()],
                         )
-                        .with_labeled(
-                            "clinicalStatus",
-                            text("active"),
-                            vec![Label::substance_use()],
-                        )
+                        .with_labeled("clinicalStatus", text("active"), vec![Label::substance_use()])
                         .with("onset", date(2021, 6, 1)),
                 );
                 docs.push(
                     doc(&mrn, "Claim")
                         .with("status", text("active"))
-                        .with(
-                            "code",
-                            code(
-                                "cpt",
-                                "99214",
-                                "Office visit, established patient, moderate complexity",
-                            ),
-                        )
+                        .with("code", code("cpt", "99214", "Office visit, established patient, moderate complexity"))
                         .with("date", date(2025, 11, 3))
                         .with("payer", text("Cascade Mutual Health PPO"))
                         .with("memberId", text("CMH-88213-04"))
@@ -410,12 +323,7 @@ pub fn generate(n: usize) -> Vec<DemoPatient> {
                         .with("patientResponsibility", decimal(3000, 2)),
                 );
             }
-            DemoPatient {
-                mrn,
-                name,
-                street,
-                docs,
-            }
+            DemoPatient { mrn, name, street, docs }
         })
         .collect()
 }
@@ -462,9 +370,7 @@ fn refuse_existing_vault(dir: &Path) -> CliResult<()> {
         let p = entry.path();
         let mut magic = [0u8; 8];
         let is_vault = p.file_name().is_some_and(|n| n == VAULT_FILE)
-            || std::fs::File::open(&p)
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-                .is_ok()
+            || std::fs::File::open(&p).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
                 && (&magic == chartvault::format::header::MAGIC
                     || &magic == chartvault::format::keyring::KEYRING_MAGIC);
         if is_vault {
@@ -485,9 +391,7 @@ fn files_under(dir: &Path) -> CliResult<Vec<PathBuf>> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).map_err(|e| io_error("read folder", &d, &e))? {
             let entry = entry.map_err(|e| io_error("read folder", &d, &e))?;
-            let ft = entry
-                .file_type()
-                .map_err(|e| io_error("inspect", &entry.path(), &e))?;
+            let ft = entry.file_type().map_err(|e| io_error("inspect", &entry.path(), &e))?;
             if ft.is_dir() {
                 stack.push(entry.path());
             } else if ft.is_file() {
@@ -515,9 +419,7 @@ pub fn run(a: DemoArgs) -> CliResult<()> {
     std::fs::create_dir_all(&dir).map_err(|e| io_error("create folder", &dir, &e))?;
     let path = dir.join(VAULT_FILE);
 
-    println!(
-        "chartvault demo: synthetic patients only. Never put real patient data in a demo vault."
-    );
+    println!("chartvault demo: synthetic patients only. Never put real patient data in a demo vault.");
     let env_pass = unlock::from_env(PASSPHRASE_ENV)?;
     let passphrase: zeroize::Zeroizing<Vec<u8>> = match env_pass {
         Some(p) => {
@@ -533,43 +435,23 @@ pub fn run(a: DemoArgs) -> CliResult<()> {
     };
 
     // 1. Create.
-    step(
-        1,
-        "Creating the vault (Argon2id passphrase slot: 64 MiB, 3 passes)",
-    );
+    step(1, "Creating the vault (Argon2id passphrase slot: 64 MiB, 3 passes)");
     let t = Instant::now();
-    let opts = VaultOptions {
-        initial_policy: demo_policy()?,
-        ..VaultOptions::default()
-    };
+    let opts = VaultOptions { initial_policy: demo_policy()?, ..VaultOptions::default() };
     let vault = Vault::create(&path, VaultKey::Passphrase(&passphrase), opts)?;
     println!("   {}  (data file)", path.display());
-    println!(
-        "   {}  (patient keyring)",
-        chartvault::store::keyring_path(&path).display()
-    );
+    println!("   {}  (patient keyring)", chartvault::store::keyring_path(&path).display());
     println!("   created in {:.2} s", t.elapsed().as_secs_f64());
 
     let patients = generate(PATIENTS);
     let p0 = &patients[0];
 
     // 2. Consent.
-    step(
-        2,
-        "The privacy officer records patient 0's 42 CFR Part 2 consent (treatment at general-hospital)",
-    );
-    let po = vault.session(principal(
-        "po.rivera",
-        Role::privacy_officer(),
-        Purpose::Compliance,
-    ))?;
+    step(2, "The privacy officer records patient 0's 42 CFR Part 2 consent (treatment at general-hospital)");
+    let po = vault.session(principal("po.rivera", Role::privacy_officer(), Purpose::Compliance))?;
     po.set_patient_rules(PatientRules {
         patient: p0.mrn.clone(),
-        part2_consents: vec![Part2Consent {
-            organization: ORG.into(),
-            purposes: vec![Purpose::Treat],
-            expires: None,
-        }],
+        part2_consents: vec![Part2Consent { organization: ORG.into(), purposes: vec![Purpose::Treat], expires: None }],
         ..PatientRules::default()
     })?;
     println!("   without it, substance-use records could be neither written nor read here");
@@ -578,20 +460,11 @@ pub fn run(a: DemoArgs) -> CliResult<()> {
     let total_docs: usize = patients.iter().map(|p| p.docs.len()).sum();
     step(
         3,
-        &format!(
-            "Loading {PATIENTS} synthetic patients ({total_docs} documents) through a write-only import feed"
-        ),
+        &format!("Loading {PATIENTS} synthetic patients ({total_docs} documents) through a write-only import feed"),
     );
-    let feed = vault.session(principal(
-        "hl7.feed",
-        Role::new("interface")?,
-        Purpose::Treat,
-    ))?;
-    let target = if std::io::stdout().is_terminal() {
-        ProgressDrawTarget::stdout()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
+    let feed = vault.session(principal("hl7.feed", Role::new("interface")?, Purpose::Treat))?;
+    let target =
+        if std::io::stdout().is_terminal() { ProgressDrawTarget::stdout() } else { ProgressDrawTarget::hidden() };
     let pb = ProgressBar::with_draw_target(Some(PATIENTS as u64), target);
     if let Ok(style) = ProgressStyle::with_template("   [{bar:40}] {pos}/{len} patients  {msg}") {
         pb.set_style(style.progress_chars("=> "));
@@ -629,12 +502,7 @@ pub fn run(a: DemoArgs) -> CliResult<()> {
     drop(feed);
 
     // Where patient 0's documents are.
-    let kind_of = |k: &str| {
-        p0.docs
-            .iter()
-            .position(|d| d.kind.as_str() == k)
-            .map(|i| ids[0][i])
-    };
+    let kind_of = |k: &str| p0.docs.iter().position(|d| d.kind.as_str() == k).map(|i| ids[0][i]);
     let find = |k: &str| kind_of(k).ok_or_else(|| CliError::new(format!("demo: no {k} generated")));
     let note_id = find("ClinicalNote")?;
     let psy_id = find("PsychotherapyNote")?;
@@ -642,16 +510,9 @@ pub fn run(a: DemoArgs) -> CliResult<()> {
     let dm_id = find("Condition")?;
 
     // 4. Physician.
-    step(
-        4,
-        &format!(
-            "Dr. Grey (physician, care team of {}, purpose TREAT) opens the chart",
-            p0.mrn
-        ),
-    );
-    let dr = vault.session(
-        principal("dr.grey", Role::physician(), Purpose::Treat).with_care_team([p0.mrn.as_str()]),
-    )?;
+    step(4, &format!("Dr. Grey (physician, care team of {}, purpose TREAT) opens the chart", p0.mrn));
+    let dr =
+        vault.session(principal("dr.grey", Role::physician(), Purpose::Treat).with_care_team([p0.mrn.as_str()]))?;
     let chart = dr.chart(&p0.mrn)?;
     let mut t = Table::new(&["KIND", "CONTENT"]);
     for d in &chart {
@@ -665,50 +526,28 @@ pub fn run(a: DemoArgs) -> CliResult<()> {
     );
 
     // 5. Billing.
-    step(
-        5,
-        "Bob (billing, purpose HPAYMT) reads the same clinical note",
-    );
+    step(5, "Bob (billing, purpose HPAYMT) reads the same clinical note");
     let billing = vault.session(principal("bob.billing", Role::billing(), Purpose::Payment))?;
     let note = billing.get(&note_id)?;
     output::print_document_fields(&note, 3);
-    println!(
-        "   the note text stays sealed: billing holds no key for the `restricted` label group"
-    );
+    println!("   the note text stays sealed: billing holds no key for the `restricted` label group");
 
     // 6. Nurse refused.
-    step(
-        6,
-        "Nurse Kim (nurse, care team, purpose TREAT) asks for the psychotherapy note",
-    );
-    let nurse = vault.session(
-        principal("rn.kim", Role::nurse(), Purpose::Treat).with_care_team([p0.mrn.as_str()]),
-    )?;
+    step(6, "Nurse Kim (nurse, care team, purpose TREAT) asks for the psychotherapy note");
+    let nurse = vault.session(principal("rn.kim", Role::nurse(), Purpose::Treat).with_care_team([p0.mrn.as_str()]))?;
     match nurse.get(&psy_id) {
         Err(e) => println!("   refused: {e}"),
         Ok(_) => {
-            return Err(CliError::new(
-                "demo: the nurse could read the psychotherapy note",
-            ));
+            return Err(CliError::new("demo: the nurse could read the psychotherapy note"));
         }
     }
     println!("   the refusal is itself recorded in the audit trail");
 
     // 7. Break-glass.
-    step(
-        7,
-        &format!(
-            "Dr. Patel (ER physician, no care relationship) needs {}'s chart at 3 a.m.",
-            p0.mrn
-        ),
-    );
+    step(7, &format!("Dr. Patel (ER physician, no care relationship) needs {}'s chart at 3 a.m.", p0.mrn));
     let er = vault.session(principal("dr.patel", Role::physician(), Purpose::Treat))?;
     let before = er.chart(&p0.mrn)?;
-    println!(
-        "   before break-glass: {} of {} documents visible",
-        before.len(),
-        p0.docs.len()
-    );
+    println!("   before break-glass: {} of {} documents visible", before.len(), p0.docs.len());
     let reason = "Unresponsive on arrival in the ED; no prior relationship; need medication list and allergies";
     er.break_glass(&p0.mrn, reason)?;
     println!("   break-glass requested: \"{reason}\"");
@@ -721,15 +560,8 @@ pub fn run(a: DemoArgs) -> CliResult<()> {
     println!("   every access under the grant is flagged for the privacy officer's review");
 
     // 8. Disclosures.
-    step(
-        8,
-        "Releases of information are recorded in the disclosure ledger",
-    );
-    let him = vault.session(principal(
-        "him.okoro",
-        Role::him_coder(),
-        Purpose::PublicHealth,
-    ))?;
+    step(8, "Releases of information are recorded in the disclosure ledger");
+    let him = vault.session(principal("him.okoro", Role::him_coder(), Purpose::PublicHealth))?;
     him.record_disclosure(&chartvault::DisclosureRequest {
         patient: p0.mrn.clone(),
         recipient: "County Public Health Department, 100 Main St, Alder Creek OR".into(),
@@ -743,38 +575,19 @@ pub fn run(a: DemoArgs) -> CliResult<()> {
         description: "HbA1c result for referral".into(),
         documents: vec![a1c_id],
     })?;
-    println!(
-        "   dr.grey (purpose TREAT): HbA1c sent with a referral (a treatment disclosure, exempt from accounting)"
-    );
+    println!("   dr.grey (purpose TREAT): HbA1c sent with a referral (a treatment disclosure, exempt from accounting)");
 
     // 9. Audit.
-    step(
-        9,
-        "The privacy officer checks the audit trail and prepares the accounting of disclosures",
-    );
+    step(9, "The privacy officer checks the audit trail and prepares the accounting of disclosures");
     let av = po.audit_verify()?;
     if !av.is_intact() {
-        return Err(CliError::new(format!(
-            "demo: the audit trail does not verify: {} problem(s)",
-            av.problems.len()
-        )));
+        return Err(CliError::new(format!("demo: the audit trail does not verify: {} problem(s)", av.problems.len())));
     }
-    println!(
-        "   audit trail: {} entries, every one authenticated, in sequence, hash chain unbroken",
-        av.entries
-    );
+    println!("   audit trail: {} entries, every one authenticated, in sequence, hash chain unbroken", av.entries);
     let acc = po.accounting_of_disclosures(&p0.mrn)?;
-    println!(
-        "   accounting of disclosures for {} (45 CFR 164.528):",
-        acc.patient
-    );
+    println!("   accounting of disclosures for {} (45 CFR 164.528):", acc.patient);
     let mut t = Table::new(&["DATE", "RECIPIENT", "PURPOSE", "DESCRIPTION", "ACCOUNTABLE"]);
-    for (l, accountable) in acc
-        .accountable
-        .iter()
-        .map(|l| (l, "yes"))
-        .chain(acc.exempt.iter().map(|l| (l, "exempt")))
-    {
+    for (l, accountable) in acc.accountable.iter().map(|l| (l, "yes")).chain(acc.exempt.iter().map(|l| (l, "exempt"))) {
         t.row(vec![
             l.date.chars().take(19).collect(),
             output::truncate(&l.recipient, 34),
@@ -819,31 +632,18 @@ pub fn run(a: DemoArgs) -> CliResult<()> {
         (patients[0].street.clone(), "street address"),
         (patients[0].mrn.clone(), "medical record number"),
         (NOTE_SENTENCE.to_string(), "clinical note sentence"),
-        (
-            "grounding techniques".to_string(),
-            "psychotherapy note words",
-        ),
+        ("grounding techniques".to_string(), "psychotherapy note words"),
         ("Cascade Mutual".to_string(), "claim payer"),
     ];
-    println!(
-        "   scanning every byte of every file in {} for plaintext the demo stored:",
-        dir.display()
-    );
+    println!("   scanning every byte of every file in {} for plaintext the demo stored:", dir.display());
     let contents: Vec<(PathBuf, Vec<u8>)> = files
         .iter()
-        .map(|f| {
-            std::fs::read(f)
-                .map(|b| (f.clone(), b))
-                .map_err(|e| io_error("read", f, &e))
-        })
+        .map(|f| std::fs::read(f).map(|b| (f.clone(), b)).map_err(|e| io_error("read", f, &e)))
         .collect::<CliResult<_>>()?;
     let mut leaks = 0;
     for (needle, what) in &needles {
-        let found: Vec<String> = contents
-            .iter()
-            .filter(|(_, b)| contains(b, needle.as_bytes()))
-            .map(|(p, _)| rel(&dir, p))
-            .collect();
+        let found: Vec<String> =
+            contents.iter().filter(|(_, b)| contains(b, needle.as_bytes())).map(|(p, _)| rel(&dir, p)).collect();
         let shown = format!("\"{}\" ({what})", output::truncate(needle, 44));
         if found.is_empty() {
             println!("     {shown:<70} not found");
@@ -853,17 +653,12 @@ pub fn run(a: DemoArgs) -> CliResult<()> {
         }
     }
     if leaks > 0 {
-        return Err(CliError::new(format!(
-            "demo: {leaks} plaintext value(s) found on disk"
-        )));
+        return Err(CliError::new(format!("demo: {leaks} plaintext value(s) found on disk")));
     }
 
     let elapsed = t0.elapsed();
     println!();
-    println!(
-        "done in {:.1} s. Explore the vault yourself, for example:",
-        elapsed.as_secs_f64()
-    );
+    println!("done in {:.1} s. Explore the vault yourself, for example:", elapsed.as_secs_f64());
     let pass_hint = if std::env::var_os(PASSPHRASE_ENV).is_some() {
         String::new()
     } else {
@@ -881,10 +676,7 @@ pub fn run(a: DemoArgs) -> CliResult<()> {
         p0.mrn
     );
     if elapsed > Duration::from_secs(10) {
-        eprintln!(
-            "note: the demo took longer than expected ({:.1} s) on this machine",
-            elapsed.as_secs_f64()
-        );
+        eprintln!("note: the demo took longer than expected ({:.1} s) on this machine", elapsed.as_secs_f64());
     }
     Ok(())
 }
@@ -907,23 +699,14 @@ mod tests {
         }
         let mrns: std::collections::BTreeSet<_> = a.iter().map(|p| &p.mrn).collect();
         assert_eq!(mrns.len(), PATIENTS);
-        let kinds = |k: &str| {
-            a.iter()
-                .flat_map(|p| &p.docs)
-                .filter(|d| d.kind.as_str() == k)
-                .count()
-        };
+        let kinds = |k: &str| a.iter().flat_map(|p| &p.docs).filter(|d| d.kind.as_str() == k).count();
         assert_eq!(kinds("PsychotherapyNote"), 1);
         assert_eq!(kinds("Claim"), 1);
         assert_eq!(kinds("Patient"), PATIENTS);
         let sud = a
             .iter()
             .flat_map(|p| &p.docs)
-            .filter(|d| {
-                d.fields
-                    .values()
-                    .any(|f| f.labels.contains(&Label::substance_use()))
-            })
+            .filter(|d| d.fields.values().any(|f| f.labels.contains(&Label::substance_use())))
             .count();
         assert_eq!(sud, 1);
     }

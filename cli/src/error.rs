@@ -29,26 +29,17 @@ pub type CliResult<T> = Result<T, CliError>;
 impl CliError {
     /// An ordinary error (exit 1).
     pub fn new(message: impl Into<String>) -> Self {
-        CliError {
-            code: EXIT_ERROR,
-            message: message.into(),
-        }
+        CliError { code: EXIT_ERROR, message: message.into() }
     }
 
     /// A usage error (exit 2).
     pub fn usage(message: impl Into<String>) -> Self {
-        CliError {
-            code: EXIT_USAGE,
-            message: message.into(),
-        }
+        CliError { code: EXIT_USAGE, message: message.into() }
     }
 
     /// Verification found problems (exit 3).
     pub fn not_clean(message: impl Into<String>) -> Self {
-        CliError {
-            code: EXIT_NOT_CLEAN,
-            message: message.into(),
-        }
+        CliError { code: EXIT_NOT_CLEAN, message: message.into() }
     }
 
     /// Prefixes the message with some context (`"<context>: <message>"`).
@@ -80,11 +71,7 @@ pub fn json_error(e: &serde_json::Error) -> CliError {
         Category::Eof => "unexpected end of input",
         Category::Data => "unexpected value",
     };
-    CliError::new(format!(
-        "invalid JSON at line {}, column {}: {what}",
-        e.line(),
-        e.column()
-    ))
+    CliError::new(format!("invalid JSON at line {}, column {}: {what}", e.line(), e.column()))
 }
 
 /// Like [`json_error`], but keeps serde's explanation of a *shape* error (a missing or
@@ -114,11 +101,7 @@ pub fn json_shape_error(e: &serde_json::Error) -> CliError {
     } else {
         text.to_string()
     };
-    CliError::new(format!(
-        "invalid JSON at line {}, column {}: {text}",
-        e.line(),
-        e.column()
-    ))
+    CliError::new(format!("invalid JSON at line {}, column {}: {text}", e.line(), e.column()))
 }
 
 /// An I/O error on a named file.

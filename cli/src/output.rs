@@ -24,8 +24,7 @@ pub enum Format {
 
 /// Prints `v` as pretty JSON on standard output.
 pub fn print_json(v: &J) -> CliResult<()> {
-    let s = serde_json::to_string_pretty(v)
-        .map_err(|e| CliError::new(format!("cannot format JSON: {e}")))?;
+    let s = serde_json::to_string_pretty(v).map_err(|e| CliError::new(format!("cannot format JSON: {e}")))?;
     println!("{s}");
     Ok(())
 }
@@ -45,22 +44,14 @@ pub struct Table {
 impl Table {
     /// A table with these column headers.
     pub fn new(headers: &[&str]) -> Self {
-        Table {
-            headers: headers.iter().map(|h| (*h).to_string()).collect(),
-            rows: Vec::new(),
-        }
+        Table { headers: headers.iter().map(|h| (*h).to_string()).collect(), rows: Vec::new() }
     }
 
     /// Adds a row (missing cells are blank, extra cells are dropped).
     pub fn row(&mut self, cells: Vec<String>) {
         let mut cells = cells;
         cells.resize(self.headers.len(), String::new());
-        self.rows.push(
-            cells
-                .into_iter()
-                .map(|c| c.replace(['\n', '\r', '\t'], " "))
-                .collect(),
-        );
+        self.rows.push(cells.into_iter().map(|c| c.replace(['\n', '\r', '\t'], " ")).collect());
     }
 
     /// The table as text, each line indented by `indent` spaces.
@@ -128,55 +119,28 @@ pub fn value_summary(v: &Value) -> String {
         Value::Attachment(a) => format!("[attachment {}, {} bytes]", a.content_type, a.size),
         Value::List(items) => {
             let parts: Vec<String> = items.iter().take(3).map(value_summary).collect();
-            let more = if items.len() > 3 {
-                format!(", +{}", items.len() - 3)
-            } else {
-                String::new()
-            };
+            let more = if items.len() > 3 { format!(", +{}", items.len() - 3) } else { String::new() };
             format!("[{}{more}]", parts.join(", "))
         }
         Value::Group(m) => {
-            let parts: Vec<String> = m
-                .iter()
-                .take(4)
-                .map(|(k, v)| format!("{k}={}", value_summary(v)))
-                .collect();
+            let parts: Vec<String> = m.iter().take(4).map(|(k, v)| format!("{k}={}", value_summary(v))).collect();
             format!("{{{}}}", parts.join(", "))
         }
     }
 }
 
 /// Fields shown first in summaries, most telling first.
-const SUMMARY_ORDER: &[&str] = &[
-    "name",
-    "code",
-    "value",
-    "unit",
-    "text",
-    "clinicalStatus",
-    "status",
-    "effective",
-    "onset",
-    "date",
-    "authored",
-];
+const SUMMARY_ORDER: &[&str] =
+    &["name", "code", "value", "unit", "text", "clinicalStatus", "status", "effective", "onset", "date", "authored"];
 
 /// A one-line summary of a document's fields: the most telling ones first, then
 /// redaction markers (name and label, never a value), then the rest.
 pub fn document_summary(d: &Document, max: usize) -> String {
-    let rank = |k: &str| {
-        SUMMARY_ORDER
-            .iter()
-            .position(|x| *x == k)
-            .unwrap_or(SUMMARY_ORDER.len())
-    };
+    let rank = |k: &str| SUMMARY_ORDER.iter().position(|x| *x == k).unwrap_or(SUMMARY_ORDER.len());
     let mut fields: Vec<(&String, &chartvault::Field)> = d.fields.iter().collect();
     fields.sort_by_key(|(k, _)| rank(k));
-    let shown =
-        |(k, f): &(&String, &chartvault::Field)| format!("{k}: {}", value_summary(&f.value));
-    let (first, rest): (Vec<_>, Vec<_>) = fields
-        .into_iter()
-        .partition(|(k, _)| rank(k) < SUMMARY_ORDER.len());
+    let shown = |(k, f): &(&String, &chartvault::Field)| format!("{k}: {}", value_summary(&f.value));
+    let (first, rest): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(k, _)| rank(k) < SUMMARY_ORDER.len());
     let mut parts: Vec<String> = first.iter().map(shown).collect();
     for (k, labels) in &d.redacted {
         let ls: Vec<&str> = labels.iter().map(|l| l.as_str()).collect();
@@ -214,10 +178,7 @@ pub fn create_private_file(path: &Path) -> CliResult<File> {
     }
     o.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            CliError::new(format!(
-                "{} already exists; choose another file (it is not overwritten)",
-                path.display()
-            ))
+            CliError::new(format!("{} already exists; choose another file (it is not overwritten)", path.display()))
         } else {
             io_error("create", path, &e)
         }
@@ -227,9 +188,7 @@ pub fn create_private_file(path: &Path) -> CliResult<File> {
 /// Writes `text` to a new owner-only file.
 pub fn write_private_file(path: &Path, text: &str) -> CliResult<()> {
     let mut f = create_private_file(path)?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io_error("write", path, &e))
+    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| io_error("write", path, &e))
 }
 
 /// Human-readable size.

@@ -80,9 +80,7 @@ impl SessionArgs {
             return Err(CliError::usage("--user must not be empty"));
         }
         if self.roles.iter().any(|r| *r == Role::patient()) && self.patient_id.is_none() {
-            return Err(CliError::usage(
-                "--role patient needs --patient-id (which patient the user is)",
-            ));
+            return Err(CliError::usage("--role patient needs --patient-id (which patient the user is)"));
         }
         Ok(Principal {
             user: self.user.clone(),
@@ -111,9 +109,7 @@ impl SessionArgs {
 
 /// Requests break-glass in `session` and tells the user (on stderr) what it means.
 pub fn request_break_glass(session: &Session, patient: &str, reason: &str) -> CliResult<()> {
-    let g = session
-        .break_glass(patient, reason)
-        .map_err(|e| CliError::from(e).context("break-glass refused"))?;
+    let g = session.break_glass(patient, reason).map_err(|e| CliError::from(e).context("break-glass refused"))?;
     let until = chartvault::DateTime::from_unix_micros(g.expires_us);
     eprintln!(
         "break-glass: emergency access granted until the end of this command (at the latest {until}); \

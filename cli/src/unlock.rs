@@ -61,12 +61,10 @@ impl Secret {
 
 /// Reads a raw key file: exactly 32 raw bytes, or 64 hex characters (whitespace trimmed).
 pub fn read_key_file(path: &Path) -> CliResult<SecretKey> {
-    let bytes =
-        Zeroizing::new(std::fs::read(path).map_err(|e| io_error("read key file", path, &e))?);
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| io_error("read key file", path, &e))?);
     warn_if_readable_by_others(path);
     if bytes.len() == SecretKey::LEN {
-        return SecretKey::from_slice(&bytes)
-            .ok_or_else(|| CliError::new("key file: not a 32-byte key"));
+        return SecretKey::from_slice(&bytes).ok_or_else(|| CliError::new("key file: not a 32-byte key"));
     }
     let trimmed = bytes.trim_ascii();
     if trimmed.len() == 2 * SecretKey::LEN && trimmed.iter().all(u8::is_ascii_hexdigit) {
@@ -98,10 +96,7 @@ fn warn_if_readable_by_others(path: &Path) {
     if let Ok(m) = std::fs::metadata(path)
         && m.permissions().mode() & 0o077 != 0
     {
-        eprintln!(
-            "warning: key file {} is readable by other users; restrict it with chmod 600",
-            path.display()
-        );
+        eprintln!("warning: key file {} is readable by other users; restrict it with chmod 600", path.display());
     }
 }
 
@@ -134,8 +129,7 @@ fn require_terminal(what: &str, var: &str, file_flag: &str) -> CliResult<()> {
 
 fn prompt(text: &str) -> CliResult<Zeroizing<Vec<u8>>> {
     let s = Zeroizing::new(
-        rpassword::prompt_password(text)
-            .map_err(|e| CliError::new(format!("cannot read the passphrase: {e}")))?,
+        rpassword::prompt_password(text).map_err(|e| CliError::new(format!("cannot read the passphrase: {e}")))?,
     );
     Ok(Zeroizing::new(s.as_bytes().to_vec()))
 }
@@ -158,12 +152,7 @@ pub fn existing(key_file: Option<&Path>, vault: &Path) -> CliResult<Secret> {
 
 /// A new secret for a new vault or key slot: from a key file, from `env_var`, or
 /// typed twice at a prompt.
-pub fn new_secret(
-    key_file: Option<&Path>,
-    env_var: &str,
-    file_flag: &str,
-    what: &str,
-) -> CliResult<Secret> {
+pub fn new_secret(key_file: Option<&Path>, env_var: &str, file_flag: &str, what: &str) -> CliResult<Secret> {
     if let Some(f) = key_file {
         return Ok(Secret::Raw(read_key_file(f)?));
     }
@@ -183,9 +172,7 @@ pub fn new_secret(
         return Err(CliError::new("empty passphrase"));
     }
     if p.len() < 12 {
-        eprintln!(
-            "warning: the passphrase is short (under 12 characters); prefer a longer one, or a raw key file"
-        );
+        eprintln!("warning: the passphrase is short (under 12 characters); prefer a longer one, or a raw key file");
     }
     Ok(Secret::Passphrase(p))
 }

@@ -10,41 +10,11 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value as J;
 
 const PASS: &str = "test passphrase for the cli suite";
-const DR: &[&str] = &[
-    "--user",
-    "dr.grey",
-    "--role",
-    "physician",
-    "--purpose",
-    "TREAT",
-    "--care-team",
-    "MRN-7",
-];
+const DR: &[&str] = &["--user", "dr.grey", "--role", "physician", "--purpose", "TREAT", "--care-team", "MRN-7"];
 const BILLING: &[&str] = &["--user", "bob", "--role", "billing", "--purpose", "HPAYMT"];
-const ADMIN: &[&str] = &[
-    "--user",
-    "sec.admin",
-    "--role",
-    "security-admin",
-    "--purpose",
-    "HSYSADMIN",
-];
-const PO: &[&str] = &[
-    "--user",
-    "po.rivera",
-    "--role",
-    "privacy-officer",
-    "--purpose",
-    "HCOMPL",
-];
-const HIM: &[&str] = &[
-    "--user",
-    "him.okoro",
-    "--role",
-    "him-coder",
-    "--purpose",
-    "PUBHLTH",
-];
+const ADMIN: &[&str] = &["--user", "sec.admin", "--role", "security-admin", "--purpose", "HSYSADMIN"];
+const PO: &[&str] = &["--user", "po.rivera", "--role", "privacy-officer", "--purpose", "HCOMPL"];
+const HIM: &[&str] = &["--user", "him.okoro", "--role", "him-coder", "--purpose", "PUBHLTH"];
 
 const NOTE: &str = r#"{"patient":"MRN-7","kind":"ClinicalNote","fields":{
     "date":{"date":"2024-03-01"},"status":"final",
@@ -108,18 +78,12 @@ impl Fixture {
 
 fn run_with(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_chartvault"));
-    c.args(args)
-        .env_remove("CHARTVAULT_PASSPHRASE")
-        .env_remove("CHARTVAULT_NEW_PASSPHRASE");
+    c.args(args).env_remove("CHARTVAULT_PASSPHRASE").env_remove("CHARTVAULT_NEW_PASSPHRASE");
     for (k, v) in env {
         c.env(k, v);
     }
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    c.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let mut child = c.spawn().expect("spawn chartvault");
     if let Some(s) = stdin {
         child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
@@ -137,30 +101,15 @@ fn stderr(o: &Output) -> String {
 
 #[track_caller]
 fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    );
+    assert!(o.status.success(), "exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), stdout(o), stderr(o));
 }
 
 #[track_caller]
 fn assert_fails(o: &Output, code: i32, message_part: &str) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(o),
-        stderr(o)
-    );
+    assert_eq!(o.status.code(), Some(code), "stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o));
     let err = stderr(o);
     assert!(err.contains("error:"), "{err}");
-    assert!(
-        err.contains(message_part),
-        "expected {message_part:?} in:\n{err}"
-    );
+    assert!(err.contains(message_part), "expected {message_part:?} in:\n{err}");
 }
 
 fn json(o: &Output) -> J {
@@ -187,11 +136,7 @@ fn init_put_get_round_trip() {
     assert!(d.get("redacted").is_none());
 
     // A second init on the same path is refused.
-    assert_fails(
-        &f.run(&["init", f.v(), "--kdf", "test"], None),
-        1,
-        "already exists",
-    );
+    assert_fails(&f.run(&["init", f.v(), "--kdf", "test"], None), 1, "already exists");
 }
 
 #[test]
@@ -208,36 +153,11 @@ fn put_array_and_file_with_attachment() {
     assert_eq!(ids.len(), 2);
 
     let saved = f.path("out.bin");
-    let out = f.run_as(
-        &[
-            "attachment",
-            f.v(),
-            &ids[0],
-            "scan",
-            "--out",
-            saved.to_str().unwrap(),
-        ],
-        DR,
-        None,
-    );
+    let out = f.run_as(&["attachment", f.v(), &ids[0], "scan", "--out", saved.to_str().unwrap()], DR, None);
     assert_ok(&out);
-    assert_eq!(
-        std::fs::read(&saved).unwrap(),
-        b"%PDF-1.7 synthetic scan bytes"
-    );
+    assert_eq!(std::fs::read(&saved).unwrap(), b"%PDF-1.7 synthetic scan bytes");
     // Never overwrites.
-    let again = f.run_as(
-        &[
-            "attachment",
-            f.v(),
-            &ids[0],
-            "scan",
-            "--out",
-            saved.to_str().unwrap(),
-        ],
-        DR,
-        None,
-    );
+    let again = f.run_as(&["attachment", f.v(), &ids[0], "scan", "--out", saved.to_str().unwrap()], DR, None);
     assert_fails(&again, 1, "already exists");
 }
 
@@ -246,9 +166,7 @@ fn a_failed_put_with_a_large_attachment_leaves_the_vault_clean() {
     let f = Fixture::new();
     // Larger than the writer's 4 MiB buffer, so chunks reach the file before the
     // document turns out to be invalid.
-    let big: Vec<u8> = (0..5_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(f.path("big.bin"), &big).unwrap();
     let input = f.path("bad.json");
     std::fs::write(
@@ -277,10 +195,7 @@ fn update_and_history() {
     let latest = json(&f.run_as(&["get", f.v(), &id], DR, None));
     assert_eq!(latest["version"], 2);
     assert_eq!(latest["fields"]["status"], "amended");
-    assert!(
-        latest["fields"].get("type").is_none(),
-        "fields are replaced, not merged"
-    );
+    assert!(latest["fields"].get("type").is_none(), "fields are replaced, not merged");
     let v1 = json(&f.run_as(&["get", f.v(), &id, "--version", "1"], DR, None));
     assert_eq!(v1["fields"]["status"], "final");
 
@@ -297,15 +212,8 @@ fn update_and_history() {
 
     // Moving a document to another patient is refused and writes nothing.
     let moved = r#"{"patient":"MRN-8","kind":"ClinicalNote","fields":{"status":"final"}}"#;
-    assert_fails(
-        &f.run_as(&["update", f.v(), &id, "-"], DR, Some(moved)),
-        1,
-        "another patient",
-    );
-    assert_eq!(
-        json(&f.run_as(&["get", f.v(), &id], DR, None))["version"],
-        2
-    );
+    assert_fails(&f.run_as(&["update", f.v(), &id, "-"], DR, Some(moved)), 1, "another patient");
+    assert_eq!(json(&f.run_as(&["get", f.v(), &id], DR, None))["version"], 2);
 }
 
 #[test]
@@ -313,23 +221,12 @@ fn verify_clean_then_detects_a_flipped_byte() {
     let f = Fixture::new();
     for i in 0..8 {
         let text = format!("note {i}: {}", "lorem ipsum dolor sit amet ".repeat(80));
-        f.put(&format!(
-            r#"{{"patient":"MRN-7","kind":"ClinicalNote","fields":{{"text":"{text}"}}}}"#
-        ));
+        f.put(&format!(r#"{{"patient":"MRN-7","kind":"ClinicalNote","fields":{{"text":"{text}"}}}}"#));
     }
     let out = f.run(&["verify", f.v()], None);
     assert_ok(&out);
     let report = stdout(&out);
-    for word in [
-        "frames",
-        "commits",
-        "records",
-        "label groups",
-        "attachment chunks",
-        "erased",
-        "torn tail",
-        "CLEAN",
-    ] {
+    for word in ["frames", "commits", "records", "label groups", "attachment chunks", "erased", "torn tail", "CLEAN"] {
         assert!(report.contains(word), "{word} missing in:\n{report}");
     }
     let j = json(&f.run(&["verify", f.v(), "--format", "json"], None));
@@ -341,13 +238,7 @@ fn verify_clean_then_detects_a_flipped_byte() {
     bytes[mid] ^= 0x40;
     std::fs::write(&f.vault, &bytes).unwrap();
     let out = f.run(&["verify", f.v()], None);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(3), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
     assert!(stderr(&out).contains("not clean"), "{}", stderr(&out));
     if !stdout(&out).is_empty() {
         assert!(stdout(&out).contains("NOT CLEAN"), "{}", stdout(&out));
@@ -359,16 +250,8 @@ fn verify_clean_then_detects_a_flipped_byte() {
 fn wrong_passphrase_is_a_clear_error() {
     let f = Fixture::new();
     let id = f.put(LAB);
-    let args: Vec<&str> = ["get", f.v(), id.as_str()]
-        .iter()
-        .chain(DR)
-        .copied()
-        .collect();
-    let out = run_with(
-        &args,
-        None,
-        &[("CHARTVAULT_PASSPHRASE", "not the passphrase")],
-    );
+    let args: Vec<&str> = ["get", f.v(), id.as_str()].iter().chain(DR).copied().collect();
+    let out = run_with(&args, None, &[("CHARTVAULT_PASSPHRASE", "not the passphrase")]);
     assert_fails(&out, 1, "wrong passphrase or key");
     assert!(!stderr(&out).contains("not the passphrase"));
     assert!(stdout(&out).is_empty());
@@ -377,11 +260,7 @@ fn wrong_passphrase_is_a_clear_error() {
 #[test]
 fn no_secret_and_no_terminal_fails_instead_of_hanging() {
     let f = Fixture::new();
-    let args: Vec<&str> = ["chart", f.v(), "MRN-7"]
-        .iter()
-        .chain(DR)
-        .copied()
-        .collect();
+    let args: Vec<&str> = ["chart", f.v(), "MRN-7"].iter().chain(DR).copied().collect();
     let out = run_with(&args, None, &[]);
     assert_fails(&out, 1, "CHARTVAULT_PASSPHRASE");
 }
@@ -389,99 +268,35 @@ fn no_secret_and_no_terminal_fails_instead_of_hanging() {
 #[test]
 fn raw_key_file_unlocks_in_raw_and_hex_form() {
     let f = Fixture::empty();
-    let raw: Vec<u8> = (0u8..32)
-        .map(|i| i.wrapping_mul(7).wrapping_add(3))
-        .collect();
+    let raw: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(7).wrapping_add(3)).collect();
     let raw_file = f.path("key.bin");
     std::fs::write(&raw_file, &raw).unwrap();
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     let hex_file = f.path("key.hex");
     std::fs::write(&hex_file, format!("  {hex}\n")).unwrap();
-    let out = run_with(
-        &["init", f.v(), "--key-file", raw_file.to_str().unwrap()],
-        None,
-        &[],
-    );
+    let out = run_with(&["init", f.v(), "--key-file", raw_file.to_str().unwrap()], None, &[]);
     assert_ok(&out);
-    let out = run_with(
-        &["verify", f.v(), "--key-file", hex_file.to_str().unwrap()],
-        None,
-        &[],
-    );
+    let out = run_with(&["verify", f.v(), "--key-file", hex_file.to_str().unwrap()], None, &[]);
     assert_ok(&out);
     assert!(!stdout(&out).contains(&hex) && !stderr(&out).contains(&hex));
     let bad = f.path("bad.key");
     std::fs::write(&bad, "too short").unwrap();
-    assert_fails(
-        &run_with(
-            &["verify", f.v(), "--key-file", bad.to_str().unwrap()],
-            None,
-            &[],
-        ),
-        1,
-        "32-byte key",
-    );
+    assert_fails(&run_with(&["verify", f.v(), "--key-file", bad.to_str().unwrap()], None, &[]), 1, "32-byte key");
 }
 
 #[test]
 fn session_options_are_required() {
     let f = Fixture::new();
-    let out = f.run(
-        &[
-            "chart",
-            f.v(),
-            "MRN-7",
-            "--user",
-            "dr.grey",
-            "--purpose",
-            "TREAT",
-        ],
-        None,
-    );
+    let out = f.run(&["chart", f.v(), "MRN-7", "--user", "dr.grey", "--purpose", "TREAT"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--role"), "{}", stderr(&out));
-    let out = f.run(
-        &[
-            "chart",
-            f.v(),
-            "MRN-7",
-            "--role",
-            "physician",
-            "--purpose",
-            "TREAT",
-        ],
-        None,
-    );
+    let out = f.run(&["chart", f.v(), "MRN-7", "--role", "physician", "--purpose", "TREAT"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--user"), "{}", stderr(&out));
-    let out = f.run(
-        &[
-            "chart",
-            f.v(),
-            "MRN-7",
-            "--user",
-            "x",
-            "--role",
-            "physician",
-        ],
-        None,
-    );
+    let out = f.run(&["chart", f.v(), "MRN-7", "--user", "x", "--role", "physician"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--purpose"), "{}", stderr(&out));
-    let out = f.run(
-        &[
-            "chart",
-            f.v(),
-            "MRN-7",
-            "--user",
-            "x",
-            "--role",
-            "physician",
-            "--purpose",
-            "NOPE",
-        ],
-        None,
-    );
+    let out = f.run(&["chart", f.v(), "MRN-7", "--user", "x", "--role", "physician", "--purpose", "NOPE"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("purpose"), "{}", stderr(&out));
 }
@@ -504,81 +319,30 @@ fn billing_sees_redaction_markers() {
 fn access_is_denied_without_care_relationship_and_break_glass_opens_it() {
     let f = Fixture::new();
     f.put(NOTE);
-    let er = [
-        "--user",
-        "dr.patel",
-        "--role",
-        "physician",
-        "--purpose",
-        "TREAT",
-    ];
+    let er = ["--user", "dr.patel", "--role", "physician", "--purpose", "TREAT"];
     let out = f.run_as(&["chart", f.v(), "MRN-7"], &er, None);
     assert_ok(&out);
     assert!(!stdout(&out).contains("ClinicalNote"));
     let out = f.run_as(
-        &[
-            "chart",
-            f.v(),
-            "MRN-7",
-            "--break-glass-patient",
-            "MRN-7",
-            "--break-glass-reason",
-            "unresponsive in ED",
-        ],
+        &["chart", f.v(), "MRN-7", "--break-glass-patient", "MRN-7", "--break-glass-reason", "unresponsive in ED"],
         &er,
         None,
     );
     assert_ok(&out);
     assert!(stdout(&out).contains("ClinicalNote"), "{}", stdout(&out));
     assert!(stderr(&out).contains("break-glass"));
-    let out = f.run_as(
-        &[
-            "break-glass",
-            f.v(),
-            "MRN-7",
-            "--reason",
-            "follow-up review",
-        ],
-        &er,
-        None,
-    );
+    let out = f.run_as(&["break-glass", f.v(), "MRN-7", "--reason", "follow-up review"], &er, None);
     assert_ok(&out);
 
     let out = f.run_as(&["report", "break-glass", f.v()], PO, None);
     assert_ok(&out);
-    assert!(
-        stdout(&out).contains("unresponsive in ED"),
-        "{}",
-        stdout(&out)
-    );
-    let j = json(&f.run_as(
-        &["report", "break-glass", f.v(), "--format", "json"],
-        PO,
-        None,
-    ));
+    assert!(stdout(&out).contains("unresponsive in ED"), "{}", stdout(&out));
+    let j = json(&f.run_as(&["report", "break-glass", f.v(), "--format", "json"], PO, None));
     assert_eq!(j["requests"].as_array().unwrap().len(), 2);
     assert!(!j["accesses"].as_array().unwrap().is_empty());
 
-    let j = json(&f.run_as(
-        &[
-            "report",
-            "access",
-            f.v(),
-            "--patient",
-            "MRN-7",
-            "--format",
-            "json",
-        ],
-        PO,
-        None,
-    ));
-    assert!(
-        j["accesses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["outcome"] == "denied")
-    );
+    let j = json(&f.run_as(&["report", "access", f.v(), "--patient", "MRN-7", "--format", "json"], PO, None));
+    assert!(j["accesses"].as_array().unwrap().iter().any(|a| a["outcome"] == "denied"));
 }
 
 #[test]
@@ -590,11 +354,7 @@ fn policy_show_and_load_round_trip() {
     assert_eq!(p["version"], 1);
     let file = f.path("policy.json");
     std::fs::write(&file, stdout(&out)).unwrap();
-    let out = f.run_as(
-        &["policy", "load", f.v(), file.to_str().unwrap()],
-        ADMIN,
-        None,
-    );
+    let out = f.run_as(&["policy", "load", f.v(), file.to_str().unwrap()], ADMIN, None);
     assert_ok(&out);
     assert!(stdout(&out).contains("version 2"), "{}", stdout(&out));
     let mut p2 = json(&f.run_as(&["policy", "show", f.v()], ADMIN, None));
@@ -604,22 +364,14 @@ fn policy_show_and_load_round_trip() {
     assert_eq!(p, p2);
 
     // A billing clerk may neither read nor change the policy.
-    assert_fails(
-        &f.run_as(&["policy", "show", f.v()], BILLING, None),
-        1,
-        "access denied",
-    );
+    assert_fails(&f.run_as(&["policy", "show", f.v()], BILLING, None), 1, "access denied");
     // An invalid policy is refused with a clear message.
-    std::fs::write(&file, r#"{"name":"x","grants":[{"roles":["physician"],"purposes":["TREAT"],"operations":["fly"]}]}"#).unwrap();
-    assert_fails(
-        &f.run_as(
-            &["policy", "load", f.v(), file.to_str().unwrap()],
-            ADMIN,
-            None,
-        ),
-        1,
-        "invalid policy",
-    );
+    std::fs::write(
+        &file,
+        r#"{"name":"x","grants":[{"roles":["physician"],"purposes":["TREAT"],"operations":["fly"]}]}"#,
+    )
+    .unwrap();
+    assert_fails(&f.run_as(&["policy", "load", f.v(), file.to_str().unwrap()], ADMIN, None), 1, "invalid policy");
 }
 
 #[test]
@@ -635,28 +387,16 @@ fn consent_set_and_show() {
         ),
     )
     .unwrap();
-    let out = f.run_as(
-        &["consent", "set", f.v(), rules.to_str().unwrap()],
-        PO,
-        None,
-    );
+    let out = f.run_as(&["consent", "set", f.v(), rules.to_str().unwrap()], PO, None);
     assert_ok(&out);
     let shown = json(&f.run_as(&["consent", "show", f.v(), "MRN-7"], PO, None));
     assert_eq!(shown["vip"], true);
     assert_eq!(shown["self_pay"][0], id.as_str());
     // Self-pay: billing may no longer read that document.
-    assert_fails(
-        &f.run_as(&["get", f.v(), &id], BILLING, None),
-        1,
-        "access denied",
-    );
+    assert_fails(&f.run_as(&["get", f.v(), &id], BILLING, None), 1, "access denied");
     // Shape errors name the key, not the value.
     std::fs::write(&rules, r#"{"patient":"MRN-7","vip":"SECRET-VALUE"}"#).unwrap();
-    let out = f.run_as(
-        &["consent", "set", f.v(), rules.to_str().unwrap()],
-        PO,
-        None,
-    );
+    let out = f.run_as(&["consent", "set", f.v(), rules.to_str().unwrap()], PO, None);
     assert_fails(&out, 1, "expected a boolean");
     assert!(!stderr(&out).contains("SECRET-VALUE"));
 }
@@ -669,48 +409,24 @@ fn keys_add_list_remove() {
     assert!(stdout(&out).contains("passphrase"));
     let key = f.path("k.hex");
     std::fs::write(&key, "ab".repeat(32)).unwrap();
-    let args: Vec<&str> = [
-        "keys",
-        "add",
-        f.v(),
-        "--new-key-file",
-        key.to_str().unwrap(),
-        "--kdf",
-        "test",
-    ]
-    .iter()
-    .chain(ADMIN)
-    .copied()
-    .collect();
-    let out = f.run(&args, None);
-    assert_ok(&out);
-    assert!(stdout(&out).contains("slot 1"), "{}", stdout(&out));
-    let out = run_with(
-        &["keys", "list", f.v(), "--key-file", key.to_str().unwrap()],
-        None,
-        &[],
-    );
-    assert_ok(&out);
-    assert!(stdout(&out).contains("raw-key"), "{}", stdout(&out));
-    // Only an administrator may change slots.
-    let args: Vec<&str> = ["keys", "remove", f.v(), "--slot", "1"]
-        .iter()
-        .chain(DR)
-        .copied()
-        .collect();
-    assert_fails(&f.run(&args, None), 1, "access denied");
-    let args: Vec<&str> = ["keys", "remove", f.v(), "--slot", "1"]
+    let args: Vec<&str> = ["keys", "add", f.v(), "--new-key-file", key.to_str().unwrap(), "--kdf", "test"]
         .iter()
         .chain(ADMIN)
         .copied()
         .collect();
+    let out = f.run(&args, None);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("slot 1"), "{}", stdout(&out));
+    let out = run_with(&["keys", "list", f.v(), "--key-file", key.to_str().unwrap()], None, &[]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("raw-key"), "{}", stdout(&out));
+    // Only an administrator may change slots.
+    let args: Vec<&str> = ["keys", "remove", f.v(), "--slot", "1"].iter().chain(DR).copied().collect();
+    assert_fails(&f.run(&args, None), 1, "access denied");
+    let args: Vec<&str> = ["keys", "remove", f.v(), "--slot", "1"].iter().chain(ADMIN).copied().collect();
     assert_ok(&f.run(&args, None));
     assert_fails(
-        &run_with(
-            &["keys", "list", f.v(), "--key-file", key.to_str().unwrap()],
-            None,
-            &[],
-        ),
+        &run_with(&["keys", "list", f.v(), "--key-file", key.to_str().unwrap()], None, &[]),
         1,
         "wrong passphrase or key",
     );
@@ -725,11 +441,7 @@ fn audit_verify_is_intact() {
     assert_ok(&out);
     assert!(stdout(&out).contains("INTACT"), "{}", stdout(&out));
     // Only roles allowed to audit may.
-    assert_fails(
-        &f.run_as(&["audit", "verify", f.v()], DR, None),
-        1,
-        "access denied",
-    );
+    assert_fails(&f.run_as(&["audit", "verify", f.v()], DR, None), 1, "access denied");
 }
 
 #[test]
@@ -743,32 +455,17 @@ fn audit_export_is_a_bundle_of_audit_events() {
     assert_eq!(b["resourceType"], "Bundle");
     let entries = b["entry"].as_array().unwrap();
     assert!(entries.len() >= 3, "{}", entries.len());
-    assert!(
-        entries
-            .iter()
-            .all(|e| e["resource"]["resourceType"] == "AuditEvent")
-    );
-    assert!(
-        entries
-            .iter()
-            .any(|e| e["resource"]["agent"][0]["who"]["identifier"]["value"] == "dr.grey")
-    );
+    assert!(entries.iter().all(|e| e["resource"]["resourceType"] == "AuditEvent"));
+    assert!(entries.iter().any(|e| e["resource"]["agent"][0]["who"]["identifier"]["value"] == "dr.grey"));
 
     let file = f.path("audit.json");
-    assert_ok(&f.run_as(
-        &["audit", "export", f.v(), "--out", file.to_str().unwrap()],
-        PO,
-        None,
-    ));
+    assert_ok(&f.run_as(&["audit", "export", f.v(), "--out", file.to_str().unwrap()], PO, None));
     let from_file: J = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(from_file["resourceType"], "Bundle");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&file).unwrap().permissions().mode() & 0o077,
-            0
-        );
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o077, 0);
     }
 }
 
@@ -793,29 +490,13 @@ fn report_accounting_lists_a_recorded_disclosure() {
         None,
     );
     assert_ok(&out);
-    let out = f.run_as(
-        &["report", "accounting", f.v(), "--patient", "MRN-7"],
-        PO,
-        None,
-    );
+    let out = f.run_as(&["report", "accounting", f.v(), "--patient", "MRN-7"], PO, None);
     assert_ok(&out);
     let text = stdout(&out);
     assert!(text.contains("ACCOUNTING OF DISCLOSURES"), "{text}");
     assert!(text.contains("County Public Health Department"), "{text}");
     assert!(text.contains("PUBHLTH"), "{text}");
-    let j = json(&f.run_as(
-        &[
-            "report",
-            "accounting",
-            f.v(),
-            "--patient",
-            "MRN-7",
-            "--format",
-            "json",
-        ],
-        PO,
-        None,
-    ));
+    let j = json(&f.run_as(&["report", "accounting", f.v(), "--patient", "MRN-7", "--format", "json"], PO, None));
     assert_eq!(j["accountable"].as_array().unwrap().len(), 1);
     assert_eq!(j["accountable"][0]["documents"], 1);
 }
@@ -840,11 +521,7 @@ fn bad_json_input_is_a_clear_error_without_values() {
         assert!(!stdout(&out).contains("SECRET"));
     }
     // Nothing was stored.
-    let out = f.run_as(
-        &["chart", f.v(), "SECRET-MRN-42", "--format", "json"],
-        DR,
-        None,
-    );
+    let out = f.run_as(&["chart", f.v(), "SECRET-MRN-42", "--format", "json"], DR, None);
     assert_eq!(json(&out), J::Array(Vec::new()));
 }
 
@@ -855,10 +532,7 @@ fn demo_runs_in_a_temp_dir() {
     let out = run_with(&["demo", demo.to_str().unwrap()], None, &[]);
     assert_ok(&out);
     let text = stdout(&out);
-    assert!(
-        text.contains("demo passphrase - not for real data"),
-        "{text}"
-    );
+    assert!(text.contains("demo passphrase - not for real data"), "{text}");
     assert!(text.contains("REDACTED"), "{text}");
     assert!(text.contains("refused"), "{text}");
     assert!(text.contains("break-glass"), "{text}");
@@ -870,17 +544,10 @@ fn demo_runs_in_a_temp_dir() {
     let out = run_with(
         &["verify", v.to_str().unwrap()],
         None,
-        &[(
-            "CHARTVAULT_PASSPHRASE",
-            "demo passphrase - not for real data",
-        )],
+        &[("CHARTVAULT_PASSPHRASE", "demo passphrase - not for real data")],
     );
     assert_ok(&out);
-    assert_fails(
-        &run_with(&["demo", demo.to_str().unwrap()], None, &[]),
-        1,
-        "already contains a vault",
-    );
+    assert_fails(&run_with(&["demo", demo.to_str().unwrap()], None, &[]), 1, "already contains a vault");
 }
 
 #[test]
@@ -905,7 +572,9 @@ fn query_command_prints_json_lines_and_refuses_bad_queries() {
     assert!(run(&["init", v, "--kdf", "test"], None).status.success());
     let dr = ["--user", "dr", "--role", "physician", "--purpose", "TREAT", "--care-team", "P1"];
     for code in ["4548-4", "2345-7"] {
-        let doc = format!(r#"{{"patient":"P1","kind":"Observation","fields":{{"code":{{"code":{{"system":"loinc","code":"{code}"}}}}}}}}"#);
+        let doc = format!(
+            r#"{{"patient":"P1","kind":"Observation","fields":{{"code":{{"code":{{"system":"loinc","code":"{code}"}}}}}}}}"#
+        );
         let mut args = vec!["put", v, "-"];
         args.extend(dr);
         assert!(run(&args, Some(&doc)).status.success());

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use engine::{Session, Vault};
 
-use crate::status::{cv_status, Fail};
+use crate::status::{Fail, cv_status};
 
 static NEXT: AtomicU64 = AtomicU64::new(1);
 

@@ -18,7 +18,7 @@ use engine::{DocumentId, KdfParams, SecretKey, Vault, VaultKey, VaultOptions};
 use serde_json::json;
 
 pub use status::cv_status;
-use status::{guard, Fail};
+use status::{Fail, guard};
 pub use strings::CV_MAX_INPUT;
 use strings::{input, need, optional, output};
 
@@ -45,7 +45,10 @@ fn kdf(profile: u32) -> Result<KdfParams, Fail> {
         CV_KDF_DEFAULT => Ok(KdfParams::DEFAULT),
         CV_KDF_MOBILE => Ok(KdfParams::MOBILE),
         CV_KDF_INSECURE_TESTING => Ok(KdfParams::INSECURE_FOR_TESTS),
-        _ => Err(Fail(cv_status::CV_ERR_INVALID_ARGUMENT, "unknown KDF profile (use CV_KDF_DEFAULT, CV_KDF_MOBILE or CV_KDF_INSECURE_TESTING)".into())),
+        _ => Err(Fail(
+            cv_status::CV_ERR_INVALID_ARGUMENT,
+            "unknown KDF profile (use CV_KDF_DEFAULT, CV_KDF_MOBILE or CV_KDF_INSECURE_TESTING)".into(),
+        )),
     }
 }
 
@@ -153,7 +156,13 @@ fn options(read_only: bool, kdf: KdfParams) -> VaultOptions {
 /// Creates a vault at `path` unlocked by a passphrase of `pass_len` bytes, with a KDF
 /// profile (`CV_KDF_*`). Writes the handle to `out`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cv_vault_create(path: *const c_char, pass: *const u8, pass_len: usize, kdf_profile: u32, out: *mut cv_vault) -> cv_status {
+pub unsafe extern "C" fn cv_vault_create(
+    path: *const c_char,
+    pass: *const u8,
+    pass_len: usize,
+    kdf_profile: u32,
+    out: *mut cv_vault,
+) -> cv_status {
     guard(|| {
         need(out, "out")?;
         // SAFETY: the header documents `path` as a NUL-terminated string and `pass` as `pass_len` bytes.
@@ -167,7 +176,11 @@ pub unsafe extern "C" fn cv_vault_create(path: *const c_char, pass: *const u8, p
 
 /// Creates a vault at `path` unlocked by a raw 32-byte key (`key` points to 32 bytes).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cv_vault_create_with_key(path: *const c_char, key: *const u8, out: *mut cv_vault) -> cv_status {
+pub unsafe extern "C" fn cv_vault_create_with_key(
+    path: *const c_char,
+    key: *const u8,
+    out: *mut cv_vault,
+) -> cv_status {
     guard(|| {
         need(out, "out")?;
         // SAFETY: documented contracts of `path` and `key`.
@@ -182,7 +195,13 @@ pub unsafe extern "C" fn cv_vault_create_with_key(path: *const c_char, key: *con
 /// Opens a vault with a passphrase. `read_only` non-zero opens without the writer
 /// lock (verify and audit reports only).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cv_vault_open(path: *const c_char, pass: *const u8, pass_len: usize, read_only: i32, out: *mut cv_vault) -> cv_status {
+pub unsafe extern "C" fn cv_vault_open(
+    path: *const c_char,
+    pass: *const u8,
+    pass_len: usize,
+    read_only: i32,
+    out: *mut cv_vault,
+) -> cv_status {
     guard(|| {
         need(out, "out")?;
         // SAFETY: documented contracts of `path` and `pass`.
@@ -196,7 +215,12 @@ pub unsafe extern "C" fn cv_vault_open(path: *const c_char, pass: *const u8, pas
 
 /// Opens a vault with a raw 32-byte key.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cv_vault_open_with_key(path: *const c_char, key: *const u8, read_only: i32, out: *mut cv_vault) -> cv_status {
+pub unsafe extern "C" fn cv_vault_open_with_key(
+    path: *const c_char,
+    key: *const u8,
+    read_only: i32,
+    out: *mut cv_vault,
+) -> cv_status {
     guard(|| {
         need(out, "out")?;
         // SAFETY: documented contracts of `path` and `key`.
@@ -258,7 +282,11 @@ pub unsafe extern "C" fn cv_vault_verify(vault: cv_vault, json_out: *mut *mut c_
 /// Opens a session for a principal given as JSON, e.g.
 /// `{"user":"dr.grey","roles":["physician"],"organization":"general","purpose":"TREAT","care_team":["MRN-7"]}`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cv_session_open(vault: cv_vault, principal_json: *const c_char, out: *mut cv_session) -> cv_status {
+pub unsafe extern "C" fn cv_session_open(
+    vault: cv_vault,
+    principal_json: *const c_char,
+    out: *mut cv_session,
+) -> cv_status {
     guard(|| {
         need(out, "out")?;
         // SAFETY: documented contract of `principal_json`.
@@ -299,7 +327,12 @@ pub unsafe extern "C" fn cv_put(session: cv_session, doc_json: *const c_char, id
 /// shape as for `cv_put`; its patient and kind must match the document's). Writes the
 /// new version number to `version_out`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cv_update(session: cv_session, id: *const c_char, doc_json: *const c_char, version_out: *mut u32) -> cv_status {
+pub unsafe extern "C" fn cv_update(
+    session: cv_session,
+    id: *const c_char,
+    doc_json: *const c_char,
+    version_out: *mut u32,
+) -> cv_status {
     guard(|| {
         need(version_out, "version_out")?;
         // SAFETY: documented contracts.
@@ -310,7 +343,10 @@ pub unsafe extern "C" fn cv_update(session: cv_session, id: *const c_char, doc_j
         let mut b = s.batch()?;
         let doc = parse_document(&mut b, dj)?;
         if doc.patient != current.patient || doc.kind != current.kind {
-            return Err(Fail(cv_status::CV_ERR_INVALID_ARGUMENT, "an update must keep the document's patient and kind".into()));
+            return Err(Fail(
+                cv_status::CV_ERR_INVALID_ARGUMENT,
+                "an update must keep the document's patient and kind".into(),
+            ));
         }
         let v = b.update(&id, doc.fields)?;
         b.commit()?;
@@ -323,7 +359,12 @@ pub unsafe extern "C" fn cv_update(session: cv_session, id: *const c_char, doc_j
 /// Reads document `id` (the latest version when `version` is 0) as JSON; fields the
 /// session may not read are listed under `"redacted"` with their labels.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cv_get(session: cv_session, id: *const c_char, version: u32, json_out: *mut *mut c_char) -> cv_status {
+pub unsafe extern "C" fn cv_get(
+    session: cv_session,
+    id: *const c_char,
+    version: u32,
+    json_out: *mut *mut c_char,
+) -> cv_status {
     guard(|| {
         need(json_out, "json_out")?;
         // SAFETY: documented contract of `id`.
@@ -353,7 +394,13 @@ pub unsafe extern "C" fn cv_history(session: cv_session, id: *const c_char, json
 /// `limit` 0 means the default (100). Writes
 /// `{"total": n, "documents": [...], "next_cursor": "..." | null}`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cv_query(session: cv_session, query: *const c_char, cursor: *const c_char, limit: u32, json_out: *mut *mut c_char) -> cv_status {
+pub unsafe extern "C" fn cv_query(
+    session: cv_session,
+    query: *const c_char,
+    cursor: *const c_char,
+    limit: u32,
+    json_out: *mut *mut c_char,
+) -> cv_status {
     guard(|| {
         need(json_out, "json_out")?;
         // SAFETY: documented contracts.
@@ -377,7 +424,11 @@ pub unsafe extern "C" fn cv_query(session: cv_session, query: *const c_char, cur
 /// Requests emergency access (break-glass) to one patient with a reason. Time-limited,
 /// audited and flagged.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cv_break_glass(session: cv_session, patient: *const c_char, reason: *const c_char) -> cv_status {
+pub unsafe extern "C" fn cv_break_glass(
+    session: cv_session,
+    patient: *const c_char,
+    reason: *const c_char,
+) -> cv_status {
     guard(|| {
         // SAFETY: documented contracts.
         let (p, r) = unsafe { (input(patient, "patient", 1024)?, input(reason, "reason", 4096)?) };
@@ -404,7 +455,11 @@ pub unsafe extern "C" fn cv_audit_verify(session: cv_session, json_out: *mut *mu
 
 /// The accounting of disclosures for one patient (45 CFR 164.528) as JSON.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cv_accounting_of_disclosures(session: cv_session, patient: *const c_char, json_out: *mut *mut c_char) -> cv_status {
+pub unsafe extern "C" fn cv_accounting_of_disclosures(
+    session: cv_session,
+    patient: *const c_char,
+    json_out: *mut *mut c_char,
+) -> cv_status {
     guard(|| {
         need(json_out, "json_out")?;
         // SAFETY: documented contract.
@@ -418,7 +473,13 @@ pub unsafe extern "C" fn cv_accounting_of_disclosures(session: cv_session, patie
 
 /// Adds a passphrase key slot (needs the administer grant); writes the slot index.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cv_key_slot_add_passphrase(session: cv_session, pass: *const u8, pass_len: usize, kdf_profile: u32, slot_out: *mut u32) -> cv_status {
+pub unsafe extern "C" fn cv_key_slot_add_passphrase(
+    session: cv_session,
+    pass: *const u8,
+    pass_len: usize,
+    kdf_profile: u32,
+    slot_out: *mut u32,
+) -> cv_status {
     guard(|| {
         need(slot_out, "slot_out")?;
         // SAFETY: documented contract.
@@ -452,7 +513,11 @@ pub extern "C" fn cv_key_slot_remove(session: cv_session, slot: u32) -> cv_statu
 
 /// Replaces the access policy with one given as JSON (needs the administer grant).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cv_policy_set(session: cv_session, policy_json: *const c_char, version_out: *mut u32) -> cv_status {
+pub unsafe extern "C" fn cv_policy_set(
+    session: cv_session,
+    policy_json: *const c_char,
+    version_out: *mut u32,
+) -> cv_status {
     guard(|| {
         need(version_out, "version_out")?;
         // SAFETY: documented contract.

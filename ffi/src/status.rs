@@ -1,7 +1,7 @@
 //! Status codes, the per-thread last error, and the panic boundary.
 
 use std::cell::RefCell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use engine::Error;
 
@@ -75,7 +75,9 @@ pub(crate) fn status_of(e: &Error) -> cv_status {
     match e {
         Error::Io { .. } | Error::WritesLatched => CV_ERR_IO,
         Error::AlreadyExists(_) | Error::NotAVault { .. } | Error::UnsupportedVersion { .. } => CV_ERR_NOT_A_VAULT,
-        Error::HeaderDamaged | Error::Corrupt { .. } | Error::Integrity { .. } | Error::AuditBroken { .. } => CV_ERR_CORRUPT,
+        Error::HeaderDamaged | Error::Corrupt { .. } | Error::Integrity { .. } | Error::AuditBroken { .. } => {
+            CV_ERR_CORRUPT
+        }
         Error::WrongKey => CV_ERR_WRONG_KEY,
         Error::Locked(_) => CV_ERR_LOCKED,
         Error::ReadOnly => CV_ERR_READ_ONLY,

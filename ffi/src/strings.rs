@@ -3,10 +3,10 @@
 //! detected instead of corrupting the heap.
 
 use std::collections::BTreeSet;
-use std::ffi::{c_char, CString};
+use std::ffi::{CString, c_char};
 use std::sync::{Mutex, OnceLock};
 
-use crate::status::{cv_status, Fail};
+use crate::status::{Fail, cv_status};
 
 /// Largest string input accepted (64 MiB), including JSON documents.
 pub const CV_MAX_INPUT: usize = 64 * 1024 * 1024;

@@ -61,7 +61,12 @@ fn run_under_valgrind(exe: &Path, arg: &Path) {
         .expect("valgrind must be installed (it is part of the supported build machines)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{} failed under valgrind ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}", exe.display(), out.status);
+    assert!(
+        out.status.success(),
+        "{} failed under valgrind ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        exe.display(),
+        out.status
+    );
 }
 
 #[test]

@@ -16,7 +16,8 @@ fn python_ctypes_realistic_flow() {
     let lib = profile_dir.join(if cfg!(target_os = "macos") { "libchartvault.dylib" } else { "libchartvault.so" });
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/test_flow.py");
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("python3").arg(&script).arg(&lib).arg(dir.path()).output().expect("python3 must be installed");
+    let out =
+        Command::new("python3").arg(&script).arg(&lib).arg(dir.path()).output().expect("python3 must be installed");
     assert!(
         out.status.success(),
         "python flow failed:\nstdout:\n{}\nstderr:\n{}",

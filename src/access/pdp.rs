@@ -94,7 +94,9 @@ impl Pdp<'_> {
         let bg = self.active_break_glass(req.patient);
         let purpose = if bg { Purpose::EmergencyTreat } else { pr.purpose };
         if pr.purpose == Purpose::EmergencyTreat && !bg {
-            return Decision::Deny("emergency access (ETREAT) needs an active break-glass request for this patient".into());
+            return Decision::Deny(
+                "emergency access (ETREAT) needs an active break-glass request for this patient".into(),
+            );
         }
         let own = matches!((req.patient, &pr.patient_id), (Some(p), Some(me)) if p == me);
         let cares = req.patient.is_some_and(|p| pr.cares_for(p));
@@ -106,7 +108,10 @@ impl Pdp<'_> {
             .filter(|g| g.purposes.contains(&purpose))
             .filter(|g| g.operations.contains(&req.op))
             .filter(|g| match req.kind {
-                Some(k) => g.kinds.as_ref().is_none_or(|ks| ks.iter().any(|x| x == k)) && !g.exclude_kinds.iter().any(|x| x == k),
+                Some(k) => {
+                    g.kinds.as_ref().is_none_or(|ks| ks.iter().any(|x| x == k))
+                        && !g.exclude_kinds.iter().any(|x| x == k)
+                }
                 None => true,
             })
             .collect();
@@ -119,11 +124,8 @@ impl Pdp<'_> {
                 req.kind.map(|k| format!(" {k} documents")).unwrap_or_default()
             ));
         }
-        let grants: Vec<_> = grants
-            .into_iter()
-            .filter(|g| !g.care_team || cares || bg)
-            .filter(|g| !g.own_records || own)
-            .collect();
+        let grants: Vec<_> =
+            grants.into_iter().filter(|g| !g.care_team || cares || bg).filter(|g| !g.own_records || own).collect();
         if grants.is_empty() {
             return Decision::Deny("this needs a care relationship with the patient (or break-glass), or is limited to the patient's own records".into());
         }
@@ -134,7 +136,9 @@ impl Pdp<'_> {
         }
         if let Some(rules) = self.rules {
             if rules.vip && !(cares || bg || own) {
-                return Decision::Deny("confidential (VIP) patient: access needs a care relationship or break-glass".into());
+                return Decision::Deny(
+                    "confidential (VIP) patient: access needs a care relationship or break-glass".into(),
+                );
             }
             if !bg && !own {
                 for r in &rules.restrictions {
@@ -147,9 +151,13 @@ impl Pdp<'_> {
                 }
             }
             if let Some(d) = req.doc
-                && rules.self_pay.contains(&d) && matches!(purpose, Purpose::Payment | Purpose::Coverage) {
-                    return Decision::Deny("self-pay restriction (45 CFR 164.522): not disclosed for payment or coverage".into());
-                }
+                && rules.self_pay.contains(&d)
+                && matches!(purpose, Purpose::Payment | Purpose::Coverage)
+            {
+                return Decision::Deny(
+                    "self-pay restriction (45 CFR 164.522): not disclosed for payment or coverage".into(),
+                );
+            }
         }
         // Part 2 restricts use and disclosure; recording a new record is not a disclosure.
         let discloses = !matches!(req.op, Operation::Create);
@@ -163,7 +171,9 @@ impl Pdp<'_> {
                 })
             });
             if !consented {
-                return Decision::Deny("substance-use records (42 CFR Part 2) need the patient's written consent".into());
+                return Decision::Deny(
+                    "substance-use records (42 CFR Part 2) need the patient's written consent".into(),
+                );
             }
         }
         Decision::Permit { deidentify: grants.iter().any(|g| g.deidentify), break_glass: bg }

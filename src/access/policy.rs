@@ -61,7 +61,15 @@ impl Operation {
 
     /// Whether the operation touches clinical content (and so is checked per label).
     pub fn is_clinical(self) -> bool {
-        matches!(self, Operation::Read | Operation::Create | Operation::Update | Operation::Query | Operation::Disclose | Operation::Amend)
+        matches!(
+            self,
+            Operation::Read
+                | Operation::Create
+                | Operation::Update
+                | Operation::Query
+                | Operation::Disclose
+                | Operation::Amend
+        )
     }
 
     /// Lowercase name.
@@ -193,7 +201,8 @@ impl Policy {
             Label::genetic,
             Label::reproductive,
         ]);
-        let without_psychotherapy: Vec<Label> = clinical_all.iter().filter(|l| **l != Label::psychotherapy()).cloned().collect();
+        let without_psychotherapy: Vec<Label> =
+            clinical_all.iter().filter(|l| **l != Label::psychotherapy()).cloned().collect();
         let g = |roles: &[fn() -> Role], purposes: &[P], ops: &[O], labels: Vec<Label>| Grant {
             roles: roles.iter().map(|r| r()).collect(),
             purposes: purposes.to_vec(),
@@ -208,24 +217,34 @@ impl Policy {
         let grants = vec![
             Grant {
                 care_team: true,
-                ..g(&[Role::physician], &[P::Treat], &[O::Read, O::Create, O::Update, O::Query, O::Amend, O::Disclose], clinical_all.clone())
+                ..g(
+                    &[Role::physician],
+                    &[P::Treat],
+                    &[O::Read, O::Create, O::Update, O::Query, O::Amend, O::Disclose],
+                    clinical_all.clone(),
+                )
             },
             Grant {
                 care_team: true,
                 exclude_kinds: vec!["PsychotherapyNote".into()],
-                ..g(&[Role::nurse], &[P::Treat], &[O::Read, O::Create, O::Update, O::Query], without_psychotherapy.clone())
+                ..g(
+                    &[Role::nurse],
+                    &[P::Treat],
+                    &[O::Read, O::Create, O::Update, O::Query],
+                    without_psychotherapy.clone(),
+                )
             },
             // Break-glass: reached only through an active, audited emergency grant.
             Grant {
                 exclude_kinds: vec!["PsychotherapyNote".into()],
-                ..g(&[Role::physician, Role::nurse], &[P::EmergencyTreat], &[O::Read, O::Query, O::Create], without_psychotherapy.clone())
+                ..g(
+                    &[Role::physician, Role::nurse],
+                    &[P::EmergencyTreat],
+                    &[O::Read, O::Query, O::Create],
+                    without_psychotherapy.clone(),
+                )
             },
-            g(
-                &[Role::him_coder],
-                &[P::Operations, P::Payment],
-                &[O::Read, O::Query],
-                labels(&[Label::normal]),
-            ),
+            g(&[Role::him_coder], &[P::Operations, P::Payment], &[O::Read, O::Query], labels(&[Label::normal])),
             g(
                 &[Role::him_coder],
                 &[P::Operations, P::Legal, P::PublicHealth, P::PatientRequest, P::Payment, P::Coverage],
@@ -235,15 +254,28 @@ impl Policy {
             g(&[Role::billing], &[P::Payment], &[O::Read, O::Query], labels(&[Label::financial, Label::normal])),
             Grant {
                 kinds: Some(vec!["Claim".into(), "Coverage".into()]),
-                ..g(&[Role::billing], &[P::Payment], &[O::Create, O::Update], labels(&[Label::financial, Label::normal]))
+                ..g(
+                    &[Role::billing],
+                    &[P::Payment],
+                    &[O::Create, O::Update],
+                    labels(&[Label::financial, Label::normal]),
+                )
             },
-            Grant { deidentify: true, ..g(&[Role::researcher], &[P::Research], &[O::Read, O::Query], labels(&[Label::normal])) },
+            Grant {
+                deidentify: true,
+                ..g(&[Role::researcher], &[P::Research], &[O::Read, O::Query], labels(&[Label::normal]))
+            },
             Grant {
                 own_records: true,
                 exclude_kinds: vec!["PsychotherapyNote".into()],
                 ..g(&[Role::patient], &[P::PatientRequest], &[O::Read, O::Query], without_psychotherapy)
             },
-            g(&[Role::privacy_officer], &[P::Compliance, P::Operations, P::Legal], &[O::Audit, O::ManageConsent, O::Erase], Vec::new()),
+            g(
+                &[Role::privacy_officer],
+                &[P::Compliance, P::Operations, P::Legal],
+                &[O::Audit, O::ManageConsent, O::Erase],
+                Vec::new(),
+            ),
             g(&[Role::security_admin], &[P::SystemAdmin], &[O::Administer], Vec::new()),
         ];
         Policy { name: "hospital-default".into(), version: 0, session_idle_secs: 900, break_glass_secs: 3600, grants }
@@ -277,11 +309,18 @@ mod tests {
 
     #[test]
     fn bad_policies_are_refused_clearly() {
-        let e = Policy::from_json(r#"{"name":"x","grants":[{"roles":["physician"],"purposes":["TREAT"],"operations":["fly"]}]}"#)
-            .unwrap_err()
-            .to_string();
+        let e = Policy::from_json(
+            r#"{"name":"x","grants":[{"roles":["physician"],"purposes":["TREAT"],"operations":["fly"]}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("fly") || e.contains("unknown variant"), "{e}");
-        assert!(Policy::from_json(r#"{"name":"x","grants":[{"roles":["physician"],"purposes":["TREAT"],"operations":["read"]}]}"#).is_err());
+        assert!(
+            Policy::from_json(
+                r#"{"name":"x","grants":[{"roles":["physician"],"purposes":["TREAT"],"operations":["read"]}]}"#
+            )
+            .is_err()
+        );
         assert!(Policy::from_json("{").is_err());
         assert!(Policy::from_json(r#"{"name":"x","grants":[],"bogus":1}"#).is_err());
     }

@@ -42,7 +42,10 @@ roles! {
 impl Role {
     /// Validates a role name.
     pub fn new(s: &str) -> Result<Self> {
-        if !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if !s.is_empty()
+            && s.len() <= 32
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             Ok(Role(s.to_string()))
         } else {
             Err(Error::InvalidArgument("a role is 1-32 lowercase letters, digits or '-'".into()))
@@ -159,7 +162,12 @@ impl Purpose {
     pub fn accounting_exempt(self) -> bool {
         matches!(
             self,
-            Purpose::Treat | Purpose::EmergencyTreat | Purpose::Payment | Purpose::Operations | Purpose::PatientRequest | Purpose::Coverage
+            Purpose::Treat
+                | Purpose::EmergencyTreat
+                | Purpose::Payment
+                | Purpose::Operations
+                | Purpose::PatientRequest
+                | Purpose::Coverage
         )
     }
 }

@@ -1,6 +1,6 @@
 //! Export of audit entries as FHIR R4 AuditEvent resources.
 
-use serde_json::{json, Value as J};
+use serde_json::{Value as J, json};
 
 use super::{Action, AuditEntry, Outcome};
 use crate::model::DateTime;
@@ -10,7 +10,9 @@ pub fn audit_event(e: &AuditEntry) -> J {
     let (action, subtype) = match e.action {
         Action::Create | Action::VaultCreate => ("C", "create"),
         Action::Read | Action::AttachmentRead | Action::AuditRead => ("R", "read"),
-        Action::Update | Action::Amend | Action::PolicyChange | Action::ConsentChange | Action::KeySlotAdd => ("U", "update"),
+        Action::Update | Action::Amend | Action::PolicyChange | Action::ConsentChange | Action::KeySlotAdd => {
+            ("U", "update")
+        }
         Action::Erase | Action::KeySlotRemove => ("D", "delete"),
         Action::Query => ("E", "search"),
         _ => ("E", e.action.name()),
@@ -38,7 +40,8 @@ pub fn audit_event(e: &AuditEntry) -> J {
             })).collect::<Vec<_>>()
         }));
     }
-    let mut purpose = vec![json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": e.purpose}]})];
+    let mut purpose =
+        vec![json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": e.purpose}]})];
     if e.break_glass {
         purpose.push(json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG", "display": "break the glass"}]}));
     }

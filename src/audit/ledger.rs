@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{aead, KeyHierarchy};
+use crate::crypto::{KeyHierarchy, aead};
 use crate::error::{Error, Result};
 use crate::format::body;
 use crate::format::frame::FrameType;

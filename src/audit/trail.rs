@@ -6,10 +6,10 @@
 //! own inside the log's hash chain: an altered entry fails authentication, and a
 //! dropped, reordered or inserted one breaks the index sequence or the chain.
 
-use crate::crypto::{aead, KeyHierarchy};
+use crate::crypto::{KeyHierarchy, aead};
 use crate::error::{Error, Result};
 use crate::format::body;
-use crate::format::frame::{self, FrameType, FRAME_HEADER};
+use crate::format::frame::{self, FRAME_HEADER, FrameType};
 use crate::format::header::HEADER_REGION;
 use crate::format::le_u64;
 use crate::store::Store;
@@ -123,7 +123,11 @@ pub fn verify(store: &Store) -> Result<AuditVerifyReport> {
         };
         let copy = bytes[pos..pos + head.total()].to_vec();
         if frame::check(&head, &copy).is_err() {
-            rep.problems.push((pos as u64, None, "damaged frame (checksum): an entry or its neighbour was edited".into()));
+            rep.problems.push((
+                pos as u64,
+                None,
+                "damaged frame (checksum): an entry or its neighbour was edited".into(),
+            ));
             break;
         }
         if head.ty == FrameType::Audit {
@@ -136,9 +140,17 @@ pub fn verify(store: &Store) -> Result<AuditVerifyReport> {
                         } else {
                             "entries missing before this one: a dropped or reordered entry"
                         };
-                        rep.problems.push((pos as u64, Some(e.index), format!("{what} (expected index {})", expect.next_index)));
+                        rep.problems.push((
+                            pos as u64,
+                            Some(e.index),
+                            format!("{what} (expected index {})", expect.next_index),
+                        ));
                     } else if e.prev != expect.last_hash {
-                        rep.problems.push((pos as u64, Some(e.index), "chain broken: the previous entry was altered or replaced".into()));
+                        rep.problems.push((
+                            pos as u64,
+                            Some(e.index),
+                            "chain broken: the previous entry was altered or replaced".into(),
+                        ));
                     } else {
                         rep.entries += 1;
                     }

@@ -45,11 +45,7 @@ pub fn seal(key: &SecretKey, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
     let tag = cipher(key)
-        .encrypt_inout_detached(
-            &XNonce::from(nonce),
-            aad,
-            (&mut out[start + NONCE_LEN..]).into(),
-        )
+        .encrypt_inout_detached(&XNonce::from(nonce), aad, (&mut out[start + NONCE_LEN..]).into())
         .expect("XChaCha20-Poly1305 accepts messages up to 256 GiB; callers bound sizes far lower");
     out.extend_from_slice(&tag);
 }

@@ -153,11 +153,22 @@ impl KeyHierarchy {
 
     /// The key of sensitivity label `label` at key generation `generation`.
     pub fn label_key(&self, label: &str, generation: u32) -> SecretKey {
-        self.root.derive(
-            "chartvault 2026 label key v1",
-            &[&self.vault_id, label.as_bytes(), &generation.to_le_bytes()],
-        )
+        self.root.derive("chartvault 2026 label key v1", &[&self.vault_id, label.as_bytes(), &generation.to_le_bytes()])
     }
+}
+
+/// Pushes onto a vector holding secrets without leaving a copy behind. A plain `push`
+/// that must grow the vector moves the elements to a new buffer and frees the old one
+/// with the secrets still in it; here the old buffer is wiped before it is freed.
+pub(crate) fn push_wiping<T>(v: &mut Vec<T>, item: T) {
+    if v.len() == v.capacity() {
+        let mut bigger = Vec::with_capacity((v.capacity() * 2).max(4));
+        bigger.append(v);
+        // Every element has moved out, so the whole old buffer is spare capacity.
+        let mut old = std::mem::replace(v, bigger);
+        old.spare_capacity_mut().zeroize();
+    }
+    v.push(item);
 }
 
 /// The key that seals one label group of one patient: it needs every label key of the
@@ -185,6 +196,16 @@ mod tests {
         assert_ne!(h.label_key("normal", 1), h.label_key("restricted", 1));
         let h2 = KeyHierarchy::new(SecretKey::from_bytes([1; 32]), [3; 16]);
         assert_ne!(h.meta, h2.meta);
+    }
+
+    #[test]
+    fn push_wiping_keeps_order_and_grows() {
+        let mut v = Vec::new();
+        for i in 0..20u8 {
+            push_wiping(&mut v, SecretKey::from_bytes([i; 32]));
+        }
+        assert_eq!(v.len(), 20);
+        assert!(v.iter().enumerate().all(|(i, k)| *k == SecretKey::from_bytes([i as u8; 32])));
     }
 
     #[test]

@@ -5,12 +5,12 @@
 //! implementation) behind a one-byte format version, isolated in this module so the
 //! codec can change without touching the frame format.
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::model::{Field, Label};
 use crate::model::value::Decimal;
+use crate::model::{Field, Label};
 
 /// Version byte of the body codec.
 pub const BODY_VERSION: u8 = 1;
@@ -88,9 +88,7 @@ pub fn encode<T: Serialize>(v: &T) -> Zeroizing<Vec<u8>> {
 /// Decodes a value written by [`encode`].
 pub fn decode<T: DeserializeOwned>(b: &[u8], what: &'static str, offset: u64) -> Result<T> {
     match b.split_first() {
-        Some((&BODY_VERSION, rest)) => {
-            postcard::from_bytes(rest).map_err(|_| Error::Integrity { what, offset })
-        }
+        Some((&BODY_VERSION, rest)) => postcard::from_bytes(rest).map_err(|_| Error::Integrity { what, offset }),
         Some((v, _)) => Err(Error::UnsupportedVersion { found: u16::from(*v), supported: u16::from(BODY_VERSION) }),
         None => Err(Error::Integrity { what, offset }),
     }

@@ -9,7 +9,7 @@
 use rand::Rng;
 
 use super::{le_u16, le_u32, le_u64};
-use crate::crypto::{aead, KdfParams, SecretKey};
+use crate::crypto::{KdfParams, SecretKey, aead};
 use crate::error::{Error, Result};
 
 /// File magic.
@@ -77,9 +77,7 @@ impl KeySlot {
     fn kek(kind: SlotKind, secret: &Unlock<'_>, salt: &[u8; 16]) -> Option<Result<SecretKey>> {
         match (kind, secret) {
             (SlotKind::Passphrase(p), Unlock::Passphrase(pw)) => Some(p.derive(pw, salt)),
-            (SlotKind::RawKey, Unlock::RawKey(k)) => {
-                Some(Ok(k.derive("chartvault 2026 raw key slot v1", &[salt])))
-            }
+            (SlotKind::RawKey, Unlock::RawKey(k)) => Some(Ok(k.derive("chartvault 2026 raw key slot v1", &[salt]))),
             _ => None,
         }
     }
@@ -223,9 +221,10 @@ impl Header {
     pub fn unlock(&self, secret: &Unlock<'_>) -> Result<(usize, SecretKey)> {
         for (i, s) in self.slots.iter().enumerate() {
             if let Some(s) = s
-                && let Some(k) = s.unwrap_root(&self.vault_id, secret)? {
-                    return Ok((i, k));
-                }
+                && let Some(k) = s.unwrap_root(&self.vault_id, secret)?
+            {
+                return Ok((i, k));
+            }
         }
         Err(Error::WrongKey)
     }
@@ -253,7 +252,8 @@ mod tests {
         let root = SecretKey::random();
         let mut h = Header::new(1);
         let raw = SecretKey::random();
-        h.slots[0] = Some(KeySlot::wrap(&root, &h.vault_id, &Unlock::Passphrase(b"pw"), KdfParams::INSECURE_FOR_TESTS).unwrap());
+        h.slots[0] =
+            Some(KeySlot::wrap(&root, &h.vault_id, &Unlock::Passphrase(b"pw"), KdfParams::INSECURE_FOR_TESTS).unwrap());
         h.slots[3] = Some(KeySlot::wrap(&root, &h.vault_id, &Unlock::RawKey(&raw), KdfParams::DEFAULT).unwrap());
         let enc = h.encode();
         let d = Header::decode(&enc).unwrap();

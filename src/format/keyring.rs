@@ -18,7 +18,7 @@
 //! record in place; the padding hides the length of the patient identifier.
 
 use super::le_u16;
-use crate::crypto::{aead, SecretKey};
+use crate::crypto::{SecretKey, aead};
 
 /// Keyring file magic.
 pub const KEYRING_MAGIC: &[u8; 8] = b"CVKEYRNG";
@@ -62,7 +62,13 @@ fn aad(vault_id: &[u8; 16], index: u32) -> Vec<u8> {
 }
 
 /// Encodes a live record.
-pub fn encode_record(keyring_key: &SecretKey, vault_id: &[u8; 16], index: u32, patient: &str, key: &SecretKey) -> Vec<u8> {
+pub fn encode_record(
+    keyring_key: &SecretKey,
+    vault_id: &[u8; 16],
+    index: u32,
+    patient: &str,
+    key: &SecretKey,
+) -> Vec<u8> {
     debug_assert!(patient.len() <= MAX_PATIENT_ID);
     let mut plain = zeroize::Zeroizing::new(vec![0u8; PLAIN]);
     plain[..32].copy_from_slice(key.expose());

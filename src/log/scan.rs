@@ -13,10 +13,10 @@
 //! If there is one, valid data follows damage: that is corruption, reported with
 //! its offset, and the vault refuses to open read-write.
 
-use crate::crypto::keys::ct_eq;
 use crate::crypto::SecretKey;
+use crate::crypto::keys::ct_eq;
 use crate::error::Result;
-use crate::format::frame::{self, Commit, FrameType, FRAME_HEADER, FRAME_MAGIC};
+use crate::format::frame::{self, Commit, FRAME_HEADER, FRAME_MAGIC, FrameType};
 use crate::log::writer::LogHead;
 
 /// A verified, committed frame.
@@ -136,12 +136,16 @@ pub fn scan(
 fn find_later_commit(bytes: &[u8], from: u64, after_number: u64, mac_key: &SecretKey) -> Option<u64> {
     let mut i = from as usize + 1;
     while i + FRAME_HEADER <= bytes.len() {
-        if bytes[i] == FRAME_MAGIC[0] && bytes[i + 1] == FRAME_MAGIC[1] && bytes[i + 2] == FrameType::Commit as u8
+        if bytes[i] == FRAME_MAGIC[0]
+            && bytes[i + 1] == FRAME_MAGIC[1]
+            && bytes[i + 2] == FrameType::Commit as u8
             && let Ok(h) = frame::parse(&bytes[i..])
-                && let Some(c) = Commit::decode(&bytes[i + FRAME_HEADER..i + h.total()])
-                    && c.number > after_number && ct_eq(&c.mac, &mac_key.mac(&[&c.mac_input()])) {
-                        return Some(i as u64);
-                    }
+            && let Some(c) = Commit::decode(&bytes[i + FRAME_HEADER..i + h.total()])
+            && c.number > after_number
+            && ct_eq(&c.mac, &mac_key.mac(&[&c.mac_input()]))
+        {
+            return Some(i as u64);
+        }
         i += 1;
     }
     None

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::crypto::SecretKey;
 use crate::error::{Error, Result};
-use crate::format::frame::{self, Commit, FrameType, FRAME_HEADER};
+use crate::format::frame::{self, Commit, FRAME_HEADER, FrameType};
 use crate::log::Storage;
 
 /// Staged frames are flushed to the file (still uncommitted) past this size, so a
@@ -115,7 +115,11 @@ impl LogWriter {
             return Err(Error::WritesLatched);
         }
         if payload.len() > frame::MAX_PAYLOAD {
-            return Err(Error::TooLarge { what: "frame payload", size: payload.len() as u64, limit: frame::MAX_PAYLOAD as u64 });
+            return Err(Error::TooLarge {
+                what: "frame payload",
+                size: payload.len() as u64,
+                limit: frame::MAX_PAYLOAD as u64,
+            });
         }
         let offset = p.next_offset();
         let at = p.buf.len();

@@ -280,9 +280,7 @@ pub fn validate_field_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidDocument(
-            "a field name is 1-128 ASCII letters, digits, '_', '-' or '.'".into(),
-        ))
+        Err(Error::InvalidDocument("a field name is 1-128 ASCII letters, digits, '_', '-' or '.'".into()))
     }
 }
 

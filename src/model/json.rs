@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use serde_json::{json, Map, Value as J};
+use serde_json::{Map, Value as J, json};
 
 use super::{AttachmentRef, Coding, Date, DateTime, Document, Field, Kind, Label, NewDocument, Value};
 use crate::error::{Error, Result};
@@ -54,7 +54,10 @@ pub fn parse_document_str(s: &str, upload: &mut Uploader<'_>) -> Result<NewDocum
 pub fn parse_document(v: &J, upload: &mut Uploader<'_>) -> Result<NewDocument> {
     let o = v.as_object().ok_or_else(|| bad("a document must be a JSON object"))?;
     for k in o.keys() {
-        if !matches!(k.as_str(), "patient" | "kind" | "fields" | "id" | "version" | "created" | "updated" | "author" | "redacted") {
+        if !matches!(
+            k.as_str(),
+            "patient" | "kind" | "fields" | "id" | "version" | "created" | "updated" | "author" | "redacted"
+        ) {
             return Err(bad(format!("unknown top-level key {:?} (expected patient, kind, fields)", trunc(k))));
         }
     }
@@ -84,12 +87,13 @@ fn trunc(s: &str) -> String {
 fn parse_field(v: &J, upload: &mut Uploader<'_>, depth: usize) -> Result<Field> {
     let mut labels = Vec::new();
     if let J::Object(o) = v
-        && let Some(ls) = o.get("labels") {
-            let arr = ls.as_array().ok_or_else(|| bad("\"labels\" must be an array of strings"))?;
-            for l in arr {
-                labels.push(Label::new(l.as_str().ok_or_else(|| bad("a label must be a string"))?)?);
-            }
+        && let Some(ls) = o.get("labels")
+    {
+        let arr = ls.as_array().ok_or_else(|| bad("\"labels\" must be an array of strings"))?;
+        for l in arr {
+            labels.push(Label::new(l.as_str().ok_or_else(|| bad("a label must be a string"))?)?);
         }
+    }
     Ok(Field { value: parse_value(v, upload, depth)?, labels })
 }
 
@@ -101,13 +105,11 @@ pub fn parse_value(v: &J, upload: &mut Uploader<'_>, depth: usize) -> Result<Val
     Ok(match v {
         J::Null => return Err(bad("null is not a value; leave the field out instead")),
         J::Bool(b) => Value::Boolean(*b),
-        J::Number(n) => Value::Decimal(
-            n.to_string().parse().map_err(|_| bad("number out of range for an exact decimal"))?,
-        ),
-        J::String(s) => Value::Text(s.clone()),
-        J::Array(items) => {
-            Value::List(items.iter().map(|x| parse_value(x, upload, depth + 1)).collect::<Result<_>>()?)
+        J::Number(n) => {
+            Value::Decimal(n.to_string().parse().map_err(|_| bad("number out of range for an exact decimal"))?)
         }
+        J::String(s) => Value::Text(s.clone()),
+        J::Array(items) => Value::List(items.iter().map(|x| parse_value(x, upload, depth + 1)).collect::<Result<_>>()?),
         J::Object(o) => {
             let tags: Vec<&String> = o.keys().filter(|k| k.as_str() != "labels").collect();
             if tags.len() != 1 {
@@ -125,15 +127,17 @@ pub fn parse_value(v: &J, upload: &mut Uploader<'_>, depth: usize) -> Result<Val
                     _ => return Err(bad("\"integer\" takes a 64-bit integer")),
                 }),
                 "decimal" => Value::Decimal(match x {
-                    J::String(s) => s.parse().map_err(|_| bad("\"decimal\" takes a decimal number string such as \"6.80\""))?,
+                    J::String(s) => {
+                        s.parse().map_err(|_| bad("\"decimal\" takes a decimal number string such as \"6.80\""))?
+                    }
                     J::Number(n) => n.to_string().parse().map_err(|_| bad("decimal out of range"))?,
                     _ => return Err(bad("\"decimal\" takes a decimal number string such as \"6.80\"")),
                 }),
                 "boolean" => Value::Boolean(x.as_bool().ok_or_else(|| bad("\"boolean\" takes true or false"))?),
                 "date" => Value::Date(Date::parse(x.as_str().ok_or_else(|| bad("\"date\" takes a string"))?)?),
-                "datetime" => Value::DateTime(DateTime::parse(
-                    x.as_str().ok_or_else(|| bad("\"datetime\" takes a string"))?,
-                )?),
+                "datetime" => {
+                    Value::DateTime(DateTime::parse(x.as_str().ok_or_else(|| bad("\"datetime\" takes a string"))?)?)
+                }
                 "code" => {
                     let c = x.as_object().ok_or_else(|| bad("\"code\" takes an object with system and code"))?;
                     let s = |k: &str| c.get(k).and_then(J::as_str);
@@ -161,9 +165,9 @@ pub fn parse_value(v: &J, upload: &mut Uploader<'_>, depth: usize) -> Result<Val
                     Value::Attachment(upload(ct, src)?)
                 }
                 "list" => match x {
-                    J::Array(items) => Value::List(
-                        items.iter().map(|i| parse_value(i, upload, depth + 1)).collect::<Result<_>>()?,
-                    ),
+                    J::Array(items) => {
+                        Value::List(items.iter().map(|i| parse_value(i, upload, depth + 1)).collect::<Result<_>>()?)
+                    }
                     _ => return Err(bad("\"list\" takes an array")),
                 },
                 "group" => match x {
@@ -210,7 +214,9 @@ pub fn value_to_json(v: &Value) -> J {
             "blake3": crate::util::hex(&a.hash),
         }}),
         Value::List(items) => J::Array(items.iter().map(value_to_json).collect()),
-        Value::Group(m) => json!({ "group": m.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect::<Map<_, _>>() }),
+        Value::Group(m) => {
+            json!({ "group": m.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect::<Map<_, _>>() })
+        }
     }
 }
 

@@ -66,10 +66,7 @@ impl Schema {
                     (*n).to_string(),
                     KindSchema {
                         default_label: default.clone(),
-                        fields: own
-                            .iter()
-                            .map(|(f, l)| ((*f).to_string(), FieldSchema { label: l.clone() }))
-                            .collect(),
+                        fields: own.iter().map(|(f, l)| ((*f).to_string(), FieldSchema { label: l.clone() })).collect(),
                     },
                 );
             }
@@ -107,8 +104,20 @@ impl Schema {
             &[("code", Label::normal()), ("date", Label::normal()), ("status", Label::normal())],
         );
         let indexed = [
-            "code", "category", "status", "effective", "date", "onset", "issued", "authored", "performed",
-            "occurrence", "identifier", "birthDate", "value", "type",
+            "code",
+            "category",
+            "status",
+            "effective",
+            "date",
+            "onset",
+            "issued",
+            "authored",
+            "performed",
+            "occurrence",
+            "identifier",
+            "birthDate",
+            "value",
+            "type",
         ]
         .iter()
         .map(|s| (*s).to_string())

@@ -177,10 +177,13 @@ impl std::hash::Hash for DateTime {
 
 impl fmt::Display for DateTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let off = time::UtcOffset::from_whole_seconds(i32::from(self.offset_minutes) * 60)
-            .unwrap_or(time::UtcOffset::UTC);
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.micros) * 1000)
-            .map(|t| t.to_offset(off));
+        let off =
+            time::UtcOffset::from_whole_seconds(i32::from(self.offset_minutes) * 60).unwrap_or(time::UtcOffset::UTC);
+        // Build the local wall-clock time directly: an instant parsed with an offset
+        // (9999-12-31T23:59:59-23:59) can lie outside the years `time` represents in UTC
+        // while its local time is inside them.
+        let local = i128::from(self.micros) * 1000 + i128::from(off.whole_seconds()) * 1_000_000_000;
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(local).map(|t| t.replace_offset(off));
         match t.ok().and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()) {
             Some(s) => f.write_str(&s),
             None => write!(f, "<invalid datetime {}>", self.micros),
@@ -235,11 +238,7 @@ impl Coding {
 
 /// Expands a code-system alias; other strings are returned unchanged.
 pub fn expand_system(s: &str) -> &str {
-    CODE_SYSTEM_ALIASES
-        .iter()
-        .find(|(a, _)| a.eq_ignore_ascii_case(s))
-        .map(|(_, uri)| *uri)
-        .unwrap_or(s)
+    CODE_SYSTEM_ALIASES.iter().find(|(a, _)| a.eq_ignore_ascii_case(s)).map(|(_, uri)| *uri).unwrap_or(s)
 }
 
 /// A reference to a binary attachment stored as encrypted chunk frames.

@@ -113,10 +113,40 @@ impl fmt::Display for Expr {
                 }
                 f.write_str(")")
             }
-            Expr::And(a, b) => write!(f, "({a} and {b})"),
-            Expr::Or(a, b) => write!(f, "({a} or {b})"),
-            Expr::Not(a) => write!(f, "not {a}"),
+            // Parentheses only where precedence or grouping needs them: a chain of
+            // conditions prints flat, so printing never nests deeper than the parser
+            // accepts (MAX_DEPTH) and the text parses back to the same tree.
+            Expr::And(a, b) => {
+                a.write_operand(f, 2)?;
+                f.write_str(" and ")?;
+                b.write_operand(f, 3)
+            }
+            Expr::Or(a, b) => {
+                a.write_operand(f, 1)?;
+                f.write_str(" or ")?;
+                b.write_operand(f, 2)
+            }
+            Expr::Not(a) => {
+                f.write_str("not ")?;
+                a.write_operand(f, 3)
+            }
         }
+    }
+}
+
+impl Expr {
+    /// Binding strength: `or` 1, `and` 2, everything else 3.
+    fn precedence(&self) -> u8 {
+        match self {
+            Expr::Or(..) => 1,
+            Expr::And(..) => 2,
+            _ => 3,
+        }
+    }
+
+    /// Writes `self` as an operand that needs at least precedence `min`.
+    fn write_operand(&self, f: &mut fmt::Formatter<'_>, min: u8) -> fmt::Result {
+        if self.precedence() < min { write!(f, "({self})") } else { write!(f, "{self}") }
     }
 }
 

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::ast::{CmpOp, Comparable, Expr, Literal, Query, ATTRIBUTE_FIELDS};
+use super::ast::{ATTRIBUTE_FIELDS, CmpOp, Comparable, Expr, Literal, Query};
 use crate::access::{Decision, Operation, Request};
 use crate::audit::{Action, Outcome};
 use crate::crypto::aead;
@@ -103,7 +103,8 @@ impl Session {
         }
         fields.sort();
         fields.dedup();
-        let value_fields: Vec<String> = fields.iter().filter(|f| !ATTRIBUTE_FIELDS.contains(&f.as_str())).cloned().collect();
+        let value_fields: Vec<String> =
+            fields.iter().filter(|f| !ATTRIBUTE_FIELDS.contains(&f.as_str())).cloned().collect();
         if let Some(f) = &q.filter {
             check_attribute_ops(f)?;
         }
@@ -124,7 +125,9 @@ impl Session {
         // 2. Candidates from indexes.
         // A patient is named by its identifier or, for de-identified sessions, by the
         // pseudonym they are shown (evaluation below decides which one matches).
-        let slot_of = |p: &str| ring.slot_of(p).or_else(|| ring.patients().find(|(name, _)| self.pseudonym(name) == p).map(|(_, s)| s));
+        let slot_of = |p: &str| {
+            ring.slot_of(p).or_else(|| ring.patients().find(|(name, _)| self.pseudonym(name) == p).map(|(_, s)| s))
+        };
         let candidates: Vec<DocumentId> = match q.filter.as_ref().and_then(|e| plan(e, cat, &slot_of)) {
             Some(list) => list,
             None => cat.docs.keys().copied().collect(),
@@ -156,23 +159,32 @@ impl Session {
                 Some(b) => *b,
                 None => {
                     let req = |op| Request { op, patient: Some(patient), kind: Some(e.kind.as_str()), doc: None };
-                    let ok = self.decide(&req(Operation::Query), &key.2).is_permit() && self.decide(&req(Operation::Read), &[]).is_permit();
+                    let ok = self.decide(&req(Operation::Query), &key.2).is_permit()
+                        && self.decide(&req(Operation::Read), &[]).is_permit();
                     cache.insert(key, ok);
                     ok
                 }
             };
             // Document-specific rules (self-pay) need the document id.
-            let deidentify = match self.decide(&Request { op: Operation::Read, patient: Some(patient), kind: Some(e.kind.as_str()), doc: Some(id) }, &[]) {
+            let deidentify = match self.decide(
+                &Request { op: Operation::Read, patient: Some(patient), kind: Some(e.kind.as_str()), doc: Some(id) },
+                &[],
+            ) {
                 Decision::Permit { deidentify, .. } if eligible => deidentify,
                 _ => continue,
             };
             // A de-identified session filters and sorts on the pseudonym it is shown,
             // never on the identifier it is not.
-            let patient: &str = if deidentify { pseudonyms.entry(e.patient_slot).or_insert_with(|| self.pseudonym(patient)) } else { patient };
+            let patient: &str = if deidentify {
+                pseudonyms.entry(e.patient_slot).or_insert_with(|| self.pseudonym(patient))
+            } else {
+                patient
+            };
             if let Some(f) = &q.filter
-                && !eval(f, &id, e, patient) {
-                    continue;
-                }
+                && !eval(f, &id, e, patient)
+            {
+                continue;
+            }
             let key = q.order.as_ref().and_then(|o| sort_value(&o.field, &id, e, patient));
             hits.push((Position { key, created_us: e.created_us, id: id.0 }, id));
         }
@@ -186,11 +198,8 @@ impl Session {
             None => 0,
         };
         let page: Vec<&(Position, DocumentId)> = hits[start..].iter().take(limit).collect();
-        let next_cursor = if start + page.len() < total {
-            page.last().map(|(p, _)| self.seal_cursor(q, p))
-        } else {
-            None
-        };
+        let next_cursor =
+            if start + page.len() < total { page.last().map(|(p, _)| self.seal_cursor(q, p)) } else { None };
         let mut documents = Vec::with_capacity(page.len());
         let mut any_break_glass = false;
         for (_, id) in &page {
@@ -215,7 +224,11 @@ impl Session {
         Ok(QueryResult { documents, total, next_cursor })
     }
 
-    fn check_query_grant(&self, fields: &[String], pinned: Option<&BTreeSet<String>>) -> std::result::Result<(), String> {
+    fn check_query_grant(
+        &self,
+        fields: &[String],
+        pinned: Option<&BTreeSet<String>>,
+    ) -> std::result::Result<(), String> {
         let policy = self.inner.policy.read().unwrap_or_else(|e| e.into_inner());
         let pr = &self.principal;
         if pr.purpose == crate::access::Purpose::EmergencyTreat && self.break_glass_grant().is_none() {
@@ -231,7 +244,11 @@ impl Session {
         let grants: Vec<_> = policy
             .grants
             .iter()
-            .filter(|g| g.roles.iter().any(|r| pr.roles.contains(r)) && purposes.iter().any(|p| g.purposes.contains(p)) && g.operations.contains(&Operation::Query))
+            .filter(|g| {
+                g.roles.iter().any(|r| pr.roles.contains(r))
+                    && purposes.iter().any(|p| g.purposes.contains(p))
+                    && g.operations.contains(&Operation::Query)
+            })
             .collect();
         if grants.is_empty() {
             return Err(format!("no grant lets this role run queries with purpose {}", pr.purpose));
@@ -258,7 +275,9 @@ impl Session {
                 grants.iter().any(|g| admits(g, k) && g.labels.contains(&label))
             });
             if !readable {
-                return Err(format!("this session may not filter or sort on field {f:?}: its label is not readable here"));
+                return Err(format!(
+                    "this session may not filter or sort on field {f:?}: its label is not readable here"
+                ));
             }
         }
         Ok(())
@@ -277,7 +296,8 @@ impl Session {
         if c.len() > 4096 || !c.len().is_multiple_of(2) {
             return Err(bad());
         }
-        let bytes: Option<Vec<u8>> = (0..c.len()).step_by(2).map(|i| crate::util::unhex::<1>(c.get(i..i + 2)?).map(|b| b[0])).collect();
+        let bytes: Option<Vec<u8>> =
+            (0..c.len()).step_by(2).map(|i| crate::util::unhex::<1>(c.get(i..i + 2)?).map(|b| b[0])).collect();
         let bytes = bytes.ok_or_else(bad)?;
         let pt = aead::open(&self.cursor_key(), b"chartvault cursor v1", &bytes).map_err(|_| bad())?;
         let d: CursorData = postcard::from_bytes(&pt).map_err(|_| bad())?;
@@ -310,10 +330,14 @@ fn cmp_pos(a: &Position, b: &Position, desc: bool) -> std::cmp::Ordering {
 
 fn check_attribute_ops(e: &Expr) -> Result<()> {
     match e {
-        Expr::Cmp(f, op, _) if matches!(f.as_str(), "kind" | "patient" | "id") && !matches!(op, CmpOp::Eq | CmpOp::Ne) => {
+        Expr::Cmp(f, op, _)
+            if matches!(f.as_str(), "kind" | "patient" | "id") && !matches!(op, CmpOp::Eq | CmpOp::Ne) =>
+        {
             Err(Error::InvalidQuery(format!("{f} can only be compared with = , != or in")))
         }
-        Expr::Cmp(f, _, l) if matches!(f.as_str(), "created" | "updated") && !matches!(l, Literal::Date(_) | Literal::DateTime(_)) => {
+        Expr::Cmp(f, _, l)
+            if matches!(f.as_str(), "created" | "updated") && !matches!(l, Literal::Date(_) | Literal::DateTime(_)) =>
+        {
             Err(Error::InvalidQuery(format!("{f} is compared with a date or datetime")))
         }
         Expr::And(a, b) | Expr::Or(a, b) => check_attribute_ops(a).and(check_attribute_ops(b)),
@@ -436,12 +460,16 @@ fn plan(x: &Expr, cat: &Catalog, slot_of: &dyn Fn(&str) -> Option<u32>) -> Optio
         Expr::Cmp(f, CmpOp::Eq, l) if f == "patient" => {
             Some(sorted(text_of(l).and_then(slot_of).and_then(|s| cat.by_patient.get(&s)).cloned().unwrap_or_default()))
         }
-        Expr::Cmp(f, CmpOp::Eq, l) if f == "kind" => {
-            Some(sorted(text_of(l).and_then(|k| Kind::new(k).ok()).and_then(|k| cat.by_kind.get(&k)).cloned().unwrap_or_default()))
-        }
-        Expr::Cmp(f, CmpOp::Eq, l) if f == "id" => {
-            Some(text_of(l).and_then(|s| DocumentId::parse(s).ok()).filter(|id| cat.docs.contains_key(id)).into_iter().collect())
-        }
+        Expr::Cmp(f, CmpOp::Eq, l) if f == "kind" => Some(sorted(
+            text_of(l).and_then(|k| Kind::new(k).ok()).and_then(|k| cat.by_kind.get(&k)).cloned().unwrap_or_default(),
+        )),
+        Expr::Cmp(f, CmpOp::Eq, l) if f == "id" => Some(
+            text_of(l)
+                .and_then(|s| DocumentId::parse(s).ok())
+                .filter(|id| cat.docs.contains_key(id))
+                .into_iter()
+                .collect(),
+        ),
         Expr::Cmp(f, op, l) if *op != CmpOp::Ne && !ATTRIBUTE_FIELDS.contains(&f.as_str()) => {
             let Some(m) = cat.values.get(f) else { return Some(Vec::new()) };
             let lit = Comparable::of_literal(l);
@@ -463,7 +491,10 @@ fn plan(x: &Expr, cat: &Catalog, slot_of: &dyn Fn(&str) -> Option<u32>) -> Optio
                     if let Some(ids) = m.get(&IndexKey::Text(t.clone())) {
                         out.extend(ids.iter().copied());
                     }
-                    take(&mut out, &mut m.range(IndexKey::Code(String::new(), String::new())..IndexKey::Text(String::new())));
+                    take(
+                        &mut out,
+                        &mut m.range(IndexKey::Code(String::new(), String::new())..IndexKey::Text(String::new())),
+                    );
                 }
                 (Comparable::Time(t), _) => {
                     take(&mut out, &mut m.range(IndexKey::Date(i32::MIN)..=IndexKey::Date(i32::MAX)));

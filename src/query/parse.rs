@@ -126,7 +126,9 @@ impl<'a> Lexer<'a> {
                 let s = self.take_while(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '.' | ':' | '+'));
                 if s.len() >= 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-' {
                     Tok::Date(s)
-                } else if s.strip_prefix('-').unwrap_or(&s).chars().all(|ch| ch.is_ascii_digit() || ch == '.') && s != "-" {
+                } else if s.strip_prefix('-').unwrap_or(&s).chars().all(|ch| ch.is_ascii_digit() || ch == '.')
+                    && s != "-"
+                {
                     Tok::Num(s)
                 } else {
                     return Err(err(pos, "a number, a date (YYYY-MM-DD) or a datetime (RFC 3339)"));
@@ -262,8 +264,12 @@ impl Parser<'_> {
                 _ => Literal::Text(s.clone()),
             },
             Tok::Num(n) => Literal::Number(n.parse().map_err(|_| err(pos, "a valid number"))?),
-            Tok::Date(d) if d.len() == 10 => Literal::Date(Date::parse(d).map_err(|_| err(pos, "a valid date YYYY-MM-DD"))?),
-            Tok::Date(d) => Literal::DateTime(DateTime::parse(d).map_err(|_| err(pos, "a valid RFC 3339 datetime such as 2024-01-01T00:00:00Z"))?),
+            Tok::Date(d) if d.len() == 10 => {
+                Literal::Date(Date::parse(d).map_err(|_| err(pos, "a valid date YYYY-MM-DD"))?)
+            }
+            Tok::Date(d) => Literal::DateTime(
+                DateTime::parse(d).map_err(|_| err(pos, "a valid RFC 3339 datetime such as 2024-01-01T00:00:00Z"))?,
+            ),
             Tok::Code(s, c) => Literal::Code(expand_system(s).to_string(), c.clone()),
             Tok::Ident(s) if s.eq_ignore_ascii_case("true") => Literal::Boolean(true),
             Tok::Ident(s) if s.eq_ignore_ascii_case("false") => Literal::Boolean(false),
@@ -350,7 +356,16 @@ mod tests {
 
     #[test]
     fn errors_name_position_and_expectation() {
-        for (src, pos) in [("kind =", 6), ("(a = 1", 6), ("a = 1 b", 6), ("a in 1", 5), ("limit x", 6), ("a = \"x", 6), ("a ! 1", 2), ("order a", 6)] {
+        for (src, pos) in [
+            ("kind =", 6),
+            ("(a = 1", 6),
+            ("a = 1 b", 6),
+            ("a in 1", 5),
+            ("limit x", 6),
+            ("a = \"x", 6),
+            ("a ! 1", 2),
+            ("order a", 6),
+        ] {
             match parse(src) {
                 Err(Error::QuerySyntax { position, .. }) => assert_eq!(position, pos, "{src}"),
                 other => panic!("{src}: {other:?}"),

@@ -6,17 +6,17 @@ use std::sync::MutexGuard;
 
 use rand::Rng;
 
-use crate::crypto::{aead, keys, SecretKey};
+use crate::crypto::{SecretKey, aead, keys};
 use crate::error::{Error, Result};
 use crate::format::body::{self, Envelope, GroupBody, GroupMeta, IndexKey, IndexTerm};
 use crate::format::frame::FrameType;
 use crate::format::keyring::MAX_PATIENT_ID;
-use crate::log::writer::{LogHead, PendingCommit};
 use crate::log::LogWriter;
+use crate::log::writer::{LogHead, PendingCommit};
 use crate::model::document::limits;
 use crate::model::{AttachmentRef, DocumentId, Field, Kind, Label, LabelSet, NewDocument, Value};
 use crate::store::catalog::{NewVersion, VersionLoc};
-use crate::store::{record, Store};
+use crate::store::{Store, record};
 
 /// Size of one attachment chunk.
 pub const ATTACHMENT_CHUNK: usize = 1024 * 1024;
@@ -107,12 +107,14 @@ impl<'a> Batch<'a> {
             return Ok((s, st.keyring.key(s, 0)?.clone()));
         }
         if patient.len() > MAX_PATIENT_ID {
-            return Err(Error::InvalidDocument(format!("the patient identifier must be at most {MAX_PATIENT_ID} bytes")));
+            return Err(Error::InvalidDocument(format!(
+                "the patient identifier must be at most {MAX_PATIENT_ID} bytes"
+            )));
         }
         let slot = st.keyring.next_slot(self.new_patients.len());
         drop(st);
         let key = SecretKey::random();
-        self.new_patients.push((patient.to_string(), key.clone()));
+        keys::push_wiping(&mut self.new_patients, (patient.to_string(), key.clone()));
         self.new_slots.insert(patient.to_string(), slot);
         Ok((slot, key))
     }
@@ -153,7 +155,15 @@ impl<'a> Batch<'a> {
         };
         NewDocument { patient: patient.clone(), kind: kind.clone(), fields: fields.clone() }.validate()?;
         let next = version.checked_add(1).ok_or_else(|| Error::InvalidArgument("too many versions".into()))?;
-        self.stage_version(VersionSpec { id: *id, version: next, patient: &patient, kind: &kind, created_us: created, author, fields })?;
+        self.stage_version(VersionSpec {
+            id: *id,
+            version: next,
+            patient: &patient,
+            kind: &kind,
+            created_us: created,
+            author,
+            fields,
+        })?;
         Ok(next)
     }
 
@@ -207,7 +217,12 @@ impl<'a> Batch<'a> {
         };
         let keys = store.keys();
         let mut env_sealed = Vec::new();
-        aead::seal(&keys.meta, &record::envelope_aad(&vid, &spec.id, spec.version), &body::encode(&env), &mut env_sealed);
+        aead::seal(
+            &keys.meta,
+            &record::envelope_aad(&vid, &spec.id, spec.version),
+            &body::encode(&env),
+            &mut env_sealed,
+        );
         let mut idx_sealed = Vec::new();
         aead::seal(
             &keys::patient_index_key(&pk),
@@ -219,7 +234,11 @@ impl<'a> Batch<'a> {
         for (i, ((labels, gbody), meta)) in groups.iter().zip(&env.groups).enumerate() {
             let pt = body::encode(gbody);
             if pt.len() > limits::GROUP_BYTES {
-                return Err(Error::TooLarge { what: "label group of a document", size: pt.len() as u64, limit: limits::GROUP_BYTES as u64 });
+                return Err(Error::TooLarge {
+                    what: "label group of a document",
+                    size: pt.len() as u64,
+                    limit: limits::GROUP_BYTES as u64,
+                });
             }
             let gk = store.group_key(labels, &meta.generations, &pk);
             let aad = record::group_aad(&vid, &spec.id, spec.version, i as u16, labels, &meta.fields);
@@ -292,7 +311,8 @@ impl<'a> Batch<'a> {
             self.pending = pending;
             let off = r?;
             first_offset.get_or_insert(off);
-            index = index.checked_add(1).ok_or(Error::TooLarge { what: "attachment", size, limit: u64::from(u32::MAX) })?;
+            index =
+                index.checked_add(1).ok_or(Error::TooLarge { what: "attachment", size, limit: u64::from(u32::MAX) })?;
             if last {
                 break;
             }

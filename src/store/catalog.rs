@@ -191,7 +191,12 @@ impl Catalog {
     }
 }
 
-fn remove_posting(values: &mut HashMap<String, BTreeMap<IndexKey, Vec<DocumentId>>>, field: &str, key: &IndexKey, id: &DocumentId) {
+fn remove_posting(
+    values: &mut HashMap<String, BTreeMap<IndexKey, Vec<DocumentId>>>,
+    field: &str,
+    key: &IndexKey,
+    id: &DocumentId,
+) {
     if let Some(m) = values.get_mut(field)
         && let Some(ids) = m.get_mut(key)
     {

@@ -14,17 +14,17 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{aead, keys, KeyHierarchy};
+use crate::crypto::{KeyHierarchy, aead, keys};
 use crate::error::{Error, Result};
 use crate::format::body::{self, IndexTerm};
-use crate::format::frame::{self, FrameType, FRAME_HEADER};
+use crate::format::frame::{self, FRAME_HEADER, FrameType};
 use crate::format::le_u32;
-use crate::log::writer::LogHead;
 use crate::log::Region;
+use crate::log::writer::LogHead;
 use crate::model::{DocumentId, Kind, Label};
+use crate::store::Store;
 use crate::store::catalog::{Catalog, DocEntry, VersionLoc};
 use crate::store::keyring::Keyring;
-use crate::store::Store;
 
 /// Largest payload of one checkpoint part frame.
 const PART_BYTES: usize = 4 * 1024 * 1024;
@@ -50,6 +50,9 @@ struct SavedDoc {
     terms: Vec<IndexTerm>,
     commit: u64,
 }
+
+/// The patient entries one loader thread decoded: (slot, documents) in slot order.
+type Decoded = Result<Vec<(u32, Vec<SavedDoc>)>>;
 
 fn global_aad(vid: &[u8; 16]) -> Vec<u8> {
     aead::aad("chartvault checkpoint global v1", &[vid])
@@ -81,7 +84,12 @@ pub(crate) fn encode(keys: &KeyHierarchy, ring: &Keyring, cat: &Catalog, head: L
             })
             .collect();
         let mut sealed = Vec::new();
-        aead::seal(&keys::patient_index_key(pk), &patient_aad(&vid, *slot, head.commit_number), &body::encode(&docs), &mut sealed);
+        aead::seal(
+            &keys::patient_index_key(pk),
+            &patient_aad(&vid, *slot, head.commit_number),
+            &body::encode(&docs),
+            &mut sealed,
+        );
         let last = parts.last_mut().map(|p| p.len()).unwrap_or(0);
         if last + sealed.len() + 8 > PART_BYTES && last > 1 {
             parts.push(vec![b'P']);
@@ -164,11 +172,11 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let chunk = sealed_parts.len().div_ceil(threads).max(1);
     let commit = global.commit_number;
-    let decoded: Vec<Result<Vec<(u32, Vec<SavedDoc>)>>> = std::thread::scope(|scope| {
+    let decoded: Vec<Decoded> = std::thread::scope(|scope| {
         let handles: Vec<_> = sealed_parts
             .chunks(chunk)
             .map(|part| {
-                scope.spawn(move || -> Result<Vec<(u32, Vec<SavedDoc>)>> {
+                scope.spawn(move || -> Decoded {
                     let mut out = Vec::with_capacity(part.len());
                     for &(slot, sealed) in part {
                         let pk = match ring.key(slot, offset) {
@@ -187,15 +195,19 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
         handles.into_iter().map(|h| h.join().unwrap_or(Err(Error::Integrity { what: "checkpoint", offset }))).collect()
     });
     let mut cat = Catalog { frames: global.frames.into_iter().collect::<HashMap<_, _>>(), ..Default::default() };
-    let total: usize = decoded.iter().map(|r| r.as_ref().map_or(0, |v| v.iter().map(|(_, d)| d.len()).sum::<usize>())).sum();
+    let total: usize =
+        decoded.iter().map(|r| r.as_ref().map_or(0, |v| v.iter().map(|(_, d)| d.len()).sum::<usize>())).sum();
     cat.docs.reserve(total);
     let mut loaded = Vec::with_capacity(total);
     for part in decoded {
         for (slot, docs) in part? {
             for d in docs {
                 let kind = Kind::new(&d.kind).map_err(|_| bad("checkpoint patient entry"))?;
-                let versions: Vec<VersionLoc> =
-                    d.versions.iter().map(|&(v, off, up)| VersionLoc { version: v, offset: off, updated_us: up }).collect();
+                let versions: Vec<VersionLoc> = d
+                    .versions
+                    .iter()
+                    .map(|&(v, off, up)| VersionLoc { version: v, offset: off, updated_us: up })
+                    .collect();
                 if versions.is_empty() {
                     continue;
                 }
@@ -218,7 +230,12 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
     if seen != global.patients {
         return Err(bad("checkpoint"));
     }
-    let head = LogHead { end: global.end, next_seq: global.next_seq, commit_number: global.commit_number, chain: global.chain };
+    let head = LogHead {
+        end: global.end,
+        next_seq: global.next_seq,
+        commit_number: global.commit_number,
+        chain: global.chain,
+    };
     Ok((cat, head))
 }
 

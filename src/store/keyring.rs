@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::crypto::{KeyHierarchy, SecretKey};
 use crate::error::{Error, Result};
-use crate::format::keyring::{self as codec, Record, KEYRING_HEADER, RECORD_SIZE};
+use crate::format::keyring::{self as codec, KEYRING_HEADER, RECORD_SIZE, Record};
 use crate::log::Storage;
 
 /// One record of the keyring as loaded.
@@ -130,9 +130,14 @@ impl Keyring {
         let off = KEYRING_HEADER as u64 + u64::from(first) * RECORD_SIZE as u64;
         self.storage.write_at(off, &buf).map_err(|e| Error::io(self.storage.path(), e))?;
         self.storage.sync().map_err(|e| Error::io(self.storage.path(), e))?;
-        for (i, (patient, key)) in new.into_iter().enumerate() {
+        // Copies, not moves: moving the keys out of `new` would leave them in its buffer
+        // when it is freed. Dropping `new` wipes them in place.
+        for (i, (patient, key)) in new.iter().enumerate() {
             self.by_patient.insert(patient.clone(), first + i as u32);
-            self.entries.push(Entry::Live { patient, key });
+            crate::crypto::keys::push_wiping(
+                &mut self.entries,
+                Entry::Live { patient: patient.clone(), key: key.clone() },
+            );
         }
         Ok(())
     }
@@ -146,7 +151,14 @@ impl Keyring {
         if from >= len {
             return Ok(());
         }
-        let mut buf = vec![0u8; usize::try_from(len - from).map_err(|_| Error::TooLarge { what: "keyring", size: len, limit: usize::MAX as u64 })?];
+        let mut buf = vec![
+            0u8;
+            usize::try_from(len - from).map_err(|_| Error::TooLarge {
+                what: "keyring",
+                size: len,
+                limit: usize::MAX as u64
+            })?
+        ];
         self.storage.read_at(from, &mut buf).map_err(io)?;
         self.storage.write_at(from, &buf).map_err(io)?;
         self.storage.sync().map_err(io)

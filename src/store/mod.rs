@@ -18,7 +18,7 @@ use crate::crypto::{KdfParams, KeyHierarchy, SecretKey};
 use crate::error::{Error, Result};
 use crate::format::body::{self, Envelope, IndexTerm};
 use crate::format::frame::{self, Commit, FrameType};
-use crate::format::header::{Header, HeaderError, KeySlot, Unlock, HEADER_REGION, HEADER_SIZE, MAX_SLOTS};
+use crate::format::header::{HEADER_REGION, HEADER_SIZE, Header, HeaderError, KeySlot, MAX_SLOTS, Unlock};
 use crate::log::scan::{self, ScanOutcome, ScannedFrame};
 use crate::log::writer::LogHead;
 use crate::log::{FileStorage, LogWriter, Region, Storage};
@@ -103,7 +103,13 @@ impl Store {
             }
         })?;
         lock_exclusive(&file, path)?;
-        let kfile = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&kpath).map_err(|e| Error::io(&kpath, e))?;
+        let kfile = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&kpath)
+            .map_err(|e| Error::io(&kpath, e))?;
         let data: Arc<dyn Storage> = Arc::new(FileStorage::new(file, path.to_path_buf()));
         let kstore: Arc<dyn Storage> = Arc::new(FileStorage::new(kfile, kpath));
         let created = (crate::util::now_micros() / 1_000_000) as u64;
@@ -151,7 +157,13 @@ impl Store {
     }
 
     /// Opens an existing vault.
-    pub fn open(path: &Path, secret: &Unlock<'_>, read_only: bool, schema: Schema, hook: &mut FrameHook<'_>) -> Result<Store> {
+    pub fn open(
+        path: &Path,
+        secret: &Unlock<'_>,
+        read_only: bool,
+        schema: Schema,
+        hook: &mut FrameHook<'_>,
+    ) -> Result<Store> {
         let kpath = keyring_path(path);
         let file = OpenOptions::new().read(true).write(!read_only).open(path).map_err(|e| Error::io(path, e))?;
         if !read_only {
@@ -218,8 +230,15 @@ impl Store {
         };
         let ScanOutcome { head, torn_tail, corrupt, commits, frames, .. } = outcome;
         let head = head.unwrap_or(start);
-        let mut report =
-            OpenReport { torn_tail, damaged_header, corrupt: None, commits, frames, checkpoint: cp_used, checkpoint_fallback: cp_fallback };
+        let mut report = OpenReport {
+            torn_tail,
+            damaged_header,
+            corrupt: None,
+            commits,
+            frames,
+            checkpoint: cp_used,
+            checkpoint_fallback: cp_fallback,
+        };
         let mut map = map;
         if let Some((offset, reason)) = corrupt {
             if !read_only {
@@ -262,7 +281,14 @@ impl Store {
     }
 
     /// Applies one verified frame to the catalog.
-    fn apply_frame(keys: &KeyHierarchy, ring: &Keyring, schema: &Schema, cat: &mut Catalog, f: &ScannedFrame, commit: u64) -> Result<()> {
+    fn apply_frame(
+        keys: &KeyHierarchy,
+        ring: &Keyring,
+        schema: &Schema,
+        cat: &mut Catalog,
+        f: &ScannedFrame,
+        commit: u64,
+    ) -> Result<()> {
         let _ = schema;
         match f.ty {
             FrameType::Record => {
@@ -401,9 +427,11 @@ impl Store {
         }
         let mut w = lock(&self.writer);
         let mut h = lock(&self.header);
-        let free = h.slots.iter().position(Option::is_none).ok_or_else(|| {
-            Error::KeySlot(format!("all {MAX_SLOTS} key slots are in use; remove one first"))
-        })?;
+        let free = h
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or_else(|| Error::KeySlot(format!("all {MAX_SLOTS} key slots are in use; remove one first")))?;
         let mut nh = h.clone();
         nh.slots[free] = Some(KeySlot::wrap(self.keys.root(), &nh.vault_id, secret, kdf)?);
         self.write_header(&mut w, &mut nh)?;
@@ -439,10 +467,13 @@ impl Store {
             .enumerate()
             .filter_map(|(i, s)| {
                 s.as_ref().map(|s| {
-                    (i, match s.kind {
-                        crate::format::header::SlotKind::Passphrase(_) => "passphrase",
-                        crate::format::header::SlotKind::RawKey => "raw-key",
-                    })
+                    (
+                        i,
+                        match s.kind {
+                            crate::format::header::SlotKind::Passphrase(_) => "passphrase",
+                            crate::format::header::SlotKind::RawKey => "raw-key",
+                        },
+                    )
                 })
             })
             .collect()
@@ -502,10 +533,16 @@ pub(crate) fn open_envelope(keys: &KeyHierarchy, rec: &record::SealedRecord<'_>,
 }
 
 /// Decodes the index terms of a record with the patient's key.
-pub(crate) fn open_terms(keys: &KeyHierarchy, pk: &SecretKey, rec: &record::SealedRecord<'_>, offset: u64) -> Result<Vec<IndexTerm>> {
+pub(crate) fn open_terms(
+    keys: &KeyHierarchy,
+    pk: &SecretKey,
+    rec: &record::SealedRecord<'_>,
+    offset: u64,
+) -> Result<Vec<IndexTerm>> {
     let aad = record::index_aad(&keys.vault_id(), &rec.id, rec.version);
     let ik = crate::crypto::keys::patient_index_key(pk);
-    let pt = crate::crypto::aead::open(&ik, &aad, rec.index).map_err(|_| Error::Integrity { what: "index terms", offset })?;
+    let pt = crate::crypto::aead::open(&ik, &aad, rec.index)
+        .map_err(|_| Error::Integrity { what: "index terms", offset })?;
     body::decode(&pt, "index terms", offset)
 }
 

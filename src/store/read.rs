@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use crate::crypto::{aead, keys, KeyHierarchy, SecretKey};
+use crate::crypto::{KeyHierarchy, SecretKey, aead, keys};
 use crate::error::{Error, Result};
 use crate::format::body::{self, GroupBody};
-use crate::format::frame::{self, FrameType, FRAME_HEADER};
+use crate::format::frame::{self, FRAME_HEADER, FrameType};
 use crate::log::Region;
 use crate::model::{AttachmentRef, DateTime, Document, Kind, Label, LabelSet};
 use crate::store::catalog::{NewVersion, VersionLoc};
 use crate::store::keyring::Keyring;
-use crate::store::{open_envelope, open_terms, record, Store};
+use crate::store::{Store, open_envelope, open_terms, record};
 
 /// Copies the frame at `offset` out of the map, checks its CRC and type, and returns its payload.
 pub fn copy_frame(map: &dyn Region, offset: u64, expect: FrameType) -> Result<Vec<u8>> {
@@ -32,7 +32,12 @@ pub fn copy_frame(map: &dyn Region, offset: u64, expect: FrameType) -> Result<Ve
 
 /// Builds the catalog entry of a record frame at open. Records of erased patients
 /// (destroyed keys) are skipped: they are unreadable by design.
-pub fn decode_catalog_entry(keys: &KeyHierarchy, ring: &Keyring, payload: &[u8], offset: u64) -> Result<Option<NewVersion>> {
+pub fn decode_catalog_entry(
+    keys: &KeyHierarchy,
+    ring: &Keyring,
+    payload: &[u8],
+    offset: u64,
+) -> Result<Option<NewVersion>> {
     let rec = record::parse(payload).ok_or(Error::Integrity { what: "record frame", offset })?;
     let env = open_envelope(keys, &rec, offset)?;
     let pk = match ring.key(env.patient_slot, offset) {
@@ -142,7 +147,8 @@ impl Store {
                 return Err(bad);
             }
             let aad = record::attachment_chunk_aad(&vid, &a.id, i, last);
-            let pt = aead::open(&key, &aad, &payload[21..]).map_err(|_| Error::Integrity { what: "attachment chunk", offset })?;
+            let pt = aead::open(&key, &aad, &payload[21..])
+                .map_err(|_| Error::Integrity { what: "attachment chunk", offset })?;
             hasher.update(&pt);
             out.write_all(&pt).map_err(|e| Error::io("<attachment output>", e))?;
             written += pt.len() as u64;

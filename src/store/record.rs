@@ -32,7 +32,8 @@ pub struct SealedRecord<'a> {
 
 /// Encodes a record payload.
 pub fn encode(id: &DocumentId, version: u32, envelope: &[u8], index: &[u8], groups: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + envelope.len() + index.len() + groups.iter().map(|g| g.len() + 4).sum::<usize>());
+    let mut out =
+        Vec::with_capacity(32 + envelope.len() + index.len() + groups.iter().map(|g| g.len() + 4).sum::<usize>());
     out.extend_from_slice(&id.0);
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(envelope.len() as u32).to_le_bytes());
@@ -87,7 +88,14 @@ pub fn index_aad(vault: &[u8; 16], id: &DocumentId, version: u32) -> Vec<u8> {
 
 /// AAD of label group `i`: binds vault, document, version, group position, its labels
 /// and the names of the fields in it (the field paths).
-pub fn group_aad(vault: &[u8; 16], id: &DocumentId, version: u32, i: u16, labels: &[Label], fields: &[String]) -> Vec<u8> {
+pub fn group_aad(
+    vault: &[u8; 16],
+    id: &DocumentId,
+    version: u32,
+    i: u16,
+    labels: &[Label],
+    fields: &[String],
+) -> Vec<u8> {
     let labels = labels.iter().map(Label::as_str).collect::<Vec<_>>().join(",");
     let fields = fields.join("\u{0}");
     aead::aad(

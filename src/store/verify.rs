@@ -4,11 +4,11 @@
 use crate::crypto::aead;
 use crate::error::Result;
 use crate::format::body::{self, GroupBody};
-use crate::format::frame::{FrameType, FRAME_HEADER};
+use crate::format::frame::{FRAME_HEADER, FrameType};
 use crate::format::header::HEADER_REGION;
 use crate::log::scan::{self, ScannedFrame};
 use crate::log::writer::LogHead;
-use crate::store::{open_envelope, open_terms, record, Store};
+use crate::store::{Store, open_envelope, open_terms, record};
 
 /// The result of [`Store::verify`].
 #[derive(Debug, Clone, Default)]
@@ -51,8 +51,14 @@ impl Store {
         let bytes = map.bytes();
         let keys = self.keys();
         let vid = self.vault_id();
-        let mut rep = VerifyReport { bytes: bytes.len() as u64 - HEADER_REGION.min(bytes.len() as u64), ..Default::default() };
-        let start = LogHead { end: HEADER_REGION, next_seq: 1, commit_number: 0, chain: crate::format::frame::chain_start(&vid) };
+        let mut rep =
+            VerifyReport { bytes: bytes.len() as u64 - HEADER_REGION.min(bytes.len() as u64), ..Default::default() };
+        let start = LogHead {
+            end: HEADER_REGION,
+            next_seq: 1,
+            commit_number: 0,
+            chain: crate::format::frame::chain_start(&vid),
+        };
         let check_record = |f: &ScannedFrame, rep: &mut VerifyReport| {
             let off = f.offset;
             let Some(rec) = record::parse(&f.payload) else {

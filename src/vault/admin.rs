@@ -1,12 +1,14 @@
 //! Administrative and audit operations of a session: policy, patient rules, key
 //! slots, disclosures, the audit trail and reports.
 
+use crate::KdfParams;
 use crate::access::{Operation, PatientRules, Policy, Request};
-use crate::audit::{self, trail, Action, AccessReport, AccountingReport, AuditEntry, BreakGlassReport, Disclosure, Outcome};
+use crate::audit::{
+    self, AccessReport, AccountingReport, Action, AuditEntry, BreakGlassReport, Disclosure, Outcome, trail,
+};
 use crate::error::{Error, Result};
 use crate::model::DocumentId;
 use crate::vault::{Session, VaultKey};
-use crate::KdfParams;
 
 /// A release of information to record in the disclosure ledger.
 #[derive(Debug, Clone)]
@@ -39,7 +41,8 @@ impl Session {
         let p2 = policy.clone();
         b.stage(
             |inner, batch| inner.stage_policy(batch, &p2),
-            self.entry(Action::PolicyChange, Outcome::Success).detail(format!("policy {} version {}", policy.name, policy.version)),
+            self.entry(Action::PolicyChange, Outcome::Success)
+                .detail(format!("policy {} version {}", policy.name, policy.version)),
         )?;
         b.commit()?;
         let v = policy.version;
@@ -96,7 +99,8 @@ impl Session {
             if meta.patient != d.patient {
                 return Err(Error::InvalidArgument(format!("document {id} belongs to another patient")));
             }
-            let req = Request { op: Operation::Disclose, patient: Some(&d.patient), kind: Some(&meta.kind), doc: Some(*id) };
+            let req =
+                Request { op: Operation::Disclose, patient: Some(&d.patient), kind: Some(&meta.kind), doc: Some(*id) };
             if let crate::access::Decision::Deny(r) = self.decide(&req, &meta.labels) {
                 return Err(self.deny(Action::Disclose, Some(&d.patient), vec![*id], meta.labels, r));
             }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::access::{PatientRules, Policy};
 use crate::audit::trail::{self, ChainPos};
-use crate::audit::{ledger, AuditEntry};
-use crate::crypto::{aead, KdfParams, SecretKey};
+use crate::audit::{AuditEntry, ledger};
+use crate::crypto::{KdfParams, SecretKey, aead};
 use crate::error::{Error, Result};
 use crate::format::body;
 use crate::format::frame::FrameType;
@@ -173,7 +173,12 @@ impl Vault {
         let mut policy = options.initial_policy.clone();
         policy.version = 1;
         let v = Self::assemble(store, policy.clone(), HashMap::new(), ChainPos::default(), options);
-        let sys = crate::access::Principal::new("chartvault", crate::access::Role::security_admin(), "", crate::access::Purpose::SystemAdmin);
+        let sys = crate::access::Principal::new(
+            "chartvault",
+            crate::access::Role::security_admin(),
+            "",
+            crate::access::Purpose::SystemAdmin,
+        );
         let mut b = v.inner.store.batch()?;
         v.inner.stage_policy(&mut b, &policy)?;
         let e = AuditEntry::new(&sys, crate::audit::Action::VaultCreate, crate::audit::Outcome::Success)
@@ -195,7 +200,8 @@ impl Vault {
         key: VaultKey<'_>,
         options: VaultOptions,
     ) -> Result<Vault> {
-        let store = Store::open_on(data, keyring, &key.unlock(), options.read_only, options.schema.clone(), &mut |_| Ok(()))?;
+        let store =
+            Store::open_on(data, keyring, &key.unlock(), options.read_only, options.schema.clone(), &mut |_| Ok(()))?;
         Self::load(store, options)
     }
 
@@ -232,14 +238,21 @@ impl Vault {
             let pt = aead::open(&store.keys().system, &rules_aad(&vid), &p)
                 .map_err(|_| Error::Integrity { what: "patient rules", offset: off })?;
             let r: String = body::decode(&pt, "patient rules", off)?;
-            let r: PatientRules = serde_json::from_str(&r).map_err(|_| Error::Integrity { what: "patient rules", offset: off })?;
+            let r: PatientRules =
+                serde_json::from_str(&r).map_err(|_| Error::Integrity { what: "patient rules", offset: off })?;
             rules.insert(r.patient.clone(), r);
         }
         let pos = trail::position(&store)?;
         Ok(Self::assemble(store, policy, rules, pos, options))
     }
 
-    fn assemble(store: Store, policy: Policy, rules: HashMap<String, PatientRules>, pos: ChainPos, options: VaultOptions) -> Vault {
+    fn assemble(
+        store: Store,
+        policy: Policy,
+        rules: HashMap<String, PatientRules>,
+        pos: ChainPos,
+        options: VaultOptions,
+    ) -> Vault {
         let versions = store.read_state().catalog.versions;
         let inner = Arc::new(Inner {
             checkpointed_versions: std::sync::atomic::AtomicU64::new(versions),
@@ -253,7 +266,12 @@ impl Vault {
             pending_since: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         });
         if !inner.store.is_read_only() {
-            let h = spawn_flusher(Arc::downgrade(&inner), inner.stop.clone(), inner.pending_since.clone(), inner.options.audit_window);
+            let h = spawn_flusher(
+                Arc::downgrade(&inner),
+                inner.stop.clone(),
+                inner.pending_since.clone(),
+                inner.options.audit_window,
+            );
             *inner.flusher.lock().unwrap_or_else(|e| e.into_inner()) = h;
         }
         Vault { inner }
@@ -337,9 +355,10 @@ impl Inner {
         *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
         c.notify_all();
         if let Some(h) = self.flusher.lock().unwrap_or_else(|e| e.into_inner()).take()
-            && !IN_FLUSHER.with(std::cell::Cell::get) {
-                let _ = h.join();
-            }
+            && !IN_FLUSHER.with(std::cell::Cell::get)
+        {
+            let _ = h.join();
+        }
     }
 }
 
@@ -349,33 +368,35 @@ fn spawn_flusher(
     pending_since: Arc<std::sync::atomic::AtomicI64>,
     window: Duration,
 ) -> Option<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("chartvault-audit".into()).spawn(move || {
-        IN_FLUSHER.with(|f| f.set(true));
-        loop {
-            {
-                let (m, c) = &*stop;
-                let g = m.lock().unwrap_or_else(|e| e.into_inner());
-                // A stop requested before this thread first took the lock (or while it
-                // was flushing) has already been notified: waiting would miss it and
-                // hold up the closing thread, which joins this one, for a whole window.
-                if *g {
-                    return;
+    std::thread::Builder::new()
+        .name("chartvault-audit".into())
+        .spawn(move || {
+            IN_FLUSHER.with(|f| f.set(true));
+            loop {
+                {
+                    let (m, c) = &*stop;
+                    let g = m.lock().unwrap_or_else(|e| e.into_inner());
+                    // A stop requested before this thread first took the lock (or while it
+                    // was flushing) has already been notified: waiting would miss it and
+                    // hold up the closing thread, which joins this one, for a whole window.
+                    if *g {
+                        return;
+                    }
+                    let (g, _) = c.wait_timeout(g, window).unwrap_or_else(|e| e.into_inner());
+                    if *g {
+                        return;
+                    }
                 }
-                let (g, _) = c.wait_timeout(g, window).unwrap_or_else(|e| e.into_inner());
-                if *g {
-                    return;
+                let since = pending_since.load(std::sync::atomic::Ordering::Acquire);
+                let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+                if since == 0 || crate::util::now_micros() - since < window_us {
+                    continue;
                 }
+                let Some(inner) = weak.upgrade() else { return };
+                let _ = inner.flush_audit();
             }
-            let since = pending_since.load(std::sync::atomic::Ordering::Acquire);
-            let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
-            if since == 0 || crate::util::now_micros() - since < window_us {
-                continue;
-            }
-            let Some(inner) = weak.upgrade() else { return };
-            let _ = inner.flush_audit();
-        }
-    })
-    .ok()
+        })
+        .ok()
 }
 
 impl Inner {
@@ -462,7 +483,9 @@ impl Inner {
     pub(crate) fn maybe_checkpoint(&self) -> Result<()> {
         let every = self.options.checkpoint_every;
         let versions = self.store.read_state().catalog.versions;
-        if every > 0 && versions.saturating_sub(self.checkpointed_versions.load(std::sync::atomic::Ordering::Relaxed)) >= every {
+        if every > 0
+            && versions.saturating_sub(self.checkpointed_versions.load(std::sync::atomic::Ordering::Relaxed)) >= every
+        {
             self.checkpoint()?;
         }
         Ok(())

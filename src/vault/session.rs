@@ -12,8 +12,8 @@ use crate::access::{Decision, Operation, PatientRules, Principal, Request};
 use crate::audit::{Action, AuditEntry, Outcome};
 use crate::error::{Error, Result};
 use crate::model::{AttachmentRef, Document, DocumentId, Field, Label, NewDocument, Value};
-use crate::store::batch::CommitInfo;
 use crate::store::Batch;
+use crate::store::batch::CommitInfo;
 
 /// A principal's session on a vault. Expires after the policy's idle time
 /// (automatic logoff). Safe to share between threads.
@@ -114,8 +114,16 @@ impl Session {
     }
 
     /// Audits a denial and returns the error to give the caller.
-    pub(crate) fn deny(&self, action: Action, patient: Option<&str>, docs: Vec<DocumentId>, labels: Vec<Label>, reason: String) -> Error {
-        let e = self.entry(action, Outcome::Denied).patient(patient).documents(docs).labels(labels).detail(reason.clone());
+    pub(crate) fn deny(
+        &self,
+        action: Action,
+        patient: Option<&str>,
+        docs: Vec<DocumentId>,
+        labels: Vec<Label>,
+        reason: String,
+    ) -> Error {
+        let e =
+            self.entry(action, Outcome::Denied).patient(patient).documents(docs).labels(labels).detail(reason.clone());
         match self.inner.audit(e) {
             Ok(()) => Error::Denied(reason),
             Err(err) => err,
@@ -175,7 +183,12 @@ impl Session {
         };
         let read: Vec<Label> = labels.into_iter().filter(|l| !doc.redacted.values().any(|ls| ls.contains(l))).collect();
         let patient = self.meta(&doc.id).map(|m| m.patient).ok();
-        let mut e = self.entry(action, Outcome::Success).patient(patient.as_deref()).documents(vec![doc.id]).labels(read).break_glass(bg);
+        let mut e = self
+            .entry(action, Outcome::Success)
+            .patient(patient.as_deref())
+            .documents(vec![doc.id])
+            .labels(read)
+            .break_glass(bg);
         if !doc.redacted.is_empty() {
             e = e.detail(format!("{} field(s) redacted", doc.redacted.len()));
         }
@@ -196,7 +209,10 @@ impl Session {
             Err(e) => {
                 let patient = self.meta(id).map(|m| m.patient).ok();
                 self.inner.audit(
-                    self.entry(Action::Read, Outcome::Failed).patient(patient.as_deref()).documents(vec![*id]).detail(error_kind(&e)),
+                    self.entry(Action::Read, Outcome::Failed)
+                        .patient(patient.as_deref())
+                        .documents(vec![*id])
+                        .detail(error_kind(&e)),
                 )?;
                 Err(e)
             }
@@ -276,7 +292,9 @@ impl Session {
             )));
         };
         let n = self.inner.store.read_attachment(a, out)?;
-        self.inner.audit(self.entry(Action::AttachmentRead, Outcome::Success).patient(Some(&doc.patient)).documents(vec![*id]))?;
+        self.inner.audit(
+            self.entry(Action::AttachmentRead, Outcome::Success).patient(Some(&doc.patient)).documents(vec![*id]),
+        )?;
         Ok(n)
     }
 
@@ -343,11 +361,20 @@ impl Session {
         }
         .decide(&Request { op: Operation::Read, patient: Some(patient), kind: None, doc: None }, &[]);
         if !probe.is_permit() {
-            return Err(self.deny(Action::BreakGlass, Some(patient), Vec::new(), Vec::new(), "this role may not use break-glass".into()));
+            return Err(self.deny(
+                Action::BreakGlass,
+                Some(patient),
+                Vec::new(),
+                Vec::new(),
+                "this role may not use break-glass".into(),
+            ));
         }
         *self.break_glass.lock().unwrap_or_else(|e| e.into_inner()) = Some(grant.clone());
         self.inner.audit(
-            self.entry(Action::BreakGlass, Outcome::Success).patient(Some(patient)).break_glass(true).detail(grant.reason.clone()),
+            self.entry(Action::BreakGlass, Outcome::Success)
+                .patient(Some(patient))
+                .break_glass(true)
+                .detail(grant.reason.clone()),
         )?;
         Ok(grant)
     }
@@ -370,7 +397,8 @@ impl Session {
         // Hold the writer so no batch is staging records for this patient meanwhile.
         let _writer = store.writer_guard();
         let mut st = store.write_state();
-        let slot = st.keyring.slot_of(patient).ok_or_else(|| Error::NotFound { id: "patient".into(), version: None })?;
+        let slot =
+            st.keyring.slot_of(patient).ok_or_else(|| Error::NotFound { id: "patient".into(), version: None })?;
         st.keyring.destroy(slot)?;
         let ids = st.catalog.remove_patient(slot);
         drop(st);
@@ -445,7 +473,15 @@ impl<'s> SessionBatch<'s> {
         self.batch.as_mut().ok_or(Error::ReadOnly)
     }
 
-    fn check_write(&mut self, op: Operation, action: Action, patient: &str, kind: &str, labels: Vec<Label>, doc: Option<DocumentId>) -> Result<bool> {
+    fn check_write(
+        &mut self,
+        op: Operation,
+        action: Action,
+        patient: &str,
+        kind: &str,
+        labels: Vec<Label>,
+        doc: Option<DocumentId>,
+    ) -> Result<bool> {
         let s = self.session;
         let req = Request { op, patient: Some(patient), kind: Some(kind), doc };
         match s.decide(&req, &labels) {
@@ -462,13 +498,24 @@ impl<'s> SessionBatch<'s> {
         doc.validate()?;
         let labels: Vec<Label> = {
             let schema = self.session.inner.store.schema();
-            doc.fields.iter().flat_map(|(n, f)| schema.labels_of(&doc.kind, n, &f.labels)).collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+            doc.fields
+                .iter()
+                .flat_map(|(n, f)| schema.labels_of(&doc.kind, n, &f.labels))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect()
         };
-        let bg = self.check_write(Operation::Create, Action::Create, &doc.patient, doc.kind.as_str(), labels.clone(), None)?;
+        let bg =
+            self.check_write(Operation::Create, Action::Create, &doc.patient, doc.kind.as_str(), labels.clone(), None)?;
         let author = self.session.principal.user.clone();
         let id = self.batch()?.put(doc, &author)?;
         self.entries.push(
-            self.session.entry(Action::Create, Outcome::Success).patient(Some(&doc.patient)).documents(vec![id]).labels(labels).break_glass(bg),
+            self.session
+                .entry(Action::Create, Outcome::Success)
+                .patient(Some(&doc.patient))
+                .documents(vec![id])
+                .labels(labels)
+                .break_glass(bg),
         );
         Ok(id)
     }
@@ -478,7 +525,14 @@ impl<'s> SessionBatch<'s> {
         self.update_as(id, fields, Operation::Update, Action::Update, String::new())
     }
 
-    pub(crate) fn update_as(&mut self, id: &DocumentId, fields: BTreeMap<String, Field>, op: Operation, action: Action, detail: String) -> Result<u32> {
+    pub(crate) fn update_as(
+        &mut self,
+        id: &DocumentId,
+        fields: BTreeMap<String, Field>,
+        op: Operation,
+        action: Action,
+        detail: String,
+    ) -> Result<u32> {
         self.session.touch()?;
         let meta = self.session.meta(id)?;
         let kind = crate::model::Kind::new(&meta.kind)?;
@@ -490,7 +544,13 @@ impl<'s> SessionBatch<'s> {
         let old = meta.labels.clone();
         let req = Request { op: Operation::Read, patient: Some(&meta.patient), kind: Some(&meta.kind), doc: Some(*id) };
         if let Decision::Deny(r) = self.session.decide(&req, &old) {
-            return Err(self.session.deny(action, Some(&meta.patient), vec![*id], old, format!("the current version has fields this session cannot read ({r})")));
+            return Err(self.session.deny(
+                action,
+                Some(&meta.patient),
+                vec![*id],
+                old,
+                format!("the current version has fields this session cannot read ({r})"),
+            ));
         }
         labels.extend(old);
         let labels: Vec<Label> = labels.into_iter().collect();
@@ -519,7 +579,11 @@ impl<'s> SessionBatch<'s> {
     }
 
     /// Stages a raw frame with an audit entry (used by other layers of the crate).
-    pub(crate) fn stage(&mut self, f: impl FnOnce(&Inner, &mut Batch<'s>) -> Result<()>, entry: AuditEntry) -> Result<()> {
+    pub(crate) fn stage(
+        &mut self,
+        f: impl FnOnce(&Inner, &mut Batch<'s>) -> Result<()>,
+        entry: AuditEntry,
+    ) -> Result<()> {
         let inner = self.session.inner.clone();
         f(&inner, self.batch()?)?;
         self.entries.push(entry);

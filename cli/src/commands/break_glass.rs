@@ -16,10 +16,7 @@ pub fn run(key_file: Option<&Path>, a: BreakGlassCmdArgs) -> CliResult<()> {
     request_break_glass(&s, &a.patient, &a.reason)?;
     drop(s);
     close(vault)?;
-    println!(
-        "break-glass request for patient {} recorded in the audit trail",
-        a.patient
-    );
+    println!("break-glass request for patient {} recorded in the audit trail", a.patient);
     println!(
         "note: a grant lasts only for the command that requested it; to read under break-glass, run for example\n  \
          chartvault chart VAULT {} --break-glass-patient {} --break-glass-reason \"...\" --user ... --role ... --purpose TREAT",

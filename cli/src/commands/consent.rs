@@ -19,9 +19,8 @@ fn ids_to_engine(v: &mut J) -> CliResult<()> {
     if let Some(J::Array(items)) = v.get_mut("self_pay") {
         for it in items.iter_mut() {
             if let J::String(s) = it {
-                let id = DocumentId::parse(s).map_err(|_| {
-                    CliError::new("self_pay: a document id is 32 hexadecimal digits")
-                })?;
+                let id = DocumentId::parse(s)
+                    .map_err(|_| CliError::new("self_pay: a document id is 32 hexadecimal digits"))?;
                 *it = J::Array(id.0.iter().map(|b| J::from(*b)).collect());
             }
         }
@@ -34,11 +33,7 @@ fn ids_to_hex(v: &mut J) {
     if let Some(J::Array(items)) = v.get_mut("self_pay") {
         for it in items.iter_mut() {
             if let J::Array(bytes) = it {
-                let b: Vec<u8> = bytes
-                    .iter()
-                    .filter_map(|x| x.as_u64())
-                    .filter_map(|x| u8::try_from(x).ok())
-                    .collect();
+                let b: Vec<u8> = bytes.iter().filter_map(|x| x.as_u64()).filter_map(|x| u8::try_from(x).ok()).collect();
                 if let Ok(arr) = <[u8; 16]>::try_from(b.as_slice()) {
                     *it = J::String(DocumentId(arr).to_string());
                 }
@@ -54,8 +49,7 @@ pub fn parse_rules(text: &str) -> CliResult<PatientRules> {
         return Err(CliError::new("patient rules must be a JSON object"));
     }
     ids_to_engine(&mut v)?;
-    let r: PatientRules =
-        serde_json::from_value(v).map_err(|e| json_shape_error(&e).context("patient rules"))?;
+    let r: PatientRules = serde_json::from_value(v).map_err(|e| json_shape_error(&e).context("patient rules"))?;
     if r.patient.is_empty() {
         return Err(CliError::new("patient rules need a \"patient\""));
     }
@@ -65,14 +59,9 @@ pub fn parse_rules(text: &str) -> CliResult<PatientRules> {
 /// Runs a `consent` subcommand.
 pub fn run(key_file: Option<&Path>, c: ConsentCommand) -> CliResult<()> {
     match c {
-        ConsentCommand::Set {
-            vault: path,
-            file,
-            session,
-        } => {
-            let text = zeroize::Zeroizing::new(
-                std::fs::read_to_string(&file).map_err(|e| io_error("read", &file, &e))?,
-            );
+        ConsentCommand::Set { vault: path, file, session } => {
+            let text =
+                zeroize::Zeroizing::new(std::fs::read_to_string(&file).map_err(|e| io_error("read", &file, &e))?);
             let rules = parse_rules(&text)?;
             let vault = open_vault(&path, key_file, false)?;
             let s = session.open(&vault)?;
@@ -90,11 +79,7 @@ pub fn run(key_file: Option<&Path>, c: ConsentCommand) -> CliResult<()> {
             println!("recorded rules for patient {patient}: {summary}");
             Ok(())
         }
-        ConsentCommand::Show {
-            vault: path,
-            patient,
-            session,
-        } => {
+        ConsentCommand::Show { vault: path, patient, session } => {
             let vault = open_vault(&path, key_file, false)?;
             let s = session.open(&vault)?;
             let rules = s.patient_rules(&patient)?;
@@ -106,8 +91,8 @@ pub fn run(key_file: Option<&Path>, c: ConsentCommand) -> CliResult<()> {
                     Ok(())
                 }
                 Some(r) => {
-                    let mut v = serde_json::to_value(&r)
-                        .map_err(|e| CliError::new(format!("cannot format JSON: {e}")))?;
+                    let mut v =
+                        serde_json::to_value(&r).map_err(|e| CliError::new(format!("cannot format JSON: {e}")))?;
                     ids_to_hex(&mut v);
                     output::print_json(&v)
                 }

@@ -10,11 +10,7 @@ use crate::error::CliResult;
 
 /// Records the disclosure (checked against the policy's `disclose` grants).
 pub fn run(key_file: Option<&Path>, a: DiscloseArgs) -> CliResult<()> {
-    let documents = a
-        .docs
-        .iter()
-        .map(|d| parse_id(d))
-        .collect::<CliResult<Vec<_>>>()?;
+    let documents = a.docs.iter().map(|d| parse_id(d)).collect::<CliResult<Vec<_>>>()?;
     let vault = open_vault(&a.vault, key_file, false)?;
     let s = a.session.open(&vault)?;
     let purpose = s.principal().purpose;

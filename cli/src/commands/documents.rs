@@ -9,10 +9,7 @@ use chartvault::{AttachmentRef, Document, DocumentId, SessionBatch, Vault};
 use serde_json::Value as J;
 use zeroize::Zeroizing;
 
-use super::{
-    close, close_after_failed_write, open_vault, open_vault_keeping_secret, parse_id, parse_json,
-    read_input,
-};
+use super::{close, close_after_failed_write, open_vault, open_vault_keeping_secret, parse_id, parse_json, read_input};
 use crate::args::{AttachmentArgs, ChartArgs, Format, GetArgs, HistoryArgs, PutArgs, QueryArgs, UpdateArgs};
 use crate::error::{CliError, CliResult, io_error};
 use crate::output::{self, Table};
@@ -38,11 +35,8 @@ fn upload(
                 Some(b) if p.is_relative() => b.join(p),
                 _ => p,
             };
-            let mut f = std::fs::File::open(&path).map_err(|e| {
-                chartvault::Error::InvalidDocument(format!(
-                    "cannot open the attachment's file: {e}"
-                ))
-            })?;
+            let mut f = std::fs::File::open(&path)
+                .map_err(|e| chartvault::Error::InvalidDocument(format!("cannot open the attachment's file: {e}")))?;
             batch.put_attachment(content_type, &mut f)
         }
     }
@@ -57,9 +51,7 @@ pub fn put(key_file: Option<&Path>, a: PutArgs) -> CliResult<()> {
         one => vec![one],
     };
     if docs.is_empty() {
-        return Err(CliError::new(
-            "the input is an empty JSON array: nothing to store",
-        ));
+        return Err(CliError::new("the input is an empty JSON array: nothing to store"));
     }
     let (vault, secret) = open_vault_keeping_secret(&a.vault, key_file, false)?;
     match put_all(&vault, &a, &docs, input.base.as_deref()) {
@@ -78,12 +70,7 @@ pub fn put(key_file: Option<&Path>, a: PutArgs) -> CliResult<()> {
 }
 
 /// Stores `docs` in one batch: nothing is committed unless every one is valid and allowed.
-fn put_all(
-    vault: &Vault,
-    a: &PutArgs,
-    docs: &[&J],
-    base: Option<&Path>,
-) -> CliResult<Vec<DocumentId>> {
+fn put_all(vault: &Vault, a: &PutArgs, docs: &[&J], base: Option<&Path>) -> CliResult<Vec<DocumentId>> {
     let session = a.session.open(vault)?;
     let mut batch = session.batch()?;
     let mut ids = Vec::with_capacity(docs.len());
@@ -101,11 +88,7 @@ fn put_all(
 }
 
 fn with_position(e: CliError, i: usize, n: usize) -> CliError {
-    if n > 1 {
-        e.context(format!("document {} of {n}", i + 1))
-    } else {
-        e
-    }
+    if n > 1 { e.context(format!("document {} of {n}", i + 1)) } else { e }
 }
 
 /// `update`: writes a new version whose fields are the JSON's fields.
@@ -114,9 +97,7 @@ pub fn update(key_file: Option<&Path>, a: UpdateArgs) -> CliResult<()> {
     let input = read_input(a.file.as_deref())?;
     let json = parse_json(&input)?;
     if !json.is_object() {
-        return Err(CliError::new(
-            "invalid document: a document must be a JSON object",
-        ));
+        return Err(CliError::new("invalid document: a document must be a JSON object"));
     }
     let (vault, secret) = open_vault_keeping_secret(&a.vault, key_file, false)?;
     match update_one(&vault, &a, id, json, input.base.as_deref()) {
@@ -134,32 +115,15 @@ pub fn update(key_file: Option<&Path>, a: UpdateArgs) -> CliResult<()> {
 
 /// Writes the new version. Nothing is committed unless the input is valid, the policy
 /// allows it, and the JSON does not try to move the document or change its kind.
-fn update_one(
-    vault: &Vault,
-    a: &UpdateArgs,
-    id: DocumentId,
-    mut json: J,
-    base: Option<&Path>,
-) -> CliResult<u32> {
+fn update_one(vault: &Vault, a: &UpdateArgs, id: DocumentId, mut json: J, base: Option<&Path>) -> CliResult<u32> {
     let session = a.session.open(vault)?;
     // The document's patient and kind, from the catalog (no decryption needed).
-    let not_found = || {
-        CliError::from(chartvault::Error::NotFound {
-            id: id.to_string(),
-            version: None,
-        })
-    };
+    let not_found = || CliError::from(chartvault::Error::NotFound { id: id.to_string(), version: None });
     let (slot, kind, _) = vault.store().entry_meta(&id).ok_or_else(not_found)?;
-    let patient = vault
-        .store()
-        .read_state()
-        .keyring
-        .patient(slot)
-        .map(str::to_string)
-        .ok_or(chartvault::Error::Erased)?;
-    let obj = json
-        .as_object_mut()
-        .ok_or_else(|| CliError::new("invalid document: a document must be a JSON object"))?;
+    let patient =
+        vault.store().read_state().keyring.patient(slot).map(str::to_string).ok_or(chartvault::Error::Erased)?;
+    let obj =
+        json.as_object_mut().ok_or_else(|| CliError::new("invalid document: a document must be a JSON object"))?;
     let given_patient = obj.insert("patient".into(), J::String(patient.clone()));
     let given_kind = obj.insert("kind".into(), J::String(kind.to_string()));
     let mut batch = session.batch()?;
@@ -225,11 +189,7 @@ fn changes(prev: Option<&Document>, cur: &Document) -> String {
             _ => {}
         }
     }
-    if out.is_empty() {
-        "no visible change".into()
-    } else {
-        out.join(" ")
-    }
+    if out.is_empty() { "no visible change".into() } else { out.join(" ") }
 }
 
 /// `history`: every version of a document.
@@ -244,14 +204,9 @@ pub fn history(key_file: Option<&Path>, a: HistoryArgs) -> CliResult<()> {
         Format::Json => output::print_json(&output::documents_json(&versions))?,
         Format::Table => {
             if let Some(first) = versions.first() {
-                println!(
-                    "document {id}  ({} of patient {}, created {})",
-                    first.kind, first.patient, first.created
-                );
+                println!("document {id}  ({} of patient {}, created {})", first.kind, first.patient, first.created);
             }
-            let mut t = Table::new(&[
-                "VERSION", "WRITTEN", "AUTHOR", "FIELDS", "CHANGES", "WITHHELD",
-            ]);
+            let mut t = Table::new(&["VERSION", "WRITTEN", "AUTHOR", "FIELDS", "CHANGES", "WITHHELD"]);
             for (i, d) in versions.iter().enumerate() {
                 let prev = i.checked_sub(1).and_then(|j| versions.get(j));
                 t.row(vec![
@@ -284,16 +239,10 @@ pub fn chart(key_file: Option<&Path>, a: ChartArgs) -> CliResult<()> {
         Format::Json => output::print_json(&output::documents_json(&docs))?,
         Format::Table => {
             if docs.is_empty() {
-                eprintln!(
-                    "no documents of this patient are visible to this session (none stored, or none permitted)"
-                );
+                eprintln!("no documents of this patient are visible to this session (none stored, or none permitted)");
                 return Ok(());
             }
-            println!(
-                "chart of patient {}: {} document(s) visible to this session",
-                a.patient,
-                docs.len()
-            );
+            println!("chart of patient {}: {} document(s) visible to this session", a.patient, docs.len());
             let mut t = Table::new(&["ID", "KIND", "V", "UPDATED", "CONTENT"]);
             for d in &docs {
                 t.row(vec![
@@ -328,7 +277,10 @@ pub fn query(key_file: Option<&Path>, a: QueryArgs) -> CliResult<()> {
             for d in &page.documents {
                 println!("{}", chartvault::model::json::document_to_json(d));
             }
-            println!("{}", serde_json::json!({"total": page.total, "returned": page.documents.len(), "next_cursor": page.next_cursor}));
+            println!(
+                "{}",
+                serde_json::json!({"total": page.total, "returned": page.documents.len(), "next_cursor": page.next_cursor})
+            );
         }
         Format::Table => {
             println!("{} matching document(s) visible to this session; showing {}", page.total, page.documents.len());
@@ -360,23 +312,16 @@ pub fn attachment(key_file: Option<&Path>, a: AttachmentArgs) -> CliResult<()> {
     let session = a.session.open_with(&vault, &a.break_glass)?;
     let result = if to_stdout {
         let mut out = std::io::stdout().lock();
-        session
-            .read_attachment(&id, &a.field, &mut out)
-            .map_err(CliError::from)
-            .and_then(|n| {
-                out.flush()
-                    .map_err(|e| CliError::new(format!("cannot write standard output: {e}")))?;
-                Ok(n)
-            })
+        session.read_attachment(&id, &a.field, &mut out).map_err(CliError::from).and_then(|n| {
+            out.flush().map_err(|e| CliError::new(format!("cannot write standard output: {e}")))?;
+            Ok(n)
+        })
     } else {
         let mut f = output::create_private_file(&a.out)?;
-        let r = session
-            .read_attachment(&id, &a.field, &mut f)
-            .map_err(CliError::from)
-            .and_then(|n| {
-                f.sync_all().map_err(|e| io_error("write", &a.out, &e))?;
-                Ok(n)
-            });
+        let r = session.read_attachment(&id, &a.field, &mut f).map_err(CliError::from).and_then(|n| {
+            f.sync_all().map_err(|e| io_error("write", &a.out, &e))?;
+            Ok(n)
+        });
         if r.is_err() {
             drop(f);
             let _ = std::fs::remove_file(&a.out);

@@ -24,10 +24,7 @@ pub fn run(key_file: Option<&Path>, c: KeysCommand) -> CliResult<()> {
             // Listing shows only slot numbers and kinds: it needs the key, not a session.
             super::check_exists(&path)?;
             let secret = unlock::existing(key_file, &path)?;
-            let opts = chartvault::VaultOptions {
-                read_only: true,
-                ..Default::default()
-            };
+            let opts = chartvault::VaultOptions { read_only: true, ..Default::default() };
             let vault = chartvault::Vault::open(&path, secret.vault_key(), opts)?;
             let mine = vault.store().slot_of(&as_unlock(&secret)).ok();
             let mut t = Table::new(&["SLOT", "KIND", ""]);
@@ -35,22 +32,13 @@ pub fn run(key_file: Option<&Path>, c: KeysCommand) -> CliResult<()> {
                 t.row(vec![
                     i.to_string(),
                     kind.to_string(),
-                    if Some(i) == mine {
-                        "(unlocked this time)".into()
-                    } else {
-                        String::new()
-                    },
+                    if Some(i) == mine { "(unlocked this time)".into() } else { String::new() },
                 ]);
             }
             t.print(0);
             Ok(())
         }
-        KeysCommand::Add {
-            vault: path,
-            new_key_file,
-            kdf,
-            session,
-        } => {
+        KeysCommand::Add { vault: path, new_key_file, kdf, session } => {
             let vault = open_vault(&path, key_file, false)?;
             let s = session.open(&vault)?;
             let new = unlock::new_secret(
@@ -65,11 +53,7 @@ pub fn run(key_file: Option<&Path>, c: KeysCommand) -> CliResult<()> {
             println!("added key slot {slot} ({})", new.kind());
             Ok(())
         }
-        KeysCommand::Remove {
-            vault: path,
-            slot,
-            session,
-        } => {
+        KeysCommand::Remove { vault: path, slot, session } => {
             let vault = open_vault(&path, key_file, false)?;
             let s = session.open(&vault)?;
             s.remove_key_slot(slot)?;

@@ -57,10 +57,9 @@ pub fn run(cli: Cli) -> CliResult<()> {
 pub fn check_exists(path: &Path) -> CliResult<()> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => Ok(()),
-        Ok(_) => Err(CliError::new(format!(
-            "{} is not a file (give the path of the vault's data file)",
-            path.display()
-        ))),
+        Ok(_) => {
+            Err(CliError::new(format!("{} is not a file (give the path of the vault's data file)", path.display())))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::new(format!(
             "no vault at {} (create one with `chartvault init {}`)",
             path.display(),
@@ -83,10 +82,7 @@ pub fn open_vault_keeping_secret(
 ) -> CliResult<(Vault, unlock::Secret)> {
     check_exists(path)?;
     let secret = unlock::existing(key_file, path)?;
-    let opts = VaultOptions {
-        read_only,
-        ..VaultOptions::default()
-    };
+    let opts = VaultOptions { read_only, ..VaultOptions::default() };
     let vault = Vault::open(path, secret.vault_key(), opts)?;
     Ok((vault, secret))
 }
@@ -104,8 +100,7 @@ pub fn close_after_failed_write(path: &Path, secret: &unlock::Secret, vault: Vau
     drop(vault);
     let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     if len > committed_end {
-        match Vault::open(path, secret.vault_key(), VaultOptions::default()).and_then(Vault::close)
-        {
+        match Vault::open(path, secret.vault_key(), VaultOptions::default()).and_then(Vault::close) {
             Ok(()) => {}
             Err(e) => eprintln!(
                 "warning: uncommitted bytes of the failed write remain at the end of the file ({e}); the next read-write open discards them"
@@ -126,10 +121,7 @@ pub fn open_for_audit(path: &Path, key_file: Option<&Path>) -> CliResult<(Vault,
             eprintln!(
                 "warning: the log is damaged at byte offset {offset}; opened read-only (this audit access cannot be recorded)"
             );
-            let opts = VaultOptions {
-                read_only: true,
-                ..VaultOptions::default()
-            };
+            let opts = VaultOptions { read_only: true, ..VaultOptions::default() };
             Ok((Vault::open(path, secret.vault_key(), opts)?, true))
         }
         Err(e) => Err(e.into()),
@@ -138,9 +130,7 @@ pub fn open_for_audit(path: &Path, key_file: Option<&Path>) -> CliResult<(Vault,
 
 /// Makes pending audit entries durable and closes the vault.
 pub fn close(vault: Vault) -> CliResult<()> {
-    vault
-        .close()
-        .map_err(|e| CliError::from(e).context("closing the vault"))
+    vault.close().map_err(|e| CliError::from(e).context("closing the vault"))
 }
 
 /// Parses a document id (32 hex digits).
@@ -162,10 +152,7 @@ pub fn read_input(file: Option<&Path>) -> CliResult<Input> {
     match file {
         Some(p) if p.as_os_str() != "-" => {
             let text = std::fs::read_to_string(p).map_err(|e| io_error("read", p, &e))?;
-            Ok(Input {
-                text: Zeroizing::new(text),
-                base: p.parent().map(Path::to_path_buf),
-            })
+            Ok(Input { text: Zeroizing::new(text), base: p.parent().map(Path::to_path_buf) })
         }
         _ => {
             if file.is_none() && std::io::stdin().is_terminal() {

@@ -11,10 +11,7 @@ use crate::error::{CliResult, io_error};
 /// Runs a `policy` subcommand.
 pub fn run(key_file: Option<&Path>, c: PolicyCommand) -> CliResult<()> {
     match c {
-        PolicyCommand::Show {
-            vault: path,
-            session,
-        } => {
+        PolicyCommand::Show { vault: path, session } => {
             let vault = open_vault(&path, key_file, false)?;
             let s = session.open(&vault)?;
             let p = s.policy()?;
@@ -23,11 +20,7 @@ pub fn run(key_file: Option<&Path>, c: PolicyCommand) -> CliResult<()> {
             println!("{}", p.to_json());
             Ok(())
         }
-        PolicyCommand::Load {
-            vault: path,
-            file,
-            session,
-        } => {
+        PolicyCommand::Load { vault: path, file, session } => {
             let text = std::fs::read_to_string(&file).map_err(|e| io_error("read", &file, &e))?;
             let policy = Policy::from_json(&text)?;
             let vault = open_vault(&path, key_file, false)?;

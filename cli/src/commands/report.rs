@@ -11,14 +11,7 @@ use crate::error::CliResult;
 use crate::output::{self, Table, truncate};
 
 fn disclosure_table(lines: &[DisclosureLine]) -> Table {
-    let mut t = Table::new(&[
-        "DATE",
-        "RECIPIENT",
-        "PURPOSE",
-        "DESCRIPTION",
-        "DOCS",
-        "DISCLOSED BY",
-    ]);
+    let mut t = Table::new(&["DATE", "RECIPIENT", "PURPOSE", "DESCRIPTION", "DOCS", "DISCLOSED BY"]);
     for l in lines {
         t.row(vec![
             l.date.clone(),
@@ -33,17 +26,8 @@ fn disclosure_table(lines: &[DisclosureLine]) -> Table {
 }
 
 fn access_table(lines: &[AccessLine]) -> Table {
-    let mut t = Table::new(&[
-        "TIME",
-        "USER",
-        "ROLES",
-        "ORGANIZATION",
-        "PURPOSE",
-        "ACTION",
-        "OUTCOME",
-        "DOCS",
-        "BREAK-GLASS",
-    ]);
+    let mut t =
+        Table::new(&["TIME", "USER", "ROLES", "ORGANIZATION", "PURPOSE", "ACTION", "OUTCOME", "DOCS", "BREAK-GLASS"]);
     for l in lines {
         t.row(vec![
             l.time.clone(),
@@ -54,11 +38,7 @@ fn access_table(lines: &[AccessLine]) -> Table {
             l.action.clone(),
             l.outcome.clone(),
             l.documents.to_string(),
-            if l.break_glass {
-                "YES".into()
-            } else {
-                String::new()
-            },
+            if l.break_glass { "YES".into() } else { String::new() },
         ]);
     }
     t
@@ -93,14 +73,9 @@ pub fn run(key_file: Option<&Path>, c: ReportCommand) -> CliResult<()> {
             }
             println!();
             if r.exempt.is_empty() {
-                println!(
-                    "No exempt disclosures (treatment, payment, operations, to the patient) were recorded."
-                );
+                println!("No exempt disclosures (treatment, payment, operations, to the patient) were recorded.");
             } else {
-                println!(
-                    "Exempt from accounting, listed for completeness ({}):",
-                    r.exempt.len()
-                );
+                println!("Exempt from accounting, listed for completeness ({}):", r.exempt.len());
                 disclosure_table(&r.exempt).print(2);
             }
             Ok(())
@@ -114,10 +89,7 @@ pub fn run(key_file: Option<&Path>, c: ReportCommand) -> CliResult<()> {
             if a.format == Format::Json {
                 return output::print_value(serde_json::to_value(&r));
             }
-            println!(
-                "ACCESS REPORT: who accessed the records of patient {}",
-                r.patient
-            );
+            println!("ACCESS REPORT: who accessed the records of patient {}", r.patient);
             generated_by(&a.vault, &a.session.user);
             println!();
             if r.accesses.is_empty() {
@@ -125,10 +97,7 @@ pub fn run(key_file: Option<&Path>, c: ReportCommand) -> CliResult<()> {
             } else {
                 let denied = r.accesses.iter().filter(|l| l.outcome == "denied").count();
                 let bg = r.accesses.iter().filter(|l| l.break_glass).count();
-                println!(
-                    "{} access(es), {denied} denied, {bg} under break-glass:",
-                    r.accesses.len()
-                );
+                println!("{} access(es), {denied} denied, {bg} under break-glass:", r.accesses.len());
                 access_table(&r.accesses).print(2);
             }
             Ok(())
@@ -165,10 +134,7 @@ pub fn run(key_file: Option<&Path>, c: ReportCommand) -> CliResult<()> {
             if r.accesses.is_empty() {
                 println!("No accesses were made under break-glass.");
             } else {
-                println!(
-                    "Accesses under break-glass ({}), each to be reviewed:",
-                    r.accesses.len()
-                );
+                println!("Accesses under break-glass ({}), each to be reviewed:", r.accesses.len());
                 access_table(&r.accesses).print(2);
             }
             Ok(())

@@ -34,24 +34,12 @@ fn is_damage(e: &chartvault::Error) -> bool {
 pub fn run(key_file: Option<&Path>, a: VerifyArgs) -> CliResult<()> {
     check_exists(&a.vault)?;
     let secret = unlock::existing(key_file, &a.vault)?;
-    let opts = VaultOptions {
-        read_only: true,
-        ..VaultOptions::default()
-    };
-    let vault = Vault::open(&a.vault, secret.vault_key(), opts).map_err(|e| {
-        if is_damage(&e) {
-            CliError::not_clean(e.to_string())
-        } else {
-            CliError::from(e)
-        }
-    })?;
-    let rep = vault.verify().map_err(|e| {
-        if is_damage(&e) {
-            CliError::not_clean(e.to_string())
-        } else {
-            CliError::from(e)
-        }
-    })?;
+    let opts = VaultOptions { read_only: true, ..VaultOptions::default() };
+    let vault = Vault::open(&a.vault, secret.vault_key(), opts)
+        .map_err(|e| if is_damage(&e) { CliError::not_clean(e.to_string()) } else { CliError::from(e) })?;
+    let rep = vault
+        .verify()
+        .map_err(|e| if is_damage(&e) { CliError::not_clean(e.to_string()) } else { CliError::from(e) })?;
     let open = vault.open_report().clone();
     let (commit, chain) = vault.head();
     let mut problems: Vec<(u64, String)> = rep.problems.clone();
@@ -84,46 +72,27 @@ pub fn run(key_file: Option<&Path>, a: VerifyArgs) -> CliResult<()> {
             let line = |k: &str, v: String| println!("  {k:<20} {v}");
             line("log bytes", rep.bytes.to_string());
             line("frames", format!("{} (checksums verified)", rep.frames));
-            line(
-                "commits",
-                format!("{} (hash chain and MAC verified)", rep.commits),
-            );
-            line(
-                "records",
-                format!("{} document versions decrypted and checked", rep.records),
-            );
+            line("commits", format!("{} (hash chain and MAC verified)", rep.commits));
+            line("records", format!("{} document versions decrypted and checked", rep.records));
             line("label groups", format!("{} authenticated", rep.groups));
-            line(
-                "attachment chunks",
-                format!("{} authenticated", rep.attachment_chunks),
-            );
-            line(
-                "other frames",
-                format!("{} (audit, policy, disclosures, ...)", rep.other_frames),
-            );
+            line("attachment chunks", format!("{} authenticated", rep.attachment_chunks));
+            line("other frames", format!("{} (audit, policy, disclosures, ...)", rep.other_frames));
             line(
                 "erased records",
-                format!(
-                    "{} (patient keys destroyed by design; not decryptable)",
-                    rep.erased_records
-                ),
+                format!("{} (patient keys destroyed by design; not decryptable)", rep.erased_records),
             );
             line(
                 "torn tail",
                 match rep.torn_tail {
                     None => "none".into(),
-                    Some((off, len, why)) => format!(
-                        "{len} uncommitted bytes at offset {off} ({why}); a read-write open discards them"
-                    ),
+                    Some((off, len, why)) => {
+                        format!("{len} uncommitted bytes at offset {off} ({why}); a read-write open discards them")
+                    }
                 },
             );
             line(
                 "header copies",
-                if open.damaged_header {
-                    "one copy DAMAGED (the other was used)".into()
-                } else {
-                    "both valid".into()
-                },
+                if open.damaged_header { "one copy DAMAGED (the other was used)".into() } else { "both valid".into() },
             );
             line("head", format!("commit {commit}, chain {}", hex(&chain)));
             if problems.is_empty() {
@@ -141,11 +110,7 @@ pub fn run(key_file: Option<&Path>, a: VerifyArgs) -> CliResult<()> {
     if clean {
         Ok(())
     } else {
-        let n = problems.len()
-            + usize::from(rep.torn_tail.is_some())
-            + usize::from(open.damaged_header);
-        Err(CliError::not_clean(format!(
-            "the vault is not clean: {n} finding(s); see the report above"
-        )))
+        let n = problems.len() + usize::from(rep.torn_tail.is_some()) + usize::from(open.damaged_header);
+        Err(CliError::not_clean(format!("the vault is not clean: {n} finding(s); see the report above")))
     }
 }
