@@ -211,10 +211,6 @@ fn failed_commit_fsync_latches_and_reopen_keeps_every_commit() {
     let power_cut = (Arc::new(f.data.crash(usize::MAX)), Arc::new(f.keyring.crash(usize::MAX)));
     drop(dr);
     drop(f.vault);
-    // Not covered: a restart that serves the failed commit from the page cache, then
-    // a new commit, then a power cut. The kernel dropped the failed commit's pages, so
-    // the disk has a hole before the new commit and open reports corruption. Only a
-    // rewrite of the last commit at every read-write open would close that window.
     let restart = check_reopen(
         f.data.clone(),
         f.keyring.clone(),
@@ -227,6 +223,28 @@ fn failed_commit_fsync_latches_and_reopen_keeps_every_commit() {
     let cut = check_reopen(power_cut.0, power_cut.1, &f.committed, &failed, &[2], true, "power cut after the failure");
     // Page cache intact: the process sees the commit; after a power cut it is gone.
     assert!(restart && !cut, "restart saw the failed commit: {restart}, power cut: {cut}");
+    // A restart that serves the failed commit from the page cache, then a new commit,
+    // then a power cut: read-write open rewrites and syncs the last commit, so the disk
+    // has no hole before the new commit.
+    {
+        let restarted = Vault::open_on(f.data.clone(), f.keyring.clone(), VaultKey::Raw(&common::key()), opts()).expect("restart");
+        let s = restarted.session(physician(PATIENTS)).expect("session");
+        let later = s.put(&doc("P1", 777)).expect("a commit after the restart");
+        drop(s);
+        drop(restarted);
+        let cut = Vault::open_on(
+            Arc::new(f.data.crash(usize::MAX)),
+            Arc::new(f.keyring.crash(usize::MAX)),
+            VaultKey::Raw(&common::key()),
+            opts(),
+        )
+        .expect("the power cut after restart + new commit opens");
+        let s = cut.session(physician(PATIENTS)).expect("session");
+        assert!(s.get(&later).is_ok(), "the commit made after the restart survives the power cut");
+        for (id, _) in &failed {
+            assert!(s.get(id).is_ok(), "the failed commit, rewritten at the restart, is durable now");
+        }
+    }
 }
 
 #[test]

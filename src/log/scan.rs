@@ -43,6 +43,8 @@ pub struct ScanOutcome {
     pub by_type: [u64; 9],
     /// Log head after the last valid commit.
     pub head: Option<LogHead>,
+    /// File offset where the last valid commit's frames begin.
+    pub last_commit_start: Option<u64>,
     /// A torn tail: offset where it starts, bytes discarded, and why.
     pub torn_tail: Option<(u64, u64, &'static str)>,
     /// Corruption: offset and what was wrong, when valid commits follow damage.
@@ -99,6 +101,7 @@ pub fn scan(
                 break Some("commit frame does not verify (hash chain or MAC)");
             }
             chain = frame::chain_step(&chain, &copy);
+            out.last_commit_start = Some(pending.first().map_or(pos, |f| f.offset));
             on_commit(&pending, &c)?;
             pending.clear();
             pos += h.total() as u64;

@@ -228,7 +228,7 @@ impl Store {
             };
             scan::scan(map.bytes(), start, &keys.commit_mac, &mut apply)?
         };
-        let ScanOutcome { head, torn_tail, corrupt, commits, frames, .. } = outcome;
+        let ScanOutcome { head, torn_tail, corrupt, commits, frames, last_commit_start, .. } = outcome;
         let head = head.unwrap_or(start);
         let mut report = OpenReport {
             torn_tail,
@@ -249,6 +249,17 @@ impl Store {
             drop(map);
             data.truncate(head.end).map_err(io)?;
             map = data.map().map_err(io)?;
+        }
+        if !read_only && let Some(start_at) = last_commit_start {
+            // The last commit may be visible only through the page cache: its fsync may
+            // have failed in an earlier process (Linux then drops the dirty state, so the
+            // pages never reach the disk). Writing it again and syncing makes everything
+            // this handle treats as committed durable before anything is appended after it.
+            let end = usize::try_from(head.end).map_err(|_| Error::Integrity { what: "log", offset: head.end })?;
+            let from = usize::try_from(start_at).map_err(|_| Error::Integrity { what: "log", offset: start_at })?;
+            let last = map.bytes().get(from..end).map(<[u8]>::to_vec).unwrap_or_default();
+            data.write_at(start_at, &last).map_err(io)?;
+            data.sync().map_err(io)?;
         }
         if damaged_header && !read_only {
             // Heal the damaged copy so the next failure still has a good one.
