@@ -109,11 +109,11 @@ pub struct KeyHierarchy {
     pub meta: SecretKey,
     /// Authenticates commit frames.
     pub commit_mac: SecretKey,
-    /// Seals audit entries.
+    /// Seals audit entries and disclosure-ledger entries.
     pub audit: SecretKey,
     /// Seals patient keys in the keyring.
     pub keyring: SecretKey,
-    /// Seals policy, ledger and administrative frames.
+    /// Seals policy versions and patient rules.
     pub system: SecretKey,
     /// Seals the global part of index checkpoints.
     pub index: SecretKey,

@@ -41,7 +41,7 @@ pub enum FrameType {
     Checkpoint = 6,
     /// A disclosure-ledger entry.
     Disclosure = 7,
-    /// An administrative event (patient rules, erasure, rotation).
+    /// Patient rules (consent, VIP, self-pay, Part 2 consents).
     Admin = 8,
 }
 

@@ -394,21 +394,35 @@ impl Session {
         if store.is_read_only() {
             return Err(Error::ReadOnly);
         }
-        // Hold the writer so no batch is staging records for this patient meanwhile.
-        let _writer = store.writer_guard();
-        let mut st = store.write_state();
-        let slot =
-            st.keyring.slot_of(patient).ok_or_else(|| Error::NotFound { id: "patient".into(), version: None })?;
-        st.keyring.destroy(slot)?;
-        let ids = st.catalog.remove_patient(slot);
-        drop(st);
-        drop(_writer);
-        self.inner.audit(
-            self.entry(Action::Erase, Outcome::Success)
-                .patient(Some(patient))
-                .documents(ids.clone())
-                .detail(reason.chars().take(500).collect::<String>()),
+        let (slot, ids) = {
+            let st = store.read_state();
+            let slot = st.keyring.slot_of(patient).ok_or_else(|| Error::NotFound { id: "patient".into(), version: None })?;
+            (slot, st.catalog.by_patient.get(&slot).cloned().unwrap_or_default())
+        };
+        // The audit entry is made durable first: a crash after it and before the key is
+        // destroyed leaves an entry for an erasure that can simply be repeated, never an
+        // erasure without an entry.
+        self.inner.commit_with_audit(
+            store.batch()?,
+            vec![
+                self.entry(Action::Erase, Outcome::Success)
+                    .patient(Some(patient))
+                    .documents(ids.clone())
+                    .detail(reason.chars().take(500).collect::<String>()),
+            ],
         )?;
+        // Hold the writer so no batch is staging records for this patient meanwhile.
+        let writer = store.writer_guard();
+        let mut st = store.write_state();
+        if let Err(e) = st.keyring.destroy(slot) {
+            drop(st);
+            drop(writer);
+            self.inner.audit(self.entry(Action::Erase, Outcome::Failed).patient(Some(patient)).detail(error_kind(&e)))?;
+            return Err(e);
+        }
+        st.catalog.remove_patient(slot);
+        drop(st);
+        drop(writer);
         Ok(ids.len())
     }
 
