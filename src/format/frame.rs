@@ -151,6 +151,17 @@ pub fn check(head: &FrameHead, b: &[u8]) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// Checks the CRC of a frame given as its header bytes and payload copied separately.
+pub fn check_parts(head: &FrameHead, header: &[u8; FRAME_HEADER], payload: &[u8]) -> bool {
+    if payload.len() != head.len {
+        return false;
+    }
+    let mut h = crc32fast::Hasher::new();
+    h.update(&header[..16]);
+    h.update(payload);
+    h.finalize() == head.crc
+}
+
 /// Parses and checks the frame at the start of `b`.
 pub fn parse(b: &[u8]) -> Result<FrameHead, FrameError> {
     let head = parse_head(b)?;

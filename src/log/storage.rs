@@ -47,16 +47,38 @@ pub trait Storage: Send + Sync {
 }
 
 /// A real file: writes with `pwrite`, `fdatasync`, reads through `memmap2`.
+///
+/// On Unix the file is mapped with headroom past its end, so the map is replaced only
+/// when the file outgrows it (not after every commit); each [`Region`] handed out covers
+/// exactly the bytes the file had when it was taken, so nothing past the end of the
+/// file is ever touched.
 #[derive(Debug)]
 pub struct FileStorage {
     file: File,
     path: PathBuf,
+    mapping: std::sync::Mutex<Option<Arc<memmap2::Mmap>>>,
+}
+
+/// A view of the first `len` bytes of a (possibly larger) shared mapping.
+struct MapView {
+    map: Arc<memmap2::Mmap>,
+    len: usize,
+}
+
+impl Region for MapView {
+    fn bytes(&self) -> &[u8] {
+        &self.map[..self.len]
+    }
 }
 
 impl FileStorage {
     /// Wraps an open file.
     pub fn new(file: File, path: PathBuf) -> Self {
-        FileStorage { file, path }
+        FileStorage { file, path, mapping: std::sync::Mutex::new(None) }
+    }
+
+    fn headroom(len: usize) -> usize {
+        if cfg!(unix) { len.saturating_add((len / 2).max(64 << 20)) } else { len }
     }
 
     /// The underlying file (for locking).
@@ -114,21 +136,33 @@ impl Storage for FileStorage {
         self.file.sync_data()
     }
     fn truncate(&self, len: u64) -> io::Result<()> {
+        // Forget the mapping first: no view may outlive the bytes it covers.
+        *self.mapping.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.file.set_len(len)?;
         self.file.sync_all()
     }
     fn map(&self) -> io::Result<Arc<dyn Region>> {
-        if self.len()? == 0 {
+        let len = usize::try_from(self.len()?).map_err(|_| io::Error::other("file too large to map"))?;
+        if len == 0 {
             return Ok(Arc::new(Vec::new()));
+        }
+        let mut cached = self.mapping.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = cached.as_ref().filter(|m| m.len() >= len) {
+            return Ok(Arc::new(MapView { map: m.clone(), len }));
         }
         // SAFETY: the map is read-only and chartvault never writes through it. The
         // writer only appends past the committed length and never shrinks a mapped
-        // file (truncation happens at open, before any map exists); readers copy bytes
-        // out of the map before verifying them. Another process truncating the file
-        // could still raise SIGBUS: SECURITY.md documents this, and the writer's
-        // exclusive lock keeps other chartvault writers out.
-        let m = unsafe { memmap2::MmapOptions::new().map(&self.file)? };
-        Ok(Arc::new(m))
+        // file (truncation happens at open, before any view is used, and drops the
+        // cached mapping); readers copy bytes out of the map before verifying them.
+        // The mapping may extend past the end of the file (headroom for appends), but
+        // every view covers only bytes the file had when the view was taken, so no
+        // page past the end of the file is ever accessed. Another process truncating
+        // the file could still raise SIGBUS: SECURITY.md documents this, and the
+        // writer's exclusive lock keeps other chartvault writers out.
+        let m = unsafe { memmap2::MmapOptions::new().len(Self::headroom(len)).map(&self.file)? };
+        let m = Arc::new(m);
+        *cached = Some(m.clone());
+        Ok(Arc::new(MapView { map: m, len }))
     }
     fn path(&self) -> &Path {
         &self.path

@@ -103,6 +103,8 @@ impl Date {
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.to_time() {
+            // Four digits after the sign, as `Date::parse` reads them back ("-0554", not "-554").
+            Some(d) if d.year() < 0 => write!(f, "-{:04}-{:02}-{:02}", -d.year(), u8::from(d.month()), d.day()),
             Some(d) => write!(f, "{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()),
             None => write!(f, "<invalid date {}>", self.0),
         }

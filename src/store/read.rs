@@ -23,11 +23,16 @@ pub fn copy_frame(map: &dyn Region, offset: u64, expect: FrameType) -> Result<Ve
     if rest.len() < h.total() || h.ty != expect {
         return Err(integrity);
     }
-    let copy = rest[..h.total()].to_vec();
-    frame::check(&h, &copy).map_err(|_| Error::Integrity { what: "frame", offset })?;
-    let mut copy = copy;
-    copy.drain(..FRAME_HEADER);
-    Ok(copy)
+    // One copy: the payload. The CRC covers header and payload; the header is checked
+    // from a 24-byte copy, so nothing verified is read from the map twice.
+    let mut head_copy = [0u8; FRAME_HEADER];
+    head_copy.copy_from_slice(&rest[..FRAME_HEADER]);
+    let payload = rest[FRAME_HEADER..h.total()].to_vec();
+    let h2 = frame::parse_head(&head_copy).map_err(|_| Error::Integrity { what: "frame", offset })?;
+    if h2 != h || !frame::check_parts(&h2, &head_copy, &payload) {
+        return Err(Error::Integrity { what: "frame", offset });
+    }
+    Ok(payload)
 }
 
 /// Builds the catalog entry of a record frame at open. Records of erased patients

@@ -84,7 +84,7 @@ impl Default for VaultOptions {
             kdf: KdfParams::DEFAULT,
             initial_policy: Policy::hospital_default(),
             audit_window: Duration::from_millis(500),
-            audit_max_pending: 256,
+            audit_max_pending: 8192,
             read_only: false,
             read_only_reads: false,
             checkpoint_every: 50_000,
