@@ -72,8 +72,9 @@ pub struct VaultOptions {
     /// default and meant for recovery and inspection tools; audit reports and
     /// verification work on read-only handles regardless.
     pub read_only_reads: bool,
-    /// Write an index checkpoint after this many new document versions (0: never
-    /// automatically; [`Vault::checkpoint`] still works).
+    /// Write an index checkpoint after this many new document versions, or after as
+    /// many as the previous checkpoint held if that is more (geometric spacing); 0:
+    /// never automatically ([`Vault::checkpoint`] still works).
     pub checkpoint_every: u64,
 }
 
@@ -481,11 +482,13 @@ impl Inner {
 
     /// Writes a checkpoint if enough versions were added since the last one.
     pub(crate) fn maybe_checkpoint(&self) -> Result<()> {
+        // Geometric spacing: the next checkpoint comes after `every` new versions or as
+        // many versions as the last one held, whichever is more, so rewriting the
+        // catalog costs O(n) over the life of the vault rather than O(n^2).
         let every = self.options.checkpoint_every;
         let versions = self.store.read_state().catalog.versions;
-        if every > 0
-            && versions.saturating_sub(self.checkpointed_versions.load(std::sync::atomic::Ordering::Relaxed)) >= every
-        {
+        let last = self.checkpointed_versions.load(std::sync::atomic::Ordering::Relaxed);
+        if every > 0 && versions.saturating_sub(last) >= every.max(last) {
             self.checkpoint()?;
         }
         Ok(())

@@ -153,42 +153,67 @@ impl Session {
         Ok(())
     }
 
+    /// Runs `f` with a policy decision point prepared once (one acquisition of the
+    /// policy, rules and break-glass locks for many decisions).
+    pub(crate) fn with_pdp<R>(&self, patient: Option<&str>, f: impl FnOnce(&Pdp<'_>) -> R) -> R {
+        let policy = self.inner.policy.read().unwrap_or_else(|e| e.into_inner());
+        let rules = self.inner.rules.read().unwrap_or_else(|e| e.into_inner());
+        let bg = self.break_glass.lock().unwrap_or_else(|e| e.into_inner());
+        let pdp = Pdp {
+            policy: &policy,
+            principal: &self.principal,
+            rules: patient.and_then(|p| rules.get(p)),
+            break_glass: bg.as_ref(),
+            now_us: crate::util::now_micros(),
+        };
+        f(&pdp)
+    }
+
     pub(crate) fn read_doc(&self, id: &DocumentId, version: Option<u32>, op: Operation) -> Result<(Document, bool)> {
+        self.read_doc_with_patient(id, version, op).map(|(d, bg, _)| (d, bg))
+    }
+
+    /// Reads one version with redaction, without auditing; also returns whether
+    /// break-glass was needed and the real patient id (for the audit entry).
+    fn read_doc_with_patient(&self, id: &DocumentId, version: Option<u32>, op: Operation) -> Result<(Document, bool, String)> {
         self.check_auditable()?;
         let meta = self.meta(id)?;
         let req = Request { op, patient: Some(&meta.patient), kind: Some(&meta.kind), doc: Some(*id) };
-        let (deid, bg) = match self.decide(&req, &[]) {
-            Decision::Permit { deidentify, break_glass } => (deidentify, break_glass),
-            Decision::Deny(r) => return Err(Error::Denied(r)),
-        };
-        let versions = self.inner.store.versions(id)?;
-        let loc = match version {
-            None => versions.last().copied(),
-            Some(v) => versions.iter().find(|l| l.version == v).copied(),
-        }
-        .ok_or_else(|| Error::NotFound { id: id.to_string(), version })?;
-        let gate = |labels: &[Label]| self.decide(&req, labels).is_permit();
-        let mut doc = self.inner.store.read_version(loc.offset, &gate)?;
+        let (mut doc, deid, bg) = self.with_pdp(Some(&meta.patient), |pdp| {
+            let (deid, bg) = match pdp.decide(&req, &[]) {
+                Decision::Permit { deidentify, break_glass } => (deidentify, break_glass),
+                Decision::Deny(r) => return Err(Error::Denied(r)),
+            };
+            let loc = {
+                let st = self.inner.store.read_state();
+                let e = st.catalog.docs.get(id).ok_or_else(|| Error::NotFound { id: id.to_string(), version })?;
+                match version {
+                    None => Some(*e.latest()),
+                    Some(v) => e.versions.iter().find(|l| l.version == v).copied(),
+                }
+            }
+            .ok_or_else(|| Error::NotFound { id: id.to_string(), version })?;
+            let gate = |labels: &[Label]| pdp.decide(&req, labels).is_permit();
+            Ok((self.inner.store.read_version(loc.offset, &gate)?, deid, bg))
+        })?;
         if deid {
             doc.patient = self.pseudonym(&doc.patient);
             doc.author = String::new();
         }
-        Ok((doc, bg))
+        Ok((doc, bg, meta.patient))
     }
 
-    fn audit_read(&self, action: Action, doc: &Document, bg: bool) -> Result<()> {
-        let labels: Vec<Label> = {
+    fn audit_read(&self, action: Action, doc: &Document, bg: bool, patient: &str) -> Result<()> {
+        let read: Vec<Label> = {
             let st = self.inner.store.read_state();
-            st.catalog.docs.get(&doc.id).map(|e| e.labels.iter().cloned().collect()).unwrap_or_default()
+            st.catalog
+                .docs
+                .get(&doc.id)
+                .map(|e| e.labels.iter().filter(|l| !doc.redacted.values().any(|ls| ls.contains(l))).cloned().collect())
+                .unwrap_or_default()
         };
-        let read: Vec<Label> = labels.into_iter().filter(|l| !doc.redacted.values().any(|ls| ls.contains(l))).collect();
-        let patient = self.meta(&doc.id).map(|m| m.patient).ok();
-        let mut e = self
-            .entry(action, Outcome::Success)
-            .patient(patient.as_deref())
-            .documents(vec![doc.id])
-            .labels(read)
-            .break_glass(bg);
+        let mut e =
+            self.entry(action, Outcome::Success).patient(Some(patient)).documents(vec![doc.id]).labels(read).break_glass(bg);
         if !doc.redacted.is_empty() {
             e = e.detail(format!("{} field(s) redacted", doc.redacted.len()));
         }
@@ -197,9 +222,9 @@ impl Session {
 
     fn read_audited(&self, id: &DocumentId, version: Option<u32>) -> Result<Document> {
         self.touch()?;
-        match self.read_doc(id, version, Operation::Read) {
-            Ok((doc, bg)) => {
-                self.audit_read(Action::Read, &doc, bg)?;
+        match self.read_doc_with_patient(id, version, Operation::Read) {
+            Ok((doc, bg, patient)) => {
+                self.audit_read(Action::Read, &doc, bg, &patient)?;
                 Ok(doc)
             }
             Err(Error::Denied(r)) => {
@@ -236,9 +261,9 @@ impl Session {
         let versions = self.inner.store.versions(id)?;
         let mut out = Vec::with_capacity(versions.len());
         for v in versions {
-            match self.read_doc(id, Some(v.version), Operation::Read) {
-                Ok((d, bg)) => {
-                    self.audit_read(Action::Read, &d, bg)?;
+            match self.read_doc_with_patient(id, Some(v.version), Operation::Read) {
+                Ok((d, bg, patient)) => {
+                    self.audit_read(Action::Read, &d, bg, &patient)?;
                     out.push(d);
                 }
                 Err(Error::Denied(r)) => {
@@ -523,14 +548,29 @@ impl<'s> SessionBatch<'s> {
             self.check_write(Operation::Create, Action::Create, &doc.patient, doc.kind.as_str(), labels.clone(), None)?;
         let author = self.session.principal.user.clone();
         let id = self.batch()?.put(doc, &author)?;
-        self.entries.push(
-            self.session
-                .entry(Action::Create, Outcome::Success)
-                .patient(Some(&doc.patient))
-                .documents(vec![id])
-                .labels(labels)
-                .break_glass(bg),
-        );
+        // One audit entry per patient and action in a batch, listing every document.
+        match self
+            .entries
+            .iter_mut()
+            .find(|e| e.action == Action::Create && e.patient.as_deref() == Some(doc.patient.as_str()) && e.break_glass == bg)
+        {
+            Some(e) => {
+                e.documents.push(id);
+                for l in labels {
+                    if !e.labels.contains(&l) {
+                        e.labels.push(l);
+                    }
+                }
+            }
+            None => self.entries.push(
+                self.session
+                    .entry(Action::Create, Outcome::Success)
+                    .patient(Some(&doc.patient))
+                    .documents(vec![id])
+                    .labels(labels)
+                    .break_glass(bg),
+            ),
+        }
         Ok(id)
     }
 
