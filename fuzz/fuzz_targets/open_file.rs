@@ -1,0 +1,7 @@
+#![no_main]
+//! Fuzz target `open_file`: a thin wrapper; the body is `chartvault_fuzz::targets::open_file`
+//! (shared with the corpus tests in `fuzzcheck/`).
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| chartvault_fuzz::targets::open_file(data));
