@@ -2,10 +2,10 @@
 //!
 //! `seeds_from_the_generator_pass` builds every generated seed in memory and runs it
 //! through its target (so the generator keeps working as the format evolves).
-//! `generate` writes them into `fuzz/corpus/` and is ignored by default; regenerate with
+//! `generate` writes them into `fuzz/corpus/` when CHARTVAULT_REGENERATE_CORPUS=1; regenerate with
 //!
 //! ```text
-//! cargo test -p chartvault-fuzzcheck --test generate_corpus -- --ignored generate
+//! CHARTVAULT_REGENERATE_CORPUS=1 cargo test -p chartvault-fuzzcheck --test generate_corpus generate
 //! ```
 
 use std::collections::BTreeMap;
@@ -294,12 +294,22 @@ fn real_vault_seed_opens_and_verifies() {
     assert!(targets::open_and_exercise(&path, false));
 }
 
+/// Writes the generated seeds: into `fuzz/corpus` when `CHARTVAULT_REGENERATE_CORPUS=1`
+/// (run by hand to regenerate), otherwise into a scratch directory, checking that every
+/// committed seed of the same name still exists (so a stale corpus is noticed).
 #[test]
-#[ignore = "writes the generated seeds into fuzz/corpus; run by hand to regenerate"]
 fn generate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fuzz").join("corpus");
-    for (target, name, bytes) in seeds(dir.path()) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fuzz").join("corpus");
+    let regenerate = std::env::var_os("CHARTVAULT_REGENERATE_CORPUS").is_some();
+    let root = if regenerate { committed.clone() } else { scratch.path().to_path_buf() };
+    let seeds = seeds(dir.path());
+    assert!(!seeds.is_empty(), "the generator produces seeds");
+    for (target, name, _) in &seeds {
+        assert!(regenerate || committed.join(target).join(name).exists(), "seed {target}/{name} is not committed: regenerate the corpus");
+    }
+    for (target, name, bytes) in seeds {
         let d = root.join(target);
         std::fs::create_dir_all(&d).expect("corpus dir");
         std::fs::write(d.join(name), bytes).expect("write seed");
