@@ -80,10 +80,16 @@ fn main() -> chartvault::Result<()> {
     println!("load {n} docs: {:.2?}", t.elapsed());
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!("file size: {:.1} MiB", size as f64 / 1048576.0);
-    if let Some(reads) = args.iter().position(|a| a == "--reads").and_then(|i| args.get(i + 1)).and_then(|s| s.parse::<usize>().ok()) {
+    if let Some(reads) =
+        args.iter().position(|a| a == "--reads").and_then(|i| args.get(i + 1)).and_then(|s| s.parse::<usize>().ok())
+    {
         let v = Vault::open(&path, VaultKey::Raw(&key), opts.clone())?;
-        let ids: Vec<chartvault::DocumentId> = v.store().read_state().catalog.docs.keys().copied().take(10_000).collect();
-        let dr = v.session(Principal::new("dr", Role::physician(), "h", Purpose::Treat).with_care_team((0..patients).map(|p| format!("MRN-{p}"))))?;
+        let ids: Vec<chartvault::DocumentId> =
+            v.store().read_state().catalog.docs.keys().copied().take(10_000).collect();
+        let dr = v.session(
+            Principal::new("dr", Role::physician(), "h", Purpose::Treat)
+                .with_care_team((0..patients).map(|p| format!("MRN-{p}"))),
+        )?;
         let t = Instant::now();
         for i in 0..reads {
             dr.get(&ids[i % ids.len()])?;

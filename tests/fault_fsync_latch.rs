@@ -227,7 +227,8 @@ fn failed_commit_fsync_latches_and_reopen_keeps_every_commit() {
     // then a power cut: read-write open rewrites and syncs the last commit, so the disk
     // has no hole before the new commit.
     {
-        let restarted = Vault::open_on(f.data.clone(), f.keyring.clone(), VaultKey::Raw(&common::key()), opts()).expect("restart");
+        let restarted =
+            Vault::open_on(f.data.clone(), f.keyring.clone(), VaultKey::Raw(&common::key()), opts()).expect("restart");
         let s = restarted.session(physician(PATIENTS)).expect("session");
         let later = s.put(&doc("P1", 777)).expect("a commit after the restart");
         drop(s);

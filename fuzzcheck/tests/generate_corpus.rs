@@ -307,7 +307,10 @@ fn generate() {
     let seeds = seeds(dir.path());
     assert!(!seeds.is_empty(), "the generator produces seeds");
     for (target, name, _) in &seeds {
-        assert!(regenerate || committed.join(target).join(name).exists(), "seed {target}/{name} is not committed: regenerate the corpus");
+        assert!(
+            regenerate || committed.join(target).join(name).exists(),
+            "seed {target}/{name} is not committed: regenerate the corpus"
+        );
     }
     for (target, name, bytes) in seeds {
         let d = root.join(target);

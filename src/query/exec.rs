@@ -520,10 +520,9 @@ fn plan(x: &Expr, cat: &Catalog, slot_of: &dyn Fn(&str) -> Option<u32>) -> Optio
             let mut conjuncts = Vec::new();
             flatten_and(x, &mut conjuncts);
             // `f >= a and f < b` on a time field: one range scan instead of two half scans.
+            // (merged_time_range only answers when every conjunct is such a range.)
             if let Some(range) = merged_time_range(&conjuncts, cat) {
-                if conjuncts.iter().all(|c| matches!(c, Expr::Cmp(_, op, _) if !matches!(op, CmpOp::Eq | CmpOp::Ne)) ) {
-                    return Some(range);
-                }
+                return Some(range);
             }
             conjuncts.sort_by_key(|c| estimate(c, cat, slot_of));
             let mut acc: Option<Candidates> = None;

@@ -175,7 +175,12 @@ impl Session {
 
     /// Reads one version with redaction, without auditing; also returns whether
     /// break-glass was needed and the real patient id (for the audit entry).
-    fn read_doc_with_patient(&self, id: &DocumentId, version: Option<u32>, op: Operation) -> Result<(Document, bool, String)> {
+    fn read_doc_with_patient(
+        &self,
+        id: &DocumentId,
+        version: Option<u32>,
+        op: Operation,
+    ) -> Result<(Document, bool, String)> {
         self.check_auditable()?;
         let meta = self.meta(id)?;
         let req = Request { op, patient: Some(&meta.patient), kind: Some(&meta.kind), doc: Some(*id) };
@@ -212,8 +217,12 @@ impl Session {
                 .map(|e| e.labels.iter().filter(|l| !doc.redacted.values().any(|ls| ls.contains(l))).cloned().collect())
                 .unwrap_or_default()
         };
-        let mut e =
-            self.entry(action, Outcome::Success).patient(Some(patient)).documents(vec![doc.id]).labels(read).break_glass(bg);
+        let mut e = self
+            .entry(action, Outcome::Success)
+            .patient(Some(patient))
+            .documents(vec![doc.id])
+            .labels(read)
+            .break_glass(bg);
         if !doc.redacted.is_empty() {
             e = e.detail(format!("{} field(s) redacted", doc.redacted.len()));
         }
@@ -421,7 +430,8 @@ impl Session {
         }
         let (slot, ids) = {
             let st = store.read_state();
-            let slot = st.keyring.slot_of(patient).ok_or_else(|| Error::NotFound { id: "patient".into(), version: None })?;
+            let slot =
+                st.keyring.slot_of(patient).ok_or_else(|| Error::NotFound { id: "patient".into(), version: None })?;
             (slot, st.catalog.by_patient.get(&slot).cloned().unwrap_or_default())
         };
         // The audit entry is made durable first: a crash after it and before the key is
@@ -442,7 +452,8 @@ impl Session {
         if let Err(e) = st.keyring.destroy(slot) {
             drop(st);
             drop(writer);
-            self.inner.audit(self.entry(Action::Erase, Outcome::Failed).patient(Some(patient)).detail(error_kind(&e)))?;
+            self.inner
+                .audit(self.entry(Action::Erase, Outcome::Failed).patient(Some(patient)).detail(error_kind(&e)))?;
             return Err(e);
         }
         st.catalog.remove_patient(slot);
@@ -549,11 +560,9 @@ impl<'s> SessionBatch<'s> {
         let author = self.session.principal.user.clone();
         let id = self.batch()?.put(doc, &author)?;
         // One audit entry per patient and action in a batch, listing every document.
-        match self
-            .entries
-            .iter_mut()
-            .find(|e| e.action == Action::Create && e.patient.as_deref() == Some(doc.patient.as_str()) && e.break_glass == bg)
-        {
+        match self.entries.iter_mut().find(|e| {
+            e.action == Action::Create && e.patient.as_deref() == Some(doc.patient.as_str()) && e.break_glass == bg
+        }) {
             Some(e) => {
                 e.documents.push(id);
                 for l in labels {
