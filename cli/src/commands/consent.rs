@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use chartvault::DocumentId;
 use chartvault::access::PatientRules;
 use serde_json::Value as J;
 
@@ -14,41 +13,12 @@ use crate::args::ConsentCommand;
 use crate::error::{CliError, CliResult, io_error, json_error, json_shape_error};
 use crate::output;
 
-/// Turns hex document ids under `self_pay` into the engine's byte-array form.
-fn ids_to_engine(v: &mut J) -> CliResult<()> {
-    if let Some(J::Array(items)) = v.get_mut("self_pay") {
-        for it in items.iter_mut() {
-            if let J::String(s) = it {
-                let id = DocumentId::parse(s)
-                    .map_err(|_| CliError::new("self_pay: a document id is 32 hexadecimal digits"))?;
-                *it = J::Array(id.0.iter().map(|b| J::from(*b)).collect());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Shows `self_pay` document ids as hex strings.
-fn ids_to_hex(v: &mut J) {
-    if let Some(J::Array(items)) = v.get_mut("self_pay") {
-        for it in items.iter_mut() {
-            if let J::Array(bytes) = it {
-                let b: Vec<u8> = bytes.iter().filter_map(|x| x.as_u64()).filter_map(|x| u8::try_from(x).ok()).collect();
-                if let Ok(arr) = <[u8; 16]>::try_from(b.as_slice()) {
-                    *it = J::String(DocumentId(arr).to_string());
-                }
-            }
-        }
-    }
-}
-
 /// Parses patient rules JSON without echoing values in errors.
 pub fn parse_rules(text: &str) -> CliResult<PatientRules> {
-    let mut v: J = serde_json::from_str(text).map_err(|e| json_error(&e))?;
+    let v: J = serde_json::from_str(text).map_err(|e| json_error(&e))?;
     if !v.is_object() {
         return Err(CliError::new("patient rules must be a JSON object"));
     }
-    ids_to_engine(&mut v)?;
     let r: PatientRules = serde_json::from_value(v).map_err(|e| json_shape_error(&e).context("patient rules"))?;
     if r.patient.is_empty() {
         return Err(CliError::new("patient rules need a \"patient\""));
@@ -91,9 +61,7 @@ pub fn run(key_file: Option<&Path>, c: ConsentCommand) -> CliResult<()> {
                     Ok(())
                 }
                 Some(r) => {
-                    let mut v =
-                        serde_json::to_value(&r).map_err(|e| CliError::new(format!("cannot format JSON: {e}")))?;
-                    ids_to_hex(&mut v);
+                    let v = serde_json::to_value(&r).map_err(|e| CliError::new(format!("cannot format JSON: {e}")))?;
                     output::print_json(&v)
                 }
             }
