@@ -447,7 +447,9 @@ pub fn open_and_exercise(path: &Path, read_only: bool) -> bool {
     use chartvault::{Vault, VaultKey, VaultOptions};
 
     let key = fuzz_key();
-    let opts = VaultOptions { read_only, ..VaultOptions::default() };
+    // Read-only handles refuse clinical reads unless asked (they cannot audit them);
+    // ask, so the read path also runs on files only a read-only open accepts.
+    let opts = VaultOptions { read_only, read_only_reads: read_only, ..VaultOptions::default() };
     let Ok(v) = Vault::open(path, VaultKey::Raw(&key), opts) else { return false };
     let _ = v.open_report();
     let (ids, patients): (Vec<_>, Vec<String>) = {
@@ -1232,17 +1234,23 @@ pub mod ops {
     /// One field of a generated document.
     #[derive(Arbitrary, Debug, Clone)]
     pub struct FieldSpec {
-        name: FieldSel,
-        value: ValSel,
-        extra: ExtraSel,
+        /// Field name.
+        pub name: FieldSel,
+        /// Value.
+        pub value: ValSel,
+        /// Extra label.
+        pub extra: ExtraSel,
     }
 
     /// A generated document.
     #[derive(Arbitrary, Debug, Clone)]
     pub struct DocSpec {
-        patient: u8,
-        kind: KindSel,
-        fields: Vec<FieldSpec>,
+        /// Patient index (modulo the four patients).
+        pub patient: u8,
+        /// Kind.
+        pub kind: KindSel,
+        /// Fields (the first six).
+        pub fields: Vec<FieldSpec>,
     }
 
     /// Who writes.
@@ -1778,6 +1786,12 @@ pub mod ops {
         if ops.is_empty() {
             return;
         }
+        run_ops(&ops);
+    }
+
+    /// Runs a sequence of operations (the first 48) against a fresh vault and the
+    /// model; returns how many documents the model holds at the end.
+    pub fn run_ops(ops: &[Op]) -> usize {
         let path = super::fresh_path("ops");
         let key = super::fuzz_key();
         let v = Vault::create(&path, VaultKey::Raw(&key), VaultOptions::default())
@@ -1802,5 +1816,6 @@ pub mod ops {
         drop(po);
         w.close();
         super::remove_vault_files(&path);
+        w.docs.len()
     }
 }

@@ -27,9 +27,11 @@ impl KdfParams {
 
     /// Checks the parameters are within what Argon2 accepts and a header may hold.
     pub fn validate(&self) -> Result<Params> {
-        if self.m_kib > 4 * 1024 * 1024 || self.t > 64 || self.p > 16 {
+        // The parameters come from the (checksummed, not yet authenticated) header, so
+        // they are capped: a crafted file must not make an unlock take minutes or GiBs.
+        if self.m_kib > 1024 * 1024 || self.t > 16 || self.p > 8 {
             return Err(Error::KeySlot(
-                "Argon2 parameters exceed the supported maximum (4 GiB, 64 passes, 16 lanes)".into(),
+                "Argon2 parameters exceed the supported maximum (1 GiB, 16 passes, 8 lanes)".into(),
             ));
         }
         Params::new(self.m_kib, self.t, self.p, Some(32))
