@@ -12,10 +12,12 @@
 //! (d) Updates written after a checkpoint are reflected (new values match, old ones
 //!     no longer do, label changes apply, history is intact).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chartvault::access::{Grant, Operation, Policy, Principal, Purpose, Role};
+use chartvault::access::{Policy, Principal, Purpose, Role};
 use chartvault::format::frame::{FRAME_HEADER, FrameType};
 use chartvault::{
     Coding, Date, DateTime, DocumentId, Error, Field, Label, NewDocument, SecretKey, Session, Value, Vault, VaultKey,
@@ -25,19 +27,7 @@ use chartvault::{
 const PATIENTS: [&str; 4] = ["P1", "P2", "P3", "P4"];
 
 fn policy() -> Policy {
-    let mut p = Policy::hospital_default();
-    p.grants.push(Grant {
-        roles: vec![Role::new("records-loader").unwrap()],
-        purposes: vec![Purpose::Operations],
-        operations: vec![Operation::Read, Operation::Create, Operation::Update, Operation::Query],
-        kinds: None,
-        exclude_kinds: Vec::new(),
-        labels: Label::builtin(),
-        care_team: false,
-        own_records: false,
-        deidentify: false,
-    });
-    p
+    common::policy_with_loader()
 }
 
 fn options() -> VaultOptions {

@@ -22,10 +22,12 @@
 //!   query is pinned to (top-level `kind = K` / `kind in (...)`; otherwise every
 //!   kind) is refused with `Denied`.
 
+mod common;
+
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
-use chartvault::access::{Grant, Operation, Policy, Principal, Purpose, Role};
+use chartvault::access::{Policy, Principal, Purpose, Role};
 use chartvault::query::{CmpOp, Expr, Literal, Order, Query, QueryBuilder};
 use chartvault::{
     Coding, Date, DateTime, Decimal, Document, DocumentId, Error, Kind, Label, NewDocument, Schema, SecretKey, Session,
@@ -244,19 +246,7 @@ fn query_spec() -> impl Strategy<Value = QSpec> {
 // The vault and its sessions
 
 fn policy() -> Policy {
-    let mut p = Policy::hospital_default();
-    p.grants.push(Grant {
-        roles: vec![Role::new("records-loader").unwrap()],
-        purposes: vec![Purpose::Operations],
-        operations: vec![Operation::Read, Operation::Create, Operation::Query],
-        kinds: None,
-        exclude_kinds: Vec::new(),
-        labels: Label::builtin(),
-        care_team: false,
-        own_records: false,
-        deidentify: false,
-    });
-    p
+    common::policy_with_loader()
 }
 
 /// What the oracle knows of a role under the default policy (the README's table):

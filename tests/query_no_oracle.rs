@@ -14,11 +14,11 @@
 //! * A de-identified session cannot filter or sort on the real patient identifiers
 //!   it is not shown.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 
-use chartvault::access::{
-    ConsentRestriction, Grant, Operation, Part2Consent, PatientRules, Policy, Principal, Purpose, Role,
-};
+use chartvault::access::{ConsentRestriction, Part2Consent, PatientRules, Policy, Principal, Purpose, Role};
 use chartvault::audit::{Action, Outcome};
 use chartvault::query::Query;
 use chartvault::{
@@ -30,19 +30,7 @@ const LOADER_ORG: &str = "records";
 /// The default hospital policy plus a records-loader role that may write and read
 /// every label (used to build fixtures and as the full-access reference reader).
 fn policy() -> Policy {
-    let mut p = Policy::hospital_default();
-    p.grants.push(Grant {
-        roles: vec![Role::new("records-loader").unwrap()],
-        purposes: vec![Purpose::Operations],
-        operations: vec![Operation::Read, Operation::Create, Operation::Update, Operation::Query],
-        kinds: None,
-        exclude_kinds: Vec::new(),
-        labels: Label::builtin(),
-        care_team: false,
-        own_records: false,
-        deidentify: false,
-    });
-    p
+    common::policy_with_loader()
 }
 
 struct Fx {

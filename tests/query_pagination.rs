@@ -5,15 +5,16 @@
 //! repeated. A cursor only continues the query (and user) it was made for: used with
 //! another query it is `InvalidQuery`, and so is any tampered cursor.
 
+mod common;
+
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
-use chartvault::access::{Grant, Operation, Policy, Principal, Purpose, Role};
+use chartvault::access::{Principal, Purpose, Role};
 use chartvault::query::{CmpOp, Literal, Query, QueryBuilder};
 use chartvault::{
-    Coding, Date, Document, DocumentId, Error, Label, NewDocument, SecretKey, Session, Value, Vault, VaultKey,
-    VaultOptions,
+    Coding, Date, Document, DocumentId, Error, NewDocument, SecretKey, Session, Value, Vault, VaultKey, VaultOptions,
 };
 
 const PATIENTS: [&str; 3] = ["P1", "P2", "P3"];
@@ -21,18 +22,7 @@ const MATCH: &str = "4548-4";
 const OTHER: &str = "2345-7";
 
 fn vault() -> (tempfile::TempDir, Vault) {
-    let mut p = Policy::hospital_default();
-    p.grants.push(Grant {
-        roles: vec![Role::new("records-loader").unwrap()],
-        purposes: vec![Purpose::Operations],
-        operations: vec![Operation::Read, Operation::Create, Operation::Query],
-        kinds: None,
-        exclude_kinds: Vec::new(),
-        labels: Label::builtin(),
-        care_team: false,
-        own_records: false,
-        deidentify: false,
-    });
+    let p = common::policy_with_loader();
     let dir = tempfile::tempdir().unwrap();
     let opts = VaultOptions { initial_policy: p, checkpoint_every: 0, ..VaultOptions::default() };
     let v = Vault::create(&dir.path().join("p.cv"), VaultKey::Raw(&SecretKey::random()), opts).unwrap();

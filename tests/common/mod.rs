@@ -222,3 +222,23 @@ impl Rng {
         lo + self.next_u64() % (hi - lo + 1)
     }
 }
+
+/// The default hospital policy plus a `records-loader` role (purpose HOPERAT) that may
+/// read, create, update and query every label: used to build query fixtures and as
+/// the full-access reference reader.
+pub fn policy_with_loader() -> chartvault::access::Policy {
+    use chartvault::access::{Grant, Operation, Policy};
+    let mut p = Policy::hospital_default();
+    p.grants.push(Grant {
+        roles: vec![Role::new("records-loader").expect("valid role")],
+        purposes: vec![Purpose::Operations],
+        operations: vec![Operation::Read, Operation::Create, Operation::Update, Operation::Query],
+        kinds: None,
+        exclude_kinds: Vec::new(),
+        labels: chartvault::Label::builtin(),
+        care_team: false,
+        own_records: false,
+        deidentify: false,
+    });
+    p
+}
