@@ -103,6 +103,54 @@ mod tests {
         assert!(open(&k, b"a", &s[..10]).is_err());
     }
 
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// The XChaCha20-Poly1305 test vector of draft-irtf-cfrg-xchacha-03, A.3.1: checks
+    /// the cipher as built (including the vendored, AVX2-inlined poly1305 backend).
+    #[test]
+    fn xchacha20poly1305_draft_test_vector() {
+        let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        let aad = unhex("50515253c0c1c2c3c4c5c6c7");
+        let key: [u8; 32] = unhex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f").try_into().unwrap();
+        let nonce: [u8; 24] = unhex("404142434445464748494a4b4c4d4e4f5051525354555657").try_into().unwrap();
+        let ct = unhex(concat!(
+            "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb",
+            "731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b452",
+            "2f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9",
+            "21f9664c97637da9768812f615c68b13b52e"
+        ));
+        let tag = unhex("c0875924c1c7987947deafd8780acf49");
+        let mut buf = pt.to_vec();
+        let got = XChaCha20Poly1305::new((&key).into())
+            .encrypt_inout_detached(&XNonce::from(nonce), &aad, (&mut buf[..]).into())
+            .unwrap();
+        assert_eq!(buf, ct);
+        assert_eq!(&got[..], &tag[..]);
+        // The same bytes through this module's framing.
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&ct);
+        sealed.extend_from_slice(&tag);
+        assert_eq!(&open(&SecretKey::from_bytes(key), &aad, &sealed).unwrap()[..], &pt[..]);
+    }
+
+    /// Every length from 0 to 300 bytes (all partial-block and 4-block paths of the
+    /// AVX2 backend) round-trips, and a flipped tag is refused.
+    #[test]
+    fn all_small_lengths_round_trip() {
+        let k = SecretKey::random();
+        for len in 0..300usize {
+            let pt: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let mut s = Vec::new();
+            seal(&k, &pt[..len.min(40)], &pt, &mut s);
+            assert_eq!(&open(&k, &pt[..len.min(40)], &s).unwrap()[..], &pt[..]);
+            let last = s.len() - 1;
+            s[last] ^= 0x80;
+            assert!(open(&k, &pt[..len.min(40)], &s).is_err());
+        }
+    }
+
     #[test]
     fn nonces_are_fresh() {
         let k = SecretKey::random();
