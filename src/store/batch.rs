@@ -50,7 +50,7 @@ struct Unsealed {
     version_entry: Option<NewVersion>,
 }
 
-/// Most threads one batch uses to seal its records.
+/// Most parallel jobs (on rayon's pool) one batch uses to seal its records.
 pub const SEAL_THREADS: usize = 2;
 /// Fewest unsealed records for which sealing uses more than one thread.
 const PARALLEL_SEAL_MIN: usize = 16;
@@ -279,31 +279,15 @@ impl<'a> Batch<'a> {
         }
         let mut work = std::mem::take(&mut self.unsealed);
         let store = self.store;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(SEAL_THREADS);
+        let threads = rayon::current_num_threads().min(SEAL_THREADS);
         let payloads: Vec<Vec<u8>> = if threads < 2 || work.len() < PARALLEL_SEAL_MIN {
             work.iter().map(|u| seal_record(store, u)).collect()
         } else {
+            use rayon::prelude::*;
             let chunk = work.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let mut parts = work.chunks(chunk);
-                let mine = parts.next().unwrap_or(&[]);
-                let handles: Vec<_> = parts
-                    .map(|part| scope.spawn(move || part.iter().map(|u| seal_record(store, u)).collect::<Vec<_>>()))
-                    .collect();
-                let mut out: Vec<Vec<u8>> = mine.iter().map(|u| seal_record(store, u)).collect();
-                for h in handles {
-                    // Sealing cannot fail or panic on valid staged data; if a thread did
-                    // panic anyway, fall back to sealing its part here.
-                    match h.join() {
-                        Ok(mut v) => out.append(&mut v),
-                        Err(_) => {
-                            let done = out.len();
-                            out.extend(work[done..].iter().take(chunk).map(|u| seal_record(store, u)));
-                        }
-                    }
-                }
-                out
-            })
+            let parts: Vec<Vec<Vec<u8>>> =
+                work.par_chunks(chunk).map(|part| part.iter().map(|u| seal_record(store, u)).collect()).collect();
+            parts.into_iter().flatten().collect()
         };
         for (u, payload) in work.iter_mut().zip(payloads) {
             let mut pending = std::mem::replace(&mut self.pending, dummy_pending());

@@ -179,34 +179,20 @@ impl Session {
     }
 
     /// [`Session::read_doc`] of the latest version of each of `ids`, results in the
-    /// same order. Decryption is spread over the machine's cores (at most
-    /// [`READ_THREADS`]) when there are enough documents to pay for a thread.
+    /// same order. Decryption is spread over the cores (rayon's pool, at most
+    /// [`READ_THREADS`] jobs) when there are enough documents to pay for the hand-off.
     pub(crate) fn read_docs(&self, ids: &[DocumentId], op: Operation) -> Vec<Result<(Document, bool)>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(READ_THREADS);
+        use rayon::prelude::*;
+        let threads = rayon::current_num_threads().min(READ_THREADS);
         if threads < 2 || ids.len() < PARALLEL_READ_MIN {
             return ids.iter().map(|id| self.read_doc(id, None, op)).collect();
         }
         let chunk = ids.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let mut parts = ids.chunks(chunk);
-            let mine = parts.next().unwrap_or(&[]);
-            let handles: Vec<_> = parts
-                .map(|part| scope.spawn(move || part.iter().map(|id| self.read_doc(id, None, op)).collect::<Vec<_>>()))
-                .collect();
-            let mut out: Vec<Result<(Document, bool)>> = mine.iter().map(|id| self.read_doc(id, None, op)).collect();
-            for h in handles {
-                match h.join() {
-                    Ok(mut v) => out.append(&mut v),
-                    // A panic in a reader thread is a bug; report it as an error, not a panic.
-                    Err(_) => out.push(Err(Error::InvalidArgument("a reader thread failed".into()))),
-                }
-            }
-            out
-        })
+        let parts: Vec<Vec<Result<(Document, bool)>>> =
+            ids.par_chunks(chunk).map(|part| part.iter().map(|id| self.read_doc(id, None, op)).collect()).collect();
+        parts.into_iter().flatten().collect()
     }
 
-    /// Reads one version with redaction, without auditing; also returns whether
-    /// break-glass was needed and the real patient id (for the audit entry).
     fn read_doc_with_patient(
         &self,
         id: &DocumentId,
