@@ -463,4 +463,79 @@ mod tests {
         let got: Vec<AuditEntry> = ps.iter().flat_map(|p| open(&keys, p, 0).unwrap().0).collect();
         assert_eq!(got, es);
     }
+
+    /// The block of docs/FORMAT.md §18: the entry of the version-1 vector (index 1)
+    /// followed by a second read of another patient by the same principal.
+    #[test]
+    fn block_test_vector() {
+        let dr = Principal::new("dr.grey", Role::physician(), "general", Purpose::Treat);
+        let e = |p: &str, d: u8, t: i64| {
+            let mut e = AuditEntry::new(&dr, Action::Read, Outcome::Success)
+                .patient(Some(p))
+                .documents(vec![DocumentId([d; 16])])
+                .labels(vec![Label::normal()]);
+            e.time_us = t;
+            e
+        };
+        let mut es = vec![e("MRN-7", 0x33, 1_700_000_000_000_000), e("MRN-8", 0x44, 1_700_000_000_000_100)];
+        let mut pos = ChainPos { next_index: 1, last_hash: [0xaa; 32] };
+        let keys = KeyHierarchy::new(SecretKey::from_bytes([0x11; 32]), [0; 16]);
+        let sealed = seal(&keys, &mut es, &mut pos);
+        let pt = aead::open(&keys.audit, &aad(&[0; 16], 1), &sealed[0][8..]).unwrap();
+        let hex = crate::util::hex(&pt);
+        let expected = concat!(
+            "02",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "07",
+            "07",
+            "64722e67726579",
+            "09",
+            "70687973696369616e",
+            "07",
+            "67656e6572616c",
+            "05",
+            "5452454154",
+            "05",
+            "4d524e2d37",
+            "00",
+            "05",
+            "4d524e2d38",
+            "01",
+            "00",
+            "01",
+            "01",
+            "02",
+            "03",
+            "01",
+            "01",
+            "06",
+            "6e6f726d616c",
+            "02",
+            "8080f28183898506",
+            "00",
+            "02",
+            "00",
+            "00",
+            "01",
+            "04",
+            "01",
+            "33333333333333333333333333333333",
+            "00",
+            "05",
+            "c801",
+            "00",
+            "02",
+            "00",
+            "00",
+            "01",
+            "06",
+            "01",
+            "44444444444444444444444444444444",
+            "00",
+            "05",
+        );
+        assert_eq!(hex, expected);
+        // The chain value after the first entry equals the §18 hash of the version-1 vector.
+        assert_eq!(crate::util::hex(&es[1].prev), "160da3e4207f4b9837a4e09e31ac15cfdde65e718cfc0e60d3183e1fff9bfeb7");
+    }
 }
