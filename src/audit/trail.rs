@@ -86,6 +86,14 @@ struct Block {
     entries: Vec<BlockEntry>,
 }
 
+impl Drop for Block {
+    /// The strings hold patient identifiers and user ids, copied out of decrypted
+    /// plaintext (or about to be sealed): wiped like the plaintext buffers.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.strings);
+    }
+}
+
 #[derive(Default)]
 struct Interner<'a> {
     strings: HashMap<&'a str, u32>,
@@ -166,7 +174,8 @@ fn seal_block(keys: &KeyHierarchy, entries: &mut [AuditEntry], pos: &mut ChainPo
         pos.next_index += 1;
         pos.last_hash = entry_hash(e);
     }
-    let mut b = Block { prev: entries.first().map_or([0; 32], |e| e.prev), ..Block::default() };
+    let mut b = Block::default();
+    b.prev = entries.first().map_or([0; 32], |e| e.prev);
     let mut int = Interner::default();
     let mut last_time = 0i64;
     for e in entries.iter() {
@@ -198,7 +207,7 @@ fn seal_block(keys: &KeyHierarchy, entries: &mut [AuditEntry], pos: &mut ChainPo
 }
 
 /// Rebuilds the entries of a decoded block starting at `first`.
-fn unpack(b: Block, first: u64) -> Option<Vec<AuditEntry>> {
+fn unpack(b: &Block, first: u64) -> Option<Vec<AuditEntry>> {
     let s = |i: u32| b.strings.get(i as usize).cloned();
     let mut out = Vec::with_capacity(b.entries.len());
     let mut prev = b.prev;
@@ -243,7 +252,7 @@ pub fn open(keys: &KeyHierarchy, payload: &[u8], offset: u64) -> Result<(Vec<Aud
     let entries = match pt.first() {
         Some(&BLOCK_VERSION) => {
             let b: Block = postcard::from_bytes(&pt[1..]).map_err(|_| bad())?;
-            unpack(b, index).ok_or_else(bad)?
+            unpack(&b, index).ok_or_else(bad)?
         }
         _ => {
             let e: AuditEntry = body::decode(&pt, "audit entry", offset)?;
