@@ -94,6 +94,31 @@ impl Drop for Block {
     }
 }
 
+/// What [`seal`] serializes: a [`Block`] borrowing from the entries (the same
+/// postcard encoding: `&str` as `String`, slices as `Vec`, a [`DocumentId`] as its 16
+/// raw bytes), so sealing copies no string.
+#[derive(Serialize)]
+struct BlockOut<'a> {
+    prev: [u8; 32],
+    strings: Vec<&'a str>,
+    principals: Vec<BlockPrincipal>,
+    label_sets: Vec<&'a [Label]>,
+    entries: Vec<BlockEntryOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct BlockEntryOut<'a> {
+    time_delta: i64,
+    principal: u32,
+    action: Action,
+    outcome: Outcome,
+    break_glass: bool,
+    patient: Option<u32>,
+    documents: &'a [DocumentId],
+    labels: u32,
+    detail: u32,
+}
+
 #[derive(Default)]
 struct Interner<'a> {
     strings: HashMap<&'a str, u32>,
@@ -102,19 +127,19 @@ struct Interner<'a> {
 }
 
 impl<'a> Interner<'a> {
-    fn string(&mut self, b: &mut Block, s: &'a str) -> u32 {
+    fn string(&mut self, b: &mut BlockOut<'a>, s: &'a str) -> u32 {
         *self.strings.entry(s).or_insert_with(|| {
-            b.strings.push(s.to_string());
+            b.strings.push(s);
             (b.strings.len() - 1) as u32
         })
     }
-    fn labels(&mut self, b: &mut Block, l: &'a [Label]) -> u32 {
+    fn labels(&mut self, b: &mut BlockOut<'a>, l: &'a [Label]) -> u32 {
         *self.label_sets.entry(l).or_insert_with(|| {
-            b.label_sets.push(l.to_vec());
+            b.label_sets.push(l);
             (b.label_sets.len() - 1) as u32
         })
     }
-    fn principal(&mut self, b: &mut Block, e: &'a AuditEntry) -> u32 {
+    fn principal(&mut self, b: &mut BlockOut<'a>, e: &'a AuditEntry) -> u32 {
         let p = BlockPrincipal {
             user: self.string(b, &e.user),
             roles: e.roles.iter().map(|r| self.string(b, r)).collect(),
@@ -174,8 +199,13 @@ fn seal_block(keys: &KeyHierarchy, entries: &mut [AuditEntry], pos: &mut ChainPo
         pos.next_index += 1;
         pos.last_hash = entry_hash(e);
     }
-    let mut b = Block::default();
-    b.prev = entries.first().map_or([0; 32], |e| e.prev);
+    let mut b = BlockOut {
+        prev: entries.first().map_or([0; 32], |e| e.prev),
+        strings: Vec::new(),
+        principals: Vec::new(),
+        label_sets: Vec::new(),
+        entries: Vec::with_capacity(entries.len()),
+    };
     let mut int = Interner::default();
     let mut last_time = 0i64;
     for e in entries.iter() {
@@ -183,23 +213,24 @@ fn seal_block(keys: &KeyHierarchy, entries: &mut [AuditEntry], pos: &mut ChainPo
         let patient = e.patient.as_deref().map(|p| int.string(&mut b, p));
         let labels = int.labels(&mut b, &e.labels);
         let detail = int.string(&mut b, &e.detail);
-        b.entries.push(BlockEntry {
+        b.entries.push(BlockEntryOut {
             time_delta: e.time_us.wrapping_sub(last_time),
             principal,
             action: e.action,
             outcome: e.outcome,
             break_glass: e.break_glass,
             patient,
-            documents: e.documents.iter().map(|d| d.0).collect(),
+            documents: &e.documents,
             labels,
             detail,
         });
         last_time = e.time_us;
     }
-    let mut pt = Zeroizing::new(vec![BLOCK_VERSION]);
-    // postcard into a Vec never fails.
-    let enc = Zeroizing::new(postcard::to_stdvec(&b).unwrap_or_default());
-    pt.extend_from_slice(&enc);
+    let size: usize = entries.iter().map(estimate).sum();
+    let mut buf = Zeroizing::new(Vec::with_capacity(size + 64));
+    buf.push(BLOCK_VERSION);
+    // postcard into a Vec never fails; it returns the Vec it was given.
+    let pt = Zeroizing::new(postcard::to_extend(&b, std::mem::take(&mut *buf)).unwrap_or_default());
     let mut out = Vec::with_capacity(8 + aead::sealed_len(pt.len()));
     out.extend_from_slice(&first.to_le_bytes());
     aead::seal(&keys.audit, &aad(&keys.vault_id(), first), &pt, &mut out);
