@@ -75,14 +75,17 @@ pub struct IndexTerm {
 }
 
 /// Encodes a value with the version byte.
+///
+/// The buffer is allocated once at the exact size (a size pass first), so no partly
+/// written copy of the plaintext is left behind in memory freed by a reallocation.
 pub fn encode<T: Serialize>(v: &T) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(vec![BODY_VERSION]);
-    // postcard writes into any Extend<u8>; a Vec never fails.
-    let body = postcard::to_stdvec(v).unwrap_or_default();
-    out.extend_from_slice(&body);
-    let mut body = body;
-    zeroize::Zeroize::zeroize(&mut body);
-    out
+    // Serializing into memory cannot fail for this crate's types; an impossible error
+    // yields an empty body, which every decoder rejects.
+    let size = postcard::experimental::serialized_size(v).unwrap_or(0);
+    let mut out = Vec::with_capacity(1 + size);
+    out.push(BODY_VERSION);
+    let out = postcard::to_extend(v, out).unwrap_or_default();
+    Zeroizing::new(out)
 }
 
 /// Decodes a value written by [`encode`].
@@ -94,8 +97,10 @@ pub fn decode<T: DeserializeOwned>(b: &[u8], what: &'static str, offset: u64) ->
     }
 }
 
-/// A group body: the named fields of one label group.
-pub type GroupBody = Vec<(String, Field)>;
+/// A group body: the values of one label group's fields, in the order of the names in
+/// its [`GroupMeta::fields`] (the names are in the envelope and bound into the group's
+/// AAD, so they are not stored twice).
+pub type GroupBody = Vec<Field>;
 
 #[cfg(test)]
 mod tests {
@@ -104,7 +109,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let g: GroupBody = vec![("a".into(), Field::from(Value::Integer(3)))];
+        let g: GroupBody = vec![Field::from(Value::Integer(3))];
         let b = encode(&g);
         assert_eq!(decode::<GroupBody>(&b, "g", 0).unwrap(), g);
         assert!(decode::<GroupBody>(&b[..1], "g", 0).is_err());
