@@ -1,14 +1,18 @@
-//! Property: the audit trail is tamper-evident. An edited entry (even with its frame
-//! checksum recomputed), a dropped entry, two swapped entries and a replayed entry are
-//! each reported by `audit_verify` at the tampered place, the untampered copy verifies
-//! intact, a read-write open refuses the tampered file as corrupt, and only a role
-//! with the `audit` grant can read the trail at all.
+//! Property: the audit trail is tamper-evident. An edited block of entries (even with
+//! its frame checksum recomputed), a dropped block, two swapped blocks and a replayed
+//! block are each reported by `audit_verify` at the tampered place, with the index of
+//! the entry there, the untampered copy verifies intact, a read-write open refuses the
+//! tampered file as corrupt, and only a role with the `audit` grant can read the trail
+//! at all.
 //!
 //! The files are edited with an independent reading of docs/FORMAT.md: a frame is a
 //! 24-byte header (magic C7 56, type, flags, payload length u32 LE, sequence u64 LE,
 //! CRC-32/IEEE u32 LE over bytes 0..16 and the payload, 4 reserved bytes) followed by
-//! the payload; an audit frame (type 4) payload starts with the entry index (u64 LE),
-//! then the sealed entry (24-byte nonce, ciphertext, 16-byte tag).
+//! the payload; an audit frame (type 4) payload starts with the index of its first
+//! entry (u64 LE), then the sealed block of consecutive entries (24-byte nonce,
+//! ciphertext, 16-byte tag). Entries committed together share one audit frame, so the
+//! difference between the indexes of two successive audit frames is the number of
+//! entries in the first.
 
 use std::path::{Path, PathBuf};
 
@@ -121,21 +125,29 @@ fn tampering_with_the_trail_is_detected_where_it_happened() {
     let orig = std::fs::read(&path).unwrap();
     let fs = frames(&orig);
 
-    // The target: the first of two adjacent audit frames (entries batched into one commit), with
-    // at least two commits after it, so damage there is corruption, not a torn tail.
-    let i = (0..fs.len() - 1)
-        .find(|&i| {
-            fs[i].ty == AUDIT
-                && fs[i + 1].ty == AUDIT
-                && fs[i].index.unwrap() > 0
-                && fs[i + 2..].iter().filter(|f| f.ty == COMMIT).count() >= 2
+    // Successive audit frames (each the block of entries of one commit).
+    let audits: Vec<usize> = (0..fs.len()).filter(|&i| fs[i].ty == AUDIT).collect();
+    assert_eq!(fs[audits[0]].index, Some(0));
+    assert!(audits.windows(2).all(|w| fs[w[0]].index < fs[w[1]].index), "indexes must increase: {fs:?}");
+    // The target: the block holding the four batched reads (at least four entries in one
+    // frame), followed by another audit frame and at least two more commits, so damage
+    // there is corruption, not a torn tail.
+    let j = (1..audits.len() - 1)
+        .find(|&j| {
+            let (a, b) = (fs[audits[j]], fs[audits[j + 1]]);
+            b.index.unwrap() - a.index.unwrap() >= 4
+                && fs[audits[j + 1]..].iter().filter(|f| f.ty == COMMIT).count() >= 2
         })
-        .expect("no adjacent audit frames in the scenario");
-    let (a, b) = (fs[i], fs[i + 1]);
+        .expect("no block of four entries in the scenario");
+    let (i, ib) = (audits[j], audits[j + 1]);
+    let (a, b) = (fs[i], fs[ib]);
     let k = a.index.unwrap();
-    assert_eq!(b.index, Some(k + 1));
+    let n = b.index.unwrap() - k; // entries in block a
+    assert!(fs[i + 1..ib].iter().any(|f| f.ty == COMMIT), "one audit frame per commit");
     let next_commit = fs[i..].iter().find(|f| f.ty == COMMIT).unwrap().off as u64;
-    let total_entries = fs.iter().filter(|f| f.ty == AUDIT).count() as u64;
+    let last = fs[*audits.last().unwrap()].index.unwrap();
+    let total_entries = last + 1; // at least: the last block holds one or more
+    assert!(total_entries > audits.len() as u64, "blocks hold several entries");
 
     // The untampered copy verifies intact, read-only and read-write.
     let p = copy_case(&path, dir.path(), "clean", &orig);
@@ -151,7 +163,7 @@ fn tampering_with_the_trail_is_detected_where_it_happened() {
 
     let rw_open = |p: &Path| Vault::open(p, VaultKey::Raw(&key), opts(false)).map(|_| ());
 
-    // (a) One ciphertext byte of entry k edited, frame CRC recomputed.
+    // (a) One ciphertext byte of the block starting at entry k edited, frame CRC recomputed.
     let mut t = orig.clone();
     t[a.off + 24 + 8 + 24 + 3] ^= 0x01;
     fix_crc(&mut t, &a);
@@ -161,10 +173,10 @@ fn tampering_with_the_trail_is_detected_where_it_happened() {
     assert!(!probs.is_empty());
     assert_eq!((probs[0].0, probs[0].1), (a.off as u64, Some(k)), "first problem must be the edited entry: {probs:?}");
     assert!(probs[0].2.contains("authentication"), "{probs:?}");
-    // The entry after it cannot chain to an entry that failed authentication.
+    // The block after it cannot chain to entries that failed authentication.
     assert_eq!(
         entry_problems(&probs).iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
-        [(a.off as u64, k), (b.off as u64, k + 1)],
+        [(a.off as u64, k), (b.off as u64, k + n)],
         "{probs:?}"
     );
     // The log's own chain catches it at the commit that covers the frame.
@@ -174,34 +186,36 @@ fn tampering_with_the_trail_is_detected_where_it_happened() {
         other => panic!("read-write open of an edited trail: {other:?}"),
     }
 
-    // (b) Entry k dropped: the gap is reported at the entry that follows it.
+    // (b) The block of entries k..k+n dropped: the gap is reported at the entry that
+    // follows it (now n entries further on, at b's new offset); the log's sequence
+    // numbers break where the frame was.
     let mut t = orig.clone();
     t.drain(a.off..a.off + a.total);
     let p = copy_case(&path, dir.path(), "dropped", &t);
     let probs = verify_read_only(&p, &key);
-    assert_eq!(
-        entry_problems(&probs).iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
-        [(a.off as u64, k + 1)],
-        "{probs:?}"
-    );
-    assert!(probs[0].2.contains(&format!("expected index {k}")), "{probs:?}");
-    assert_eq!(probs[0].0, a.off as u64);
+    let b_now = (b.off - a.total) as u64;
+    assert_eq!(entry_problems(&probs).iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(), [(b_now, k + n)], "{probs:?}");
+    let gap = probs.iter().find(|p| p.0 == b_now).unwrap();
+    assert!(gap.2.contains(&format!("expected index {k}")), "{probs:?}");
+    assert_eq!(probs[0].0, a.off as u64, "the log reports the break where the frame was: {probs:?}");
     match rw_open(&p) {
         Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, a.off as u64),
         other => panic!("read-write open of a trail with a dropped entry: {other:?}"),
     }
 
-    // (c) Entries k and k+1 swapped: both are reported, nothing else.
+    // (c) The blocks starting at entries k and k+n swapped (the frames between them stay
+    // in place): both are reported, nothing else.
     let mut t = orig.clone();
     let mut swapped = orig[b.off..b.off + b.total].to_vec();
+    swapped.extend_from_slice(&orig[a.off + a.total..b.off]);
     swapped.extend_from_slice(&orig[a.off..a.off + a.total]);
     t[a.off..b.off + b.total].copy_from_slice(&swapped);
     let p = copy_case(&path, dir.path(), "swapped", &t);
     let probs = verify_read_only(&p, &key);
-    let second = (a.off + b.total) as u64;
+    let second = (a.off + b.total + (b.off - a.off - a.total)) as u64;
     assert_eq!(
         entry_problems(&probs).iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
-        [(a.off as u64, k + 1), (second, k)],
+        [(a.off as u64, k + n), (second, k)],
         "{probs:?}"
     );
     assert_eq!(probs[0].0, a.off as u64);
@@ -210,7 +224,7 @@ fn tampering_with_the_trail_is_detected_where_it_happened() {
         other => panic!("read-write open of a reordered trail: {other:?}"),
     }
 
-    // (d) A copy of entry k inserted right after it (a replay).
+    // (d) A copy of the block starting at entry k inserted right after it (a replay).
     let mut t = orig.clone();
     let dup = orig[a.off..a.off + a.total].to_vec();
     let at = a.off + a.total;

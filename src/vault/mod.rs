@@ -449,10 +449,8 @@ impl Inner {
         let mut all: Vec<AuditEntry> = std::mem::take(&mut a.pending);
         let n_pending = all.len();
         all.extend(entries);
-        let mut sealed = Vec::with_capacity(all.len());
-        for e in &mut all {
-            sealed.push(trail::seal(self.store.keys(), e, &mut pos));
-        }
+        // One audit frame (one seal) for all of them, unless they are very many.
+        let sealed = trail::seal(self.store.keys(), &mut all, &mut pos);
         let staged = sealed.iter().try_for_each(|p| b.append_frame(FrameType::Audit, p).map(|_| ()));
         let result = staged.and_then(|()| b.commit());
         match result {
