@@ -113,7 +113,8 @@ mod tests {
     fn xchacha20poly1305_draft_test_vector() {
         let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
         let aad = unhex("50515253c0c1c2c3c4c5c6c7");
-        let key: [u8; 32] = unhex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f").try_into().unwrap();
+        let key: [u8; 32] =
+            unhex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f").try_into().unwrap();
         let nonce: [u8; 24] = unhex("404142434445464748494a4b4c4d4e4f5051525354555657").try_into().unwrap();
         let ct = unhex(concat!(
             "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb",

@@ -11,88 +11,168 @@
 //! to a full scan (and says so) when anything is wrong.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto::{KeyHierarchy, aead, keys};
 use crate::error::{Error, Result};
-use crate::format::body::{self, IndexTerm};
 use crate::format::frame::{self, FRAME_HEADER, FrameType};
 use crate::format::le_u32;
 use crate::log::Region;
 use crate::log::writer::LogHead;
-use crate::model::{DocumentId, Kind, Label};
+use crate::model::{DocumentId, Kind, Label, LabelSet};
 use crate::store::Store;
-use crate::store::catalog::{Catalog, DocEntry, VersionLoc};
+use crate::store::catalog::wire::{self, Reader};
+use crate::store::catalog::{Catalog, DocEntry, RawTerms, TermSchemas, Terms, VersionLoc};
 use crate::store::keyring::Keyring;
 
 /// Largest payload of one checkpoint part frame.
 const PART_BYTES: usize = 4 * 1024 * 1024;
 
-#[derive(Serialize, Deserialize)]
-struct Global {
-    end: u64,
-    next_seq: u64,
-    commit_number: u64,
-    chain: [u8; 32],
-    frames: Vec<(u8, Vec<u64>)>,
-    patients: u32,
-    parts: u32,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SavedDoc {
-    id: DocumentId,
-    kind: String,
-    created_us: i64,
-    versions: Vec<(u32, u64, i64)>,
-    labels: Vec<Label>,
-    terms: Vec<IndexTerm>,
-    commit: u64,
-}
-
-/// The patient entries one loader thread decoded: (slot, documents) in slot order.
-type Decoded = Result<Vec<(u32, Vec<SavedDoc>)>>;
+/// Version byte after the `G` and `P` tags (version 1 had none: its sealed part
+/// started right after the tag, so a version-1 checkpoint fails to open and open
+/// falls back to a full scan).
+const CHECKPOINT_VERSION: u8 = 2;
 
 fn global_aad(vid: &[u8; 16]) -> Vec<u8> {
-    aead::aad("chartvault checkpoint global v1", &[vid])
+    aead::aad("chartvault checkpoint global v2", &[vid])
 }
 fn patient_aad(vid: &[u8; 16], slot: u32, commit: u64) -> Vec<u8> {
-    aead::aad("chartvault checkpoint patient v1", &[vid, &slot.to_le_bytes(), &commit.to_le_bytes()])
+    aead::aad("chartvault checkpoint patient v2", &[vid, &slot.to_le_bytes(), &commit.to_le_bytes()])
+}
+
+/// The dictionaries a checkpoint writer builds: kinds, label sets and term schemas
+/// (field name, label set id), each by first appearance.
+#[derive(Default)]
+struct Dicts<'a> {
+    kinds: Vec<&'a str>,
+    kind_ids: HashMap<&'a str, u32>,
+    labelsets: Vec<Vec<&'a Label>>,
+    doc_labels: HashMap<&'a LabelSet, u32>,
+    schema_labels: HashMap<&'a [Label], u32>,
+    schemas: Vec<(&'a str, u32)>,
+    list_schemas: HashMap<(&'a str, &'a [Label]), u32>,
+    packed_schemas: HashMap<*const TermSchemas, Vec<Option<u32>>>,
+}
+
+impl<'a> Dicts<'a> {
+    fn kind(&mut self, k: &'a Kind) -> u32 {
+        if let Some(&i) = self.kind_ids.get(k.as_str()) {
+            return i;
+        }
+        let i = self.kinds.len() as u32;
+        self.kinds.push(k.as_str());
+        self.kind_ids.insert(k.as_str(), i);
+        i
+    }
+    fn doc_labels(&mut self, l: &'a LabelSet) -> u32 {
+        if let Some(&i) = self.doc_labels.get(l) {
+            return i;
+        }
+        let i = self.labelsets.len() as u32;
+        self.labelsets.push(l.iter().collect());
+        self.doc_labels.insert(l, i);
+        i
+    }
+    fn schema(&mut self, field: &'a str, labels: &'a [Label]) -> u32 {
+        if let Some(&i) = self.list_schemas.get(&(field, labels)) {
+            return i;
+        }
+        let ls = match self.schema_labels.get(labels) {
+            Some(&i) => i,
+            None => {
+                let i = self.labelsets.len() as u32;
+                self.labelsets.push(labels.iter().collect());
+                self.schema_labels.insert(labels, i);
+                i
+            }
+        };
+        let i = self.schemas.len() as u32;
+        self.schemas.push((field, ls));
+        self.list_schemas.insert((field, labels), i);
+        i
+    }
+    /// Appends a document's terms, schema ids renumbered into this dictionary.
+    fn terms(&mut self, t: &'a Terms, out: &mut Vec<u8>) {
+        match t.raw() {
+            RawTerms::Packed(s, b) => {
+                let key = Arc::as_ptr(s);
+                let mut map = self.packed_schemas.remove(&key).unwrap_or_else(|| vec![None; s.schemas.len()]);
+                wire::each_term(b, |sid, k| {
+                    let Some((field, labels)) = s.schemas.get(sid) else { return };
+                    let new = match map.get(sid).copied().flatten() {
+                        Some(n) => n,
+                        None => {
+                            let n = self.schema(field, labels);
+                            if let Some(m) = map.get_mut(sid) {
+                                *m = Some(n);
+                            }
+                            n
+                        }
+                    };
+                    wire::put_uv(out, u64::from(new));
+                    out.extend_from_slice(k);
+                });
+                self.packed_schemas.insert(key, map);
+            }
+            RawTerms::List(list) => {
+                for term in list {
+                    let sid = self.schema(&term.field, &term.labels);
+                    wire::put_uv(out, u64::from(sid));
+                    wire::put_key(out, &term.key);
+                }
+            }
+        }
+    }
+}
+
+/// Encodes one patient's documents (the plaintext of a patient entry, §12.3.2).
+fn encode_patient<'a>(cat: &'a Catalog, ids: &[DocumentId], d: &mut Dicts<'a>, out: &mut Vec<u8>) {
+    let docs: Vec<(&DocumentId, &'a DocEntry)> = ids.iter().filter_map(|id| cat.docs.get_key_value(id)).collect();
+    wire::put_uv(out, docs.len() as u64);
+    let mut prev_created = 0i64;
+    let mut terms = Vec::new();
+    for (id, e) in docs {
+        out.extend_from_slice(&id.0);
+        wire::put_uv(out, u64::from(d.kind(&e.kind)));
+        wire::put_uv(out, u64::from(d.doc_labels(&e.labels)));
+        wire::put_iv(out, e.created_us.wrapping_sub(prev_created));
+        prev_created = e.created_us;
+        wire::put_uv(out, e.commit);
+        wire::put_uv(out, e.versions.len() as u64);
+        let mut prev = e.created_us;
+        for v in &e.versions {
+            wire::put_uv(out, u64::from(v.version));
+            wire::put_uv(out, v.offset);
+            wire::put_iv(out, v.updated_us.wrapping_sub(prev));
+            prev = v.updated_us;
+        }
+        terms.clear();
+        d.terms(&e.terms, &mut terms);
+        wire::put_bytes(out, &terms);
+    }
+    terms.zeroize();
 }
 
 /// Encodes the catalog as checkpoint frame payloads.
 pub(crate) fn encode(keys: &KeyHierarchy, ring: &Keyring, cat: &Catalog, head: LogHead) -> Vec<Vec<u8>> {
     let vid = keys.vault_id();
-    let mut parts: Vec<Vec<u8>> = vec![vec![b'P']];
-    let mut patients = 0u32;
+    let mut parts: Vec<Vec<u8>> = vec![vec![b'P', CHECKPOINT_VERSION]];
+    let mut patients = 0u64;
     let mut slots: Vec<&u32> = cat.by_patient.keys().collect();
     slots.sort();
+    let mut dicts = Dicts::default();
+    let mut pt = Zeroizing::new(Vec::new());
     for slot in slots {
         let Ok(pk) = ring.key(*slot, 0) else { continue };
-        let docs: Vec<SavedDoc> = cat.by_patient[slot]
-            .iter()
-            .filter_map(|id| cat.docs.get(id).map(|e| (id, e)))
-            .map(|(id, e)| SavedDoc {
-                id: *id,
-                kind: e.kind.to_string(),
-                created_us: e.created_us,
-                versions: e.versions.iter().map(|v| (v.version, v.offset, v.updated_us)).collect(),
-                labels: e.labels.iter().cloned().collect(),
-                terms: e.terms.clone(),
-                commit: e.commit,
-            })
-            .collect();
+        pt.clear();
+        encode_patient(cat, &cat.by_patient[slot], &mut dicts, &mut pt);
         let mut sealed = Vec::new();
-        aead::seal(
-            &keys::patient_index_key(pk),
-            &patient_aad(&vid, *slot, head.commit_number),
-            &body::encode(&docs),
-            &mut sealed,
-        );
+        aead::seal(&keys::patient_index_key(pk), &patient_aad(&vid, *slot, head.commit_number), &pt, &mut sealed);
         let last = parts.last_mut().map(|p| p.len()).unwrap_or(0);
-        if last + sealed.len() + 8 > PART_BYTES && last > 1 {
-            parts.push(vec![b'P']);
+        if last + sealed.len() + 8 > PART_BYTES && last > 2 {
+            parts.push(vec![b'P', CHECKPOINT_VERSION]);
         }
         if let Some(p) = parts.last_mut() {
             p.extend_from_slice(&slot.to_le_bytes());
@@ -101,20 +181,181 @@ pub(crate) fn encode(keys: &KeyHierarchy, ring: &Keyring, cat: &Catalog, head: L
         }
         patients += 1;
     }
-    let global = Global {
-        end: head.end,
-        next_seq: head.next_seq,
-        commit_number: head.commit_number,
-        chain: head.chain,
-        frames: cat.frames.iter().map(|(k, v)| (*k, v.clone())).collect(),
-        patients,
-        parts: parts.len() as u32,
-    };
-    let mut g = vec![b'G'];
-    aead::seal(&keys.index, &global_aad(&vid), &body::encode(&global), &mut g);
-    let mut out = vec![g];
+    // The global part.
+    let mut g = Zeroizing::new(Vec::new());
+    g.extend_from_slice(&head.end.to_le_bytes());
+    g.extend_from_slice(&head.next_seq.to_le_bytes());
+    g.extend_from_slice(&head.commit_number.to_le_bytes());
+    g.extend_from_slice(&head.chain);
+    let mut types: Vec<(&u8, &Vec<u64>)> = cat.frames.iter().collect();
+    types.sort();
+    wire::put_uv(&mut g, types.len() as u64);
+    for (ty, offs) in types {
+        g.push(*ty);
+        wire::put_uv(&mut g, offs.len() as u64);
+        let mut prev = 0u64;
+        for o in offs {
+            wire::put_iv(&mut g, o.wrapping_sub(prev) as i64);
+            prev = *o;
+        }
+    }
+    wire::put_uv(&mut g, patients);
+    wire::put_uv(&mut g, parts.len() as u64);
+    wire::put_uv(&mut g, dicts.kinds.len() as u64);
+    for k in &dicts.kinds {
+        wire::put_bytes(&mut g, k.as_bytes());
+    }
+    wire::put_uv(&mut g, dicts.labelsets.len() as u64);
+    for set in &dicts.labelsets {
+        wire::put_uv(&mut g, set.len() as u64);
+        for l in set {
+            wire::put_bytes(&mut g, l.as_str().as_bytes());
+        }
+    }
+    wire::put_uv(&mut g, dicts.schemas.len() as u64);
+    for (field, ls) in &dicts.schemas {
+        wire::put_bytes(&mut g, field.as_bytes());
+        wire::put_uv(&mut g, u64::from(*ls));
+    }
+    let mut gf = vec![b'G', CHECKPOINT_VERSION];
+    aead::seal(&keys.index, &global_aad(&vid), &g, &mut gf);
+    let mut out = vec![gf];
     out.extend(parts);
     out
+}
+
+/// The decoded global part.
+struct Global {
+    head: LogHead,
+    frames: HashMap<u8, Vec<u64>>,
+    patients: u64,
+    parts: u64,
+    kinds: Vec<Kind>,
+    labelsets: Vec<Arc<LabelSet>>,
+    schemas: Arc<TermSchemas>,
+}
+
+fn decode_global(b: &[u8]) -> Option<Global> {
+    let mut r = Reader::new(b);
+    let end = u64::from_le_bytes(r.array()?);
+    let next_seq = u64::from_le_bytes(r.array()?);
+    let commit_number = u64::from_le_bytes(r.array()?);
+    let chain: [u8; 32] = r.array()?;
+    let mut frames = HashMap::new();
+    for _ in 0..r.usize()? {
+        let ty = r.u8()?;
+        let n = r.usize()?;
+        if n > r.remaining() {
+            return None;
+        }
+        let mut offs = Vec::with_capacity(n);
+        let mut prev = 0u64;
+        for _ in 0..n {
+            prev = prev.wrapping_add(r.iv()? as u64);
+            offs.push(prev);
+        }
+        if frames.insert(ty, offs).is_some() {
+            return None;
+        }
+    }
+    let patients = r.uv()?;
+    let parts = r.uv()?;
+    let n = r.usize()?;
+    let mut kinds = Vec::with_capacity(n.min(r.remaining()));
+    for _ in 0..n {
+        kinds.push(Kind::new(r.str()?).ok()?);
+    }
+    let n = r.usize()?;
+    let mut sets: Vec<Vec<Label>> = Vec::with_capacity(n.min(r.remaining()));
+    for _ in 0..n {
+        let m = r.usize()?;
+        let mut set = Vec::with_capacity(m.min(r.remaining()));
+        for _ in 0..m {
+            set.push(Label::new(r.str()?).ok()?);
+        }
+        sets.push(set);
+    }
+    let n = r.usize()?;
+    let mut schemas = Vec::with_capacity(n.min(r.remaining()));
+    for _ in 0..n {
+        let field = r.str()?.to_string();
+        let ls = sets.get(r.usize()?)?.clone();
+        schemas.push((field, ls));
+    }
+    if !r.done() {
+        return None;
+    }
+    Some(Global {
+        head: LogHead { end, next_seq, commit_number, chain },
+        frames,
+        patients,
+        parts,
+        kinds,
+        labelsets: sets.into_iter().map(|s| Arc::new(s.into_iter().collect())).collect(),
+        schemas: Arc::new(TermSchemas { schemas }),
+    })
+}
+
+/// What one loader thread decoded: documents in entry order, each patient's range of
+/// them, and the documents of each kind (by kind id).
+#[derive(Default)]
+struct Decoded {
+    docs: Vec<(DocumentId, DocEntry)>,
+    patients: Vec<(u32, usize, usize)>,
+    by_kind: Vec<Vec<DocumentId>>,
+}
+
+/// Decodes one patient entry's plaintext into `out`.
+fn decode_patient(pt: &[u8], slot: u32, g: &Global, out: &mut Decoded) -> Option<()> {
+    let mut r = Reader::new(pt);
+    let n = r.usize()?;
+    // A document takes at least 22 bytes.
+    if n > r.remaining() / 22 {
+        return None;
+    }
+    let start = out.docs.len();
+    let mut prev_created = 0i64;
+    let nschemas = g.schemas.schemas.len();
+    for _ in 0..n {
+        let id = DocumentId(r.array()?);
+        let kind_id = r.usize()?;
+        let kind = g.kinds.get(kind_id)?.clone();
+        let labels = g.labelsets.get(r.usize()?)?.clone();
+        let created_us = prev_created.wrapping_add(r.iv()?);
+        prev_created = created_us;
+        let commit = r.uv()?;
+        let nv = r.usize()?;
+        if nv > r.remaining() / 3 {
+            return None;
+        }
+        let mut versions = Vec::with_capacity(nv);
+        let mut prev = created_us;
+        for _ in 0..nv {
+            let version = r.u32v()?;
+            let offset = r.uv()?;
+            let updated_us = prev.wrapping_add(r.iv()?);
+            prev = updated_us;
+            versions.push(VersionLoc { version, offset, updated_us });
+        }
+        let tb = r.bytes()?;
+        if !wire::check_terms(tb, nschemas) {
+            return None;
+        }
+        if versions.is_empty() {
+            continue;
+        }
+        let terms = Terms::packed(g.schemas.clone(), tb.into());
+        if out.by_kind.len() <= kind_id {
+            out.by_kind.resize_with(kind_id + 1, Vec::new);
+        }
+        out.by_kind[kind_id].push(id);
+        out.docs.push((id, DocEntry { patient_slot: slot, kind, created_us, versions, labels, terms, commit }));
+    }
+    if !r.done() {
+        return None;
+    }
+    out.patients.push((slot, start, out.docs.len()));
+    Some(())
 }
 
 /// Loads the checkpoint at `offset`: the catalog it holds and the log head to resume
@@ -123,6 +364,7 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
     let bytes = map.bytes();
     let bad = |what: &'static str| Error::Integrity { what, offset };
     let mut pos = usize::try_from(offset).map_err(|_| bad("checkpoint pointer"))?;
+    // Each frame is copied out of the map, then checked (the copy is what is used).
     let next = |pos: &mut usize| -> Result<Vec<u8>> {
         let rest = bytes.get(*pos..).ok_or(bad("checkpoint pointer"))?;
         let h = frame::parse_head(rest).map_err(|_| bad("checkpoint frame"))?;
@@ -132,30 +374,36 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             return Err(bad("checkpoint pointer"));
         }
         *pos += h.total();
-        Ok(copy[FRAME_HEADER..].to_vec())
+        Ok(copy)
     };
     let vid = keys.vault_id();
-    let g = next(&mut pos)?;
+    let gframe = next(&mut pos)?;
+    let g = &gframe[FRAME_HEADER..];
     if g.first() != Some(&b'G') {
         return Err(bad("checkpoint frame"));
     }
-    let pt = aead::open(&keys.index, &global_aad(&vid), &g[1..]).map_err(|_| bad("checkpoint"))?;
-    let global: Global = body::decode(&pt, "checkpoint", offset)?;
-    if global.end != offset {
+    if g.get(1) != Some(&CHECKPOINT_VERSION) {
+        return Err(bad("checkpoint version"));
+    }
+    let pt = aead::open(&keys.index, &global_aad(&vid), &g[2..]).map_err(|_| bad("checkpoint"))?;
+    let mut global = decode_global(&pt).ok_or(bad("checkpoint"))?;
+    drop(pt);
+    if global.head.end != offset {
         return Err(bad("checkpoint pointer"));
     }
     // Collect the (still sealed) patient entries of every part frame.
-    let mut sealed_parts: Vec<(u32, &[u8])> = Vec::with_capacity(global.patients as usize);
-    let mut part_bytes: Vec<Vec<u8>> = Vec::with_capacity(global.parts as usize);
+    let mut part_frames: Vec<Vec<u8>> = Vec::with_capacity(global.parts.min(1024) as usize);
     for _ in 0..global.parts {
         let p = next(&mut pos)?;
-        if p.first() != Some(&b'P') {
+        if p.get(FRAME_HEADER) != Some(&b'P') || p.get(FRAME_HEADER + 1) != Some(&CHECKPOINT_VERSION) {
             return Err(bad("checkpoint frame"));
         }
-        part_bytes.push(p);
+        part_frames.push(p);
     }
-    for p in &part_bytes {
-        let mut i = 1;
+    let mut sealed_parts: Vec<(u32, &[u8])> = Vec::with_capacity(global.patients.min(1 << 24) as usize);
+    for p in &part_frames {
+        let p = &p[FRAME_HEADER..];
+        let mut i = 2;
         while i < p.len() {
             if i + 8 > p.len() {
                 return Err(bad("checkpoint frame"));
@@ -167,76 +415,71 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             sealed_parts.push((slot, sealed));
         }
     }
-    let seen = sealed_parts.len() as u32;
-    // Decrypt and decode on every core; apply in slot order on this thread.
+    if sealed_parts.len() as u64 != global.patients {
+        return Err(bad("checkpoint"));
+    }
+    // Decrypt and decode on every core.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let threads = threads.min(sealed_parts.len().div_ceil(64)).max(1);
     let chunk = sealed_parts.len().div_ceil(threads).max(1);
-    let commit = global.commit_number;
-    let decoded: Vec<Decoded> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sealed_parts
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || -> Decoded {
-                    let mut out = Vec::with_capacity(part.len());
-                    for &(slot, sealed) in part {
-                        let pk = match ring.key(slot, offset) {
-                            Ok(k) => k,
-                            Err(Error::Erased) => continue,
-                            Err(e) => return Err(e),
-                        };
-                        let pt = aead::open(&keys::patient_index_key(pk), &patient_aad(&vid, slot, commit), sealed)
-                            .map_err(|_| Error::Integrity { what: "checkpoint patient entry", offset })?;
-                        out.push((slot, body::decode(&pt, "checkpoint patient entry", offset)?));
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(Err(Error::Integrity { what: "checkpoint", offset }))).collect()
-    });
-    let mut cat = Catalog { frames: global.frames.into_iter().collect::<HashMap<_, _>>(), ..Default::default() };
-    let total: usize =
-        decoded.iter().map(|r| r.as_ref().map_or(0, |v| v.iter().map(|(_, d)| d.len()).sum::<usize>())).sum();
+    let commit = global.head.commit_number;
+    let gref = &global;
+    let work = |part: &[(u32, &[u8])]| -> Result<Decoded> {
+        let mut out = Decoded::default();
+        for &(slot, sealed) in part {
+            let pk = match ring.key(slot, offset) {
+                Ok(k) => k,
+                Err(Error::Erased) => continue,
+                Err(e) => return Err(e),
+            };
+            let pt = aead::open(&keys::patient_index_key(pk), &patient_aad(&vid, slot, commit), sealed)
+                .map_err(|_| Error::Integrity { what: "checkpoint patient entry", offset })?;
+            decode_patient(&pt, slot, gref, &mut out)
+                .ok_or(Error::Integrity { what: "checkpoint patient entry", offset })?;
+        }
+        Ok(out)
+    };
+    let decoded: Vec<Result<Decoded>> = if threads == 1 {
+        vec![work(&sealed_parts)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = sealed_parts.chunks(chunk).map(|part| scope.spawn(move || work(part))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(Err(bad("checkpoint")))).collect()
+        })
+    };
+    let decoded: Vec<Decoded> = decoded.into_iter().collect::<Result<_>>()?;
+    let mut cat = Catalog::default();
+    cat.frames = std::mem::take(&mut global.frames);
+    let total: usize = decoded.iter().map(|d| d.docs.len()).sum();
+    let patients: usize = decoded.iter().map(|d| d.patients.len()).sum();
     cat.docs.reserve(total);
-    let mut loaded = Vec::with_capacity(total);
-    for part in decoded {
-        for (slot, docs) in part? {
-            for d in docs {
-                let kind = Kind::new(&d.kind).map_err(|_| bad("checkpoint patient entry"))?;
-                let versions: Vec<VersionLoc> = d
-                    .versions
-                    .iter()
-                    .map(|&(v, off, up)| VersionLoc { version: v, offset: off, updated_us: up })
-                    .collect();
-                if versions.is_empty() {
-                    continue;
-                }
-                loaded.push((
-                    d.id,
-                    DocEntry {
-                        patient_slot: slot,
-                        kind,
-                        created_us: d.created_us,
-                        versions,
-                        labels: d.labels.into_iter().collect(),
-                        terms: d.terms,
-                        commit: d.commit,
-                    },
-                ));
+    cat.by_patient.reserve(patients);
+    let mut by_kind: Vec<Vec<DocumentId>> = vec![Vec::new(); global.kinds.len()];
+    for d in decoded {
+        for (slot, a, b) in &d.patients {
+            let ids: Vec<DocumentId> = d.docs[*a..*b].iter().map(|(id, _)| *id).collect();
+            if cat.by_patient.insert(*slot, ids).is_some() {
+                return Err(bad("checkpoint patient entry"));
+            }
+        }
+        for (k, mut ids) in d.by_kind.into_iter().enumerate() {
+            if let Some(all) = by_kind.get_mut(k) {
+                all.append(&mut ids);
+            }
+        }
+        for (id, e) in d.docs {
+            cat.versions += e.versions.len() as u64;
+            if cat.docs.insert(id, e).is_some() {
+                return Err(bad("checkpoint patient entry"));
             }
         }
     }
-    cat.bulk_load(loaded);
-    if seen != global.patients {
-        return Err(bad("checkpoint"));
+    for (k, ids) in global.kinds.iter().zip(by_kind) {
+        if !ids.is_empty() {
+            cat.by_kind.insert(k.clone(), ids);
+        }
     }
-    let head = LogHead {
-        end: global.end,
-        next_seq: global.next_seq,
-        commit_number: global.commit_number,
-        chain: global.chain,
-    };
-    Ok((cat, head))
+    Ok((cat, global.head))
 }
 
 impl Store {
