@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, OnceLock};
 
-use zeroize::Zeroize;
+use std::ops::Range;
+
+use zeroize::Zeroizing;
 
 use crate::format::body::{IndexKey, IndexTerm};
 use crate::format::frame::FrameType;
@@ -71,22 +73,30 @@ pub(crate) struct TermSchemas {
 /// when dropped.
 #[derive(Clone, Default)]
 pub struct Terms {
-    packed: Option<(Arc<TermSchemas>, Box<[u8]>)>,
+    packed: Option<Packed>,
     list: OnceLock<Vec<IndexTerm>>,
+}
+
+/// Packed terms: a range of a decrypted checkpoint entry (a zeroizing buffer shared
+/// by the documents of that entry) and the schemas their ids refer to.
+#[derive(Clone)]
+struct Packed {
+    schemas: Arc<TermSchemas>,
+    buf: Arc<Zeroizing<Vec<u8>>>,
+    start: u32,
+    end: u32,
+}
+
+impl Packed {
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(self.start as usize..self.end as usize).unwrap_or(&[])
+    }
 }
 
 impl std::fmt::Debug for Terms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Index values are PHI: only the shape.
         f.debug_struct("Terms").field("packed", &self.packed.is_some()).finish_non_exhaustive()
-    }
-}
-
-impl Drop for Terms {
-    fn drop(&mut self) {
-        if let Some((_, b)) = &mut self.packed {
-            b.zeroize();
-        }
     }
 }
 
@@ -97,9 +107,14 @@ impl From<Vec<IndexTerm>> for Terms {
 }
 
 impl Terms {
-    /// Packed terms (already validated by [`wire::check_terms`] against `schemas`).
-    pub(crate) fn packed(schemas: Arc<TermSchemas>, bytes: Box<[u8]>) -> Self {
-        Terms { packed: Some((schemas, bytes)), list: OnceLock::new() }
+    /// Packed terms `buf[range]` (already validated by [`wire::check_terms`] against
+    /// `schemas`).
+    pub(crate) fn packed(schemas: Arc<TermSchemas>, buf: Arc<Zeroizing<Vec<u8>>>, range: Range<usize>) -> Self {
+        let (start, end) = match (u32::try_from(range.start), u32::try_from(range.end)) {
+            (Ok(s), Ok(e)) if s <= e && range.end <= buf.len() => (s, e),
+            _ => (0, 0),
+        };
+        Terms { packed: Some(Packed { schemas, buf, start, end }), list: OnceLock::new() }
     }
 
     /// The terms (decoded on first use when packed).
@@ -110,10 +125,10 @@ impl Terms {
     /// The terms as a slice (decoded on first use when packed).
     pub fn as_slice(&self) -> &[IndexTerm] {
         self.list.get_or_init(|| match &self.packed {
-            Some((s, b)) => {
+            Some(p) => {
                 let mut out = Vec::new();
-                wire::each_term(b, |sid, key| {
-                    if let (Some((field, labels)), Some(key)) = (s.schemas.get(sid), wire::read_key(key)) {
+                wire::each_term(p.bytes(), |sid, key| {
+                    if let (Some((field, labels)), Some(key)) = (p.schemas.schemas.get(sid), wire::read_key(key)) {
                         out.push(IndexTerm { field: field.clone(), labels: labels.clone(), key });
                     }
                 });
@@ -126,7 +141,7 @@ impl Terms {
     /// The terms as stored: packed (with their schemas) or a plain list.
     pub(crate) fn raw(&self) -> RawTerms<'_> {
         match &self.packed {
-            Some((s, b)) => RawTerms::Packed(s, b),
+            Some(p) => RawTerms::Packed(&p.schemas, p.bytes()),
             None => RawTerms::List(self.as_slice()),
         }
     }
@@ -329,8 +344,8 @@ fn build_values(docs: &DocMap) -> Values {
     let mut values = Values::new();
     for (id, e) in docs {
         match &e.terms.packed {
-            Some((s, b)) => wire::each_term(b, |sid, key| {
-                if let Some((field, _)) = s.schemas.get(sid) {
+            Some(p) => wire::each_term(p.bytes(), |sid, key| {
+                if let Some((field, _)) = p.schemas.schemas.get(sid) {
                     groups.entry((field.as_str(), key)).or_default().push(*id);
                 }
             }),
@@ -677,13 +692,14 @@ mod tests {
         assert!(!wire::check_terms(&b[..b.len() - 1], 2));
         let id = DocumentId([7; 16]);
         let mut cat = Catalog::default();
+        let n = b.len();
         let e = DocEntry {
             patient_slot: 0,
             kind: Kind::new("Observation").unwrap(),
             created_us: 1,
             versions: vec![VersionLoc { version: 1, offset: 8192, updated_us: 1 }],
             labels: Arc::new(LabelSet::new()),
-            terms: Terms::packed(schemas, b.into_boxed_slice()),
+            terms: Terms::packed(schemas, Arc::new(Zeroizing::new(b)), 0..n),
             commit: 1,
         };
         cat.docs.insert(id, e);

@@ -128,9 +128,11 @@ impl<'a> Dicts<'a> {
 }
 
 /// Encodes one patient's documents (the plaintext of a patient entry, §12.3.2).
-fn encode_patient<'a>(cat: &'a Catalog, ids: &[DocumentId], d: &mut Dicts<'a>, out: &mut Vec<u8>) {
+/// Returns the number of documents encoded.
+fn encode_patient<'a>(cat: &'a Catalog, ids: &[DocumentId], d: &mut Dicts<'a>, out: &mut Vec<u8>) -> u64 {
     let docs: Vec<(&DocumentId, &'a DocEntry)> = ids.iter().filter_map(|id| cat.docs.get_key_value(id)).collect();
-    wire::put_uv(out, docs.len() as u64);
+    let n = docs.len() as u64;
+    wire::put_uv(out, n);
     let mut prev_created = 0i64;
     let mut terms = Vec::new();
     for (id, e) in docs {
@@ -153,6 +155,7 @@ fn encode_patient<'a>(cat: &'a Catalog, ids: &[DocumentId], d: &mut Dicts<'a>, o
         wire::put_bytes(out, &terms);
     }
     terms.zeroize();
+    n
 }
 
 /// Encodes the catalog as checkpoint frame payloads.
@@ -160,6 +163,7 @@ pub(crate) fn encode(keys: &KeyHierarchy, ring: &Keyring, cat: &Catalog, head: L
     let vid = keys.vault_id();
     let mut parts: Vec<Vec<u8>> = vec![vec![b'P', CHECKPOINT_VERSION]];
     let mut patients = 0u64;
+    let mut docs = 0u64;
     let mut slots: Vec<&u32> = cat.by_patient.keys().collect();
     slots.sort();
     let mut dicts = Dicts::default();
@@ -167,7 +171,7 @@ pub(crate) fn encode(keys: &KeyHierarchy, ring: &Keyring, cat: &Catalog, head: L
     for slot in slots {
         let Ok(pk) = ring.key(*slot, 0) else { continue };
         pt.clear();
-        encode_patient(cat, &cat.by_patient[slot], &mut dicts, &mut pt);
+        docs += encode_patient(cat, &cat.by_patient[slot], &mut dicts, &mut pt);
         let mut sealed = Vec::new();
         aead::seal(&keys::patient_index_key(pk), &patient_aad(&vid, *slot, head.commit_number), &pt, &mut sealed);
         let last = parts.last_mut().map(|p| p.len()).unwrap_or(0);
@@ -201,6 +205,7 @@ pub(crate) fn encode(keys: &KeyHierarchy, ring: &Keyring, cat: &Catalog, head: L
     }
     wire::put_uv(&mut g, patients);
     wire::put_uv(&mut g, parts.len() as u64);
+    wire::put_uv(&mut g, docs);
     wire::put_uv(&mut g, dicts.kinds.len() as u64);
     for k in &dicts.kinds {
         wire::put_bytes(&mut g, k.as_bytes());
@@ -230,9 +235,27 @@ struct Global {
     frames: HashMap<u8, Vec<u64>>,
     patients: u64,
     parts: u64,
+    docs: u64,
+    dict: Dict,
+}
+
+/// The dictionaries of a checkpoint, as a loader uses them.
+struct Dict {
     kinds: Vec<Kind>,
     labelsets: Vec<Arc<LabelSet>>,
     schemas: Arc<TermSchemas>,
+}
+
+impl Dict {
+    /// A copy sharing nothing with `self`, so that loader threads do not contend on
+    /// the same reference counts.
+    fn deep_clone(&self) -> Dict {
+        Dict {
+            kinds: self.kinds.iter().map(|k| Kind::new(k.as_str()).unwrap_or_else(|_| k.clone())).collect(),
+            labelsets: self.labelsets.iter().map(|l| Arc::new((**l).clone())).collect(),
+            schemas: Arc::new(TermSchemas { schemas: self.schemas.schemas.clone() }),
+        }
+    }
 }
 
 fn decode_global(b: &[u8]) -> Option<Global> {
@@ -260,6 +283,7 @@ fn decode_global(b: &[u8]) -> Option<Global> {
     }
     let patients = r.uv()?;
     let parts = r.uv()?;
+    let docs = r.uv()?;
     let n = r.usize()?;
     let mut kinds = Vec::with_capacity(n.min(r.remaining()));
     for _ in 0..n {
@@ -290,9 +314,12 @@ fn decode_global(b: &[u8]) -> Option<Global> {
         frames,
         patients,
         parts,
-        kinds,
-        labelsets: sets.into_iter().map(|s| Arc::new(s.into_iter().collect())).collect(),
-        schemas: Arc::new(TermSchemas { schemas }),
+        docs,
+        dict: Dict {
+            kinds,
+            labelsets: sets.into_iter().map(|s| Arc::new(s.into_iter().collect())).collect(),
+            schemas: Arc::new(TermSchemas { schemas }),
+        },
     })
 }
 
@@ -306,7 +333,8 @@ struct Decoded {
 }
 
 /// Decodes one patient entry's plaintext into `out`.
-fn decode_patient(pt: &[u8], slot: u32, g: &Global, out: &mut Decoded) -> Option<()> {
+fn decode_patient(buf: &Arc<Zeroizing<Vec<u8>>>, slot: u32, g: &Dict, out: &mut Decoded) -> Option<()> {
+    let pt: &[u8] = buf;
     let mut r = Reader::new(pt);
     let n = r.usize()?;
     // A document takes at least 22 bytes.
@@ -337,14 +365,16 @@ fn decode_patient(pt: &[u8], slot: u32, g: &Global, out: &mut Decoded) -> Option
             prev = updated_us;
             versions.push(VersionLoc { version, offset, updated_us });
         }
-        let tb = r.bytes()?;
+        let n = r.usize()?;
+        let at = r.pos();
+        let tb = r.take(n)?;
         if !wire::check_terms(tb, nschemas) {
             return None;
         }
         if versions.is_empty() {
             continue;
         }
-        let terms = Terms::packed(g.schemas.clone(), tb.into());
+        let terms = Terms::packed(g.schemas.clone(), buf.clone(), at..at + n);
         if out.by_kind.len() <= kind_id {
             out.by_kind.resize_with(kind_id + 1, Vec::new);
         }
@@ -356,6 +386,11 @@ fn decode_patient(pt: &[u8], slot: u32, g: &Global, out: &mut Decoded) -> Option
     }
     out.patients.push((slot, start, out.docs.len()));
     Some(())
+}
+
+/// Number of entries whose patient was erased (their keyring record is destroyed).
+fn erased_entries(ring: &Keyring, entries: &[(u32, &[u8])]) -> usize {
+    entries.iter().filter(|(slot, _)| matches!(ring.key(*slot, 0), Err(Error::Erased))).count()
 }
 
 /// Loads the checkpoint at `offset`: the catalog it holds and the log head to resume
@@ -376,6 +411,7 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
         *pos += h.total();
         Ok(copy)
     };
+    let __t = std::time::Instant::now(); let __tr = std::env::var_os("CV_TRACE").is_some();
     let vid = keys.vault_id();
     let gframe = next(&mut pos)?;
     let g = &gframe[FRAME_HEADER..];
@@ -415,16 +451,15 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             sealed_parts.push((slot, sealed));
         }
     }
+    if __tr { eprintln!("frames+global {:?}", __t.elapsed()); }
     if sealed_parts.len() as u64 != global.patients {
         return Err(bad("checkpoint"));
     }
-    // Decrypt and decode on every core.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-    let threads = threads.min(sealed_parts.len().div_ceil(64)).max(1);
-    let chunk = sealed_parts.len().div_ceil(threads).max(1);
+    // Decrypt and decode on every core, in batches of patients small enough to stay
+    // in cache: this thread decodes the first share and merges every batch into the
+    // catalog as it comes; the others decode the rest and send their batches here.
     let commit = global.head.commit_number;
-    let gref = &global;
-    let work = |part: &[(u32, &[u8])]| -> Result<Decoded> {
+    let decode = |part: &[(u32, &[u8])], dict: &Dict| -> Result<Decoded> {
         let mut out = Decoded::default();
         for &(slot, sealed) in part {
             let pk = match ring.key(slot, offset) {
@@ -434,30 +469,20 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             };
             let pt = aead::open(&keys::patient_index_key(pk), &patient_aad(&vid, slot, commit), sealed)
                 .map_err(|_| Error::Integrity { what: "checkpoint patient entry", offset })?;
-            decode_patient(&pt, slot, gref, &mut out)
+            decode_patient(&Arc::new(pt), slot, dict, &mut out)
                 .ok_or(Error::Integrity { what: "checkpoint patient entry", offset })?;
         }
         Ok(out)
     };
-    let decoded: Vec<Result<Decoded>> = if threads == 1 {
-        vec![work(&sealed_parts)]
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = sealed_parts.chunks(chunk).map(|part| scope.spawn(move || work(part))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or(Err(bad("checkpoint")))).collect()
-        })
-    };
-    let decoded: Vec<Decoded> = decoded.into_iter().collect::<Result<_>>()?;
     let mut cat = Catalog::default();
     cat.frames = std::mem::take(&mut global.frames);
-    let total: usize = decoded.iter().map(|d| d.docs.len()).sum();
-    let patients: usize = decoded.iter().map(|d| d.patients.len()).sum();
-    cat.docs.reserve(total);
-    cat.by_patient.reserve(patients);
-    let mut by_kind: Vec<Vec<DocumentId>> = vec![Vec::new(); global.kinds.len()];
-    for d in decoded {
+    let sealed_bytes: usize = sealed_parts.iter().map(|(_, s)| s.len()).sum();
+    cat.docs.reserve(usize::try_from(global.docs).unwrap_or(0).min(sealed_bytes / 22));
+    cat.by_patient.reserve(sealed_parts.len());
+    let mut by_kind: Vec<Vec<DocumentId>> = vec![Vec::new(); global.dict.kinds.len()];
+    let mut merge = |d: Decoded| -> Result<()> {
         for (slot, a, b) in &d.patients {
-            let ids: Vec<DocumentId> = d.docs[*a..*b].iter().map(|(id, _)| *id).collect();
+            let ids: Vec<DocumentId> = d.docs.get(*a..*b).unwrap_or(&[]).iter().map(|(id, _)| *id).collect();
             if cat.by_patient.insert(*slot, ids).is_some() {
                 return Err(bad("checkpoint patient entry"));
             }
@@ -473,12 +498,71 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
                 return Err(bad("checkpoint patient entry"));
             }
         }
+        Ok(())
+    };
+    const BATCH: usize = 64;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let dict = &global.dict;
+    if threads == 1 || sealed_parts.len() < 4 * BATCH {
+        for part in sealed_parts.chunks(BATCH) {
+            merge(decode(part, dict)?)?;
+        }
+    } else {
+        // This thread also merges, so it takes a smaller share.
+        let mine = sealed_parts.len() * 3 / (10 * (threads - 1) + 3);
+        let (first, rest) = sealed_parts.split_at(mine);
+        let per = rest.len().div_ceil(threads - 1).max(1);
+        let decode = &decode;
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded>>(16);
+            let mut handles = Vec::new();
+            for share in rest.chunks(per) {
+                let tx = tx.clone();
+                handles.push(scope.spawn(move || {
+                    let own = dict.deep_clone();
+                    for part in share.chunks(BATCH) {
+                        let r = decode(part, &own);
+                        let failed = r.is_err();
+                        if tx.send(r).is_err() || failed {
+                            return;
+                        }
+                    }
+                }));
+            }
+            drop(tx);
+            let mut mine = || -> Result<()> {
+                for part in first.chunks(BATCH) {
+                    merge(decode(part, dict)?)?;
+                }
+                // Ends when every sender is done (a panicked thread drops its sender
+                // too: the count check below catches what it did not send).
+                for r in rx.iter() {
+                    merge(r?)?;
+                }
+                Ok(())
+            };
+            let r = mine();
+            // Dropping the receiver first lets a blocked sender finish; joining every
+            // thread keeps a panic in one from propagating out of the scope.
+            drop(rx);
+            let joined = handles.into_iter().fold(true, |ok, h| h.join().is_ok() && ok);
+            r?;
+            if !joined {
+                return Err(bad("checkpoint"));
+            }
+            Ok(())
+        })?;
     }
-    for (k, ids) in global.kinds.iter().zip(by_kind) {
+    drop(merge);
+    if cat.by_patient.len() + erased_entries(ring, &sealed_parts) != sealed_parts.len() {
+        return Err(bad("checkpoint"));
+    }
+    for (k, ids) in global.dict.kinds.iter().zip(by_kind) {
         if !ids.is_empty() {
             cat.by_kind.insert(k.clone(), ids);
         }
     }
+    if __tr { eprintln!("merged {:?}", __t.elapsed()); }
     Ok((cat, global.head))
 }
 
