@@ -411,7 +411,8 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
         *pos += h.total();
         Ok(copy)
     };
-    let __t = std::time::Instant::now(); let __tr = std::env::var_os("CV_TRACE").is_some();
+    let __t = std::time::Instant::now();
+    let __tr = std::env::var_os("CV_TRACE").is_some();
     let vid = keys.vault_id();
     let gframe = next(&mut pos)?;
     let g = &gframe[FRAME_HEADER..];
@@ -451,7 +452,9 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             sealed_parts.push((slot, sealed));
         }
     }
-    if __tr { eprintln!("frames+global {:?}", __t.elapsed()); }
+    if __tr {
+        eprintln!("frames+global {:?}", __t.elapsed());
+    }
     if sealed_parts.len() as u64 != global.patients {
         return Err(bad("checkpoint"));
     }
@@ -562,7 +565,9 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             cat.by_kind.insert(k.clone(), ids);
         }
     }
-    if __tr { eprintln!("merged {:?}", __t.elapsed()); }
+    if __tr {
+        eprintln!("merged {:?}", __t.elapsed());
+    }
     Ok((cat, global.head))
 }
 
