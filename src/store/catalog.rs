@@ -210,8 +210,150 @@ impl Hasher for IdHasher {
     }
 }
 
-/// Document id -> entry.
-pub type DocMap = HashMap<DocumentId, DocEntry, IdHashState>;
+/// Document id -> entry: the entries in segments (vectors that are never merged:
+/// a checkpoint loader hands over the batches its threads decoded as they are) and a
+/// small map from id to (segment, position). Lookups, iteration and updates work as
+/// on a `HashMap<DocumentId, DocEntry>`; iteration order is unspecified.
+#[derive(Debug, Clone, Default)]
+pub struct DocMap {
+    index: HashMap<DocumentId, (u32, u32), IdHashState>,
+    segments: Vec<Vec<(DocumentId, DocEntry)>>,
+}
+
+/// Largest segment that [`DocMap::insert`] appends to (adopted segments may be larger).
+const SEGMENT: usize = 1 << 16;
+
+impl DocMap {
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether there are no documents.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Reserves room in the id map for `n` more documents.
+    pub fn reserve(&mut self, n: usize) {
+        self.index.reserve(n);
+    }
+
+    fn at(&self, (s, i): (u32, u32)) -> Option<&(DocumentId, DocEntry)> {
+        self.segments.get(s as usize)?.get(i as usize)
+    }
+
+    /// The entry of `id`.
+    pub fn get(&self, id: &DocumentId) -> Option<&DocEntry> {
+        self.index.get(id).and_then(|&at| self.at(at)).map(|(_, e)| e)
+    }
+
+    /// The entry of `id`, with the id.
+    pub fn get_key_value(&self, id: &DocumentId) -> Option<(&DocumentId, &DocEntry)> {
+        self.index.get(id).and_then(|&at| self.at(at)).map(|(k, e)| (k, e))
+    }
+
+    /// The entry of `id`, mutably.
+    pub fn get_mut(&mut self, id: &DocumentId) -> Option<&mut DocEntry> {
+        let &(s, i) = self.index.get(id)?;
+        self.segments.get_mut(s as usize)?.get_mut(i as usize).map(|(_, e)| e)
+    }
+
+    /// Whether `id` has an entry.
+    pub fn contains_key(&self, id: &DocumentId) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// Inserts or replaces the entry of `id`; returns the one it replaced.
+    pub fn insert(&mut self, id: DocumentId, e: DocEntry) -> Option<DocEntry> {
+        if let Some(old) = self.get_mut(&id) {
+            return Some(std::mem::replace(old, e));
+        }
+        let s = match self.segments.last() {
+            Some(l) if l.len() < SEGMENT => self.segments.len() - 1,
+            _ => {
+                self.segments.push(Vec::new());
+                self.segments.len() - 1
+            }
+        };
+        let seg = &mut self.segments[s];
+        self.index.insert(id, (s as u32, seg.len() as u32));
+        seg.push((id, e));
+        None
+    }
+
+    /// Adopts a batch of new entries as one segment. Fails (and changes nothing) if an
+    /// id is already present or appears twice, or the batch is too large.
+    pub(crate) fn adopt(&mut self, batch: Vec<(DocumentId, DocEntry)>) -> std::result::Result<(), ()> {
+        let s = u32::try_from(self.segments.len()).map_err(|_| ())?;
+        if u32::try_from(batch.len()).is_err() {
+            return Err(());
+        }
+        for (i, (id, _)) in batch.iter().enumerate() {
+            if self.index.insert(*id, (s, i as u32)).is_some() {
+                // Undo this batch's ids (a duplicate inside it included).
+                for (id, _) in &batch[..=i] {
+                    if self.index.get(id).is_some_and(|&(x, _)| x == s) {
+                        self.index.remove(id);
+                    }
+                }
+                return Err(());
+            }
+        }
+        self.segments.push(batch);
+        Ok(())
+    }
+
+    /// Removes the entry of `id`.
+    pub fn remove(&mut self, id: &DocumentId) -> Option<DocEntry> {
+        let (s, i) = self.index.remove(id)?;
+        let seg = self.segments.get_mut(s as usize)?;
+        if i as usize >= seg.len() {
+            return None;
+        }
+        let (_, e) = seg.swap_remove(i as usize);
+        if let Some((moved, _)) = seg.get(i as usize)
+            && let Some(at) = self.index.get_mut(moved)
+        {
+            *at = (s, i);
+        }
+        Some(e)
+    }
+
+    /// Every (id, entry).
+    pub fn iter(&self) -> impl Iterator<Item = (&DocumentId, &DocEntry)> + '_ {
+        self.segments.iter().flatten().map(|(k, e)| (k, e))
+    }
+
+    /// Every id.
+    pub fn keys(&self) -> impl Iterator<Item = &DocumentId> + '_ {
+        self.segments.iter().flatten().map(|(k, _)| k)
+    }
+
+    /// Every entry.
+    pub fn values(&self) -> impl Iterator<Item = &DocEntry> + '_ {
+        self.segments.iter().flatten().map(|(_, e)| e)
+    }
+}
+
+impl std::ops::Index<&DocumentId> for DocMap {
+    type Output = DocEntry;
+    /// Like `HashMap`'s: panics if `id` has no entry.
+    fn index(&self, id: &DocumentId) -> &DocEntry {
+        match self.get(id) {
+            Some(e) => e,
+            None => panic!("no catalog entry for document {id}"),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a DocMap {
+    type Item = (&'a DocumentId, &'a DocEntry);
+    type IntoIter = Box<dyn Iterator<Item = (&'a DocumentId, &'a DocEntry)> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
 
 /// Field -> value -> documents (latest versions only; unordered posting lists).
 pub type Values = HashMap<String, BTreeMap<IndexKey, Vec<DocumentId>>>;

@@ -411,8 +411,6 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
         *pos += h.total();
         Ok(copy)
     };
-    let __t = std::time::Instant::now();
-    let __tr = std::env::var_os("CV_TRACE").is_some();
     let vid = keys.vault_id();
     let gframe = next(&mut pos)?;
     let g = &gframe[FRAME_HEADER..];
@@ -451,9 +449,6 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             i += 8 + len;
             sealed_parts.push((slot, sealed));
         }
-    }
-    if __tr {
-        eprintln!("frames+global {:?}", __t.elapsed());
     }
     if sealed_parts.len() as u64 != global.patients {
         return Err(bad("checkpoint"));
@@ -495,13 +490,8 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
                 all.append(&mut ids);
             }
         }
-        for (id, e) in d.docs {
-            cat.versions += e.versions.len() as u64;
-            if cat.docs.insert(id, e).is_some() {
-                return Err(bad("checkpoint patient entry"));
-            }
-        }
-        Ok(())
+        cat.versions += d.docs.iter().map(|(_, e)| e.versions.len() as u64).sum::<u64>();
+        cat.docs.adopt(d.docs).map_err(|_| bad("checkpoint patient entry"))
     };
     const BATCH: usize = 64;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
@@ -511,20 +501,27 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             merge(decode(part, dict)?)?;
         }
     } else {
-        // This thread also merges, so it takes a smaller share.
-        let mine = sealed_parts.len() * 3 / (10 * (threads - 1) + 3);
-        let (first, rest) = sealed_parts.split_at(mine);
-        let per = rest.len().div_ceil(threads - 1).max(1);
+        // Batches are taken from a shared counter, so a thread slowed down by other
+        // load on the machine takes fewer; this thread merges whatever is ready before
+        // taking another batch, and waits only when no batch is left.
+        let batches: Vec<&[(u32, &[u8])]> = sealed_parts.chunks(BATCH).collect();
+        let batches = &batches;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let next = &next;
+        let take = move || batches.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)).copied();
         let decode = &decode;
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded>>(16);
             let mut handles = Vec::new();
-            for share in rest.chunks(per) {
+            for _ in 1..threads {
                 let tx = tx.clone();
                 handles.push(scope.spawn(move || {
                     let own = dict.deep_clone();
-                    for part in share.chunks(BATCH) {
-                        let r = decode(part, &own);
+                    while let Some(part) = take() {
+                        let r = decode(part, &own).map(|mut d| {
+                            d.docs.shrink_to_fit();
+                            d
+                        });
                         let failed = r.is_err();
                         if tx.send(r).is_err() || failed {
                             return;
@@ -534,7 +531,10 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             }
             drop(tx);
             let mut mine = || -> Result<()> {
-                for part in first.chunks(BATCH) {
+                while let Some(part) = take() {
+                    while let Ok(r) = rx.try_recv() {
+                        merge(r?)?;
+                    }
                     merge(decode(part, dict)?)?;
                 }
                 // Ends when every sender is done (a panicked thread drops its sender
@@ -564,9 +564,6 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
         if !ids.is_empty() {
             cat.by_kind.insert(k.clone(), ids);
         }
-    }
-    if __tr {
-        eprintln!("merged {:?}", __t.elapsed());
     }
     Ok((cat, global.head))
 }
