@@ -548,7 +548,10 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             // Dropping the receiver first lets a blocked sender finish; joining every
             // thread keeps a panic in one from propagating out of the scope.
             drop(rx);
-            let joined = handles.into_iter().fold(true, |ok, h| h.join().is_ok() && ok);
+            let mut joined = true;
+            for h in handles {
+                joined &= h.join().is_ok();
+            }
             r?;
             if !joined {
                 return Err(bad("checkpoint"));
@@ -556,7 +559,6 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             Ok(())
         })?;
     }
-    drop(merge);
     if cat.by_patient.len() + erased_entries(ring, &sealed_parts) != sealed_parts.len() {
         return Err(bad("checkpoint"));
     }
