@@ -612,3 +612,124 @@ impl Store {
         Ok(off)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::body::IndexKey;
+
+    fn global_plaintext() -> Vec<u8> {
+        let mut g = Vec::new();
+        g.extend_from_slice(&8192u64.to_le_bytes());
+        g.extend_from_slice(&7u64.to_le_bytes());
+        g.extend_from_slice(&3u64.to_le_bytes());
+        g.extend_from_slice(&[9; 32]);
+        wire::put_uv(&mut g, 1);
+        g.push(FrameType::Audit as u8);
+        wire::put_uv(&mut g, 2);
+        wire::put_iv(&mut g, 8192);
+        wire::put_iv(&mut g, 100);
+        for n in [1u64, 1, 2] {
+            wire::put_uv(&mut g, n); // patients, parts, docs
+        }
+        wire::put_uv(&mut g, 1);
+        wire::put_bytes(&mut g, b"Observation");
+        wire::put_uv(&mut g, 1);
+        wire::put_uv(&mut g, 2);
+        wire::put_bytes(&mut g, b"hiv-sti");
+        wire::put_bytes(&mut g, b"normal");
+        wire::put_uv(&mut g, 1);
+        wire::put_bytes(&mut g, b"code");
+        wire::put_uv(&mut g, 0);
+        g
+    }
+
+    fn patient_plaintext() -> Vec<u8> {
+        let mut p = Vec::new();
+        wire::put_uv(&mut p, 2);
+        for d in 0..2u8 {
+            p.extend_from_slice(&[d; 16]);
+            wire::put_uv(&mut p, 0);
+            wire::put_uv(&mut p, 0);
+            wire::put_iv(&mut p, 1_700_000_000_000_000);
+            wire::put_uv(&mut p, 5);
+            wire::put_uv(&mut p, 2);
+            for v in 1..=2u64 {
+                wire::put_uv(&mut p, v);
+                wire::put_uv(&mut p, 8192 + 1000 * v);
+                wire::put_iv(&mut p, 10);
+            }
+            let mut t = Vec::new();
+            wire::put_uv(&mut t, 0);
+            wire::put_key(&mut t, &IndexKey::Code("loinc".into(), "4548-4".into()));
+            wire::put_bytes(&mut p, &t);
+        }
+        p
+    }
+
+    fn decode_all(g: &[u8], p: &[u8]) -> Option<usize> {
+        let g = decode_global(g)?;
+        let mut out = Decoded::default();
+        decode_patient(&Arc::new(Zeroizing::new(p.to_vec())), 4, &g.dict, &mut out)?;
+        // Packed terms decode (and index) without panicking either.
+        for (_, e) in &out.docs {
+            let _ = e.terms.as_slice();
+        }
+        Some(out.docs.len())
+    }
+
+    #[test]
+    fn decodes_a_hand_built_checkpoint() {
+        let g = decode_global(&global_plaintext()).unwrap();
+        assert_eq!(g.head.end, 8192);
+        assert_eq!(g.frames[&(FrameType::Audit as u8)], vec![8192, 8292]);
+        let mut out = Decoded::default();
+        decode_patient(&Arc::new(Zeroizing::new(patient_plaintext())), 4, &g.dict, &mut out).unwrap();
+        assert_eq!(out.docs.len(), 2);
+        let e = &out.docs[1].1;
+        assert_eq!((e.patient_slot, e.commit, e.versions.len()), (4, 5, 2));
+        assert_eq!(e.versions[1], VersionLoc { version: 2, offset: 10192, updated_us: 3_400_000_000_000_020 });
+        assert_eq!(e.labels.len(), 2);
+        assert_eq!(e.terms.as_slice()[0].key, IndexKey::Code("loinc".into(), "4548-4".into()));
+        assert_eq!(e.terms.as_slice()[0].labels, vec![Label::hiv_sti(), Label::normal()]);
+    }
+
+    #[test]
+    fn damaged_plaintexts_are_rejected_without_panicking() {
+        let (g, p) = (global_plaintext(), patient_plaintext());
+        assert_eq!(decode_all(&g, &p), Some(2));
+        for n in 0..g.len() {
+            assert!(decode_global(&g[..n]).is_none(), "global cut at {n}");
+        }
+        for n in 0..p.len() {
+            assert!(decode_all(&g, &p[..n]).is_none(), "entry cut at {n}");
+        }
+        for i in 0..g.len().max(p.len()) {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut g2 = g.clone();
+                if let Some(b) = g2.get_mut(i) {
+                    *b ^= x;
+                }
+                let mut p2 = p.clone();
+                if let Some(b) = p2.get_mut(i) {
+                    *b ^= x;
+                }
+                let _ = decode_all(&g2, &p);
+                let _ = decode_all(&g, &p2);
+            }
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..300 {
+            let junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = decode_global(&junk);
+            let _ = decode_all(&g, &junk);
+        }
+    }
+}
