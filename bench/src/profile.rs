@@ -184,10 +184,9 @@ fn sizes(path: &Path, docs: u64) -> Res<()> {
             && let Some(rec) = chartvault::store::record::parse(&bytes[pos + FRAME_HEADER..pos + total])
         {
             parts[1] += rec.envelope.len() as u64;
-            parts[2] += rec.index.len() as u64;
             parts[3] += rec.groups.iter().map(|g| g.len() as u64).sum::<u64>();
             groups += rec.groups.len() as u64;
-            parts[0] += 16 + 4 + 4 + 4 + 2 + 4 * rec.groups.len() as u64 + FRAME_HEADER as u64;
+            parts[0] += 16 + 4 + 4 + 2 + 4 * rec.groups.len() as u64 + FRAME_HEADER as u64;
         }
         pos += total;
     }
@@ -197,7 +196,7 @@ fn sizes(path: &Path, docs: u64) -> Res<()> {
     }
     let recs = by_type.get("Record").map(|x| x.0).unwrap_or(1).max(1) as f64;
     println!(
-        "per record: framing+ids {:.0}, envelope {:.0}, index terms {:.0}, label groups {:.0} ({:.1} groups)",
+        "per record: framing+ids {:.0}, envelope {:.0}, (index terms: not stored) {:.0}, label groups {:.0} ({:.1} groups)",
         parts[0] as f64 / recs,
         parts[1] as f64 / recs,
         parts[2] as f64 / recs,

@@ -117,7 +117,7 @@ pub fn frame_codec(data: &[u8]) {
     // Record payloads: parse only accepts exact lengths, so a parse re-encodes exactly.
     if let Some(r) = record::parse(data) {
         let groups: Vec<Vec<u8>> = r.groups.iter().map(|g| g.to_vec()).collect();
-        let enc = record::encode(&r.id, r.version, r.envelope, r.index, &groups);
+        let enc = record::encode(&r.id, r.version, r.envelope, &groups);
         assert_eq!(enc, data, "record does not re-encode to its bytes");
     }
 

@@ -15,7 +15,7 @@
 //!    emergency);
 //! 5. anything else is denied.
 
-use super::{Operation, PatientRules, Policy, Principal, Purpose};
+use super::{Grant, Operation, PatientRules, Policy, Principal, Purpose};
 use crate::model::{DocumentId, Label};
 
 /// An active emergency-access grant of a session.
@@ -90,17 +90,25 @@ impl Pdp<'_> {
 
     /// Decides `req` for content carrying `labels` (empty for non-clinical operations).
     pub fn decide(&self, req: &Request<'_>, labels: &[Label]) -> Decision {
+        self.prepare(req).decide(labels)
+    }
+
+    /// Does the label-independent part of a decision for `req` once (grant selection,
+    /// care relationship, break-glass), so that deciding each label group of a document
+    /// costs only the label checks. `prepare(req).decide(labels)` is `decide(req, labels)`.
+    pub fn prepare<'r>(&'r self, req: &'r Request<'r>) -> Prepared<'r> {
         let pr = self.principal;
         let bg = self.active_break_glass(req.patient);
         let purpose = if bg { Purpose::EmergencyTreat } else { pr.purpose };
-        if pr.purpose == Purpose::EmergencyTreat && !bg {
-            return Decision::Deny(
-                "emergency access (ETREAT) needs an active break-glass request for this patient".into(),
-            );
-        }
         let own = matches!((req.patient, &pr.patient_id), (Some(p), Some(me)) if p == me);
         let cares = req.patient.is_some_and(|p| pr.cares_for(p));
-        let grants: Vec<_> = self
+        let mut prepared = Prepared { pdp: self, req, bg, purpose, own, cares, grants: Vec::new(), denied: None };
+        if pr.purpose == Purpose::EmergencyTreat && !bg {
+            prepared.denied =
+                Some("emergency access (ETREAT) needs an active break-glass request for this patient".into());
+            return prepared;
+        }
+        let grants: Vec<&Grant> = self
             .policy
             .grants
             .iter()
@@ -116,25 +124,52 @@ impl Pdp<'_> {
             })
             .collect();
         if grants.is_empty() {
-            return Decision::Deny(format!(
+            prepared.denied = Some(format!(
                 "no grant lets role {} with purpose {} {}{}",
                 pr.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("/"),
                 purpose,
                 req.op.name(),
                 req.kind.map(|k| format!(" {k} documents")).unwrap_or_default()
             ));
+            return prepared;
         }
-        let grants: Vec<_> =
+        prepared.grants =
             grants.into_iter().filter(|g| !g.care_team || cares || bg).filter(|g| !g.own_records || own).collect();
-        if grants.is_empty() {
-            return Decision::Deny("this needs a care relationship with the patient (or break-glass), or is limited to the patient's own records".into());
+        if prepared.grants.is_empty() {
+            prepared.denied = Some("this needs a care relationship with the patient (or break-glass), or is limited to the patient's own records".into());
         }
+        prepared
+    }
+}
+
+/// The label-independent part of a decision, from [`Pdp::prepare`].
+#[derive(Debug)]
+pub struct Prepared<'r> {
+    pdp: &'r Pdp<'r>,
+    req: &'r Request<'r>,
+    bg: bool,
+    purpose: Purpose,
+    own: bool,
+    cares: bool,
+    grants: Vec<&'r Grant>,
+    denied: Option<String>,
+}
+
+impl Prepared<'_> {
+    /// Decides the prepared request for content carrying `labels`.
+    pub fn decide(&self, labels: &[Label]) -> Decision {
+        if let Some(r) = &self.denied {
+            return Decision::Deny(r.clone());
+        }
+        let (pr, req, bg, own, cares, purpose) =
+            (self.pdp.principal, self.req, self.bg, self.own, self.cares, self.purpose);
+        let grants = &self.grants;
         for l in labels {
             if !grants.iter().any(|g| g.labels.contains(l)) {
                 return Decision::Deny(format!("label {l} is not granted to this role and purpose"));
             }
         }
-        if let Some(rules) = self.rules {
+        if let Some(rules) = self.pdp.rules {
             if rules.vip && !(cares || bg || own) {
                 return Decision::Deny(
                     "confidential (VIP) patient: access needs a care relationship or break-glass".into(),
@@ -162,8 +197,8 @@ impl Pdp<'_> {
         // Part 2 restricts use and disclosure; recording a new record is not a disclosure.
         let discloses = !matches!(req.op, Operation::Create);
         if discloses && labels.contains(&Label::substance_use()) && !own && !bg {
-            let now_s = self.now_us / 1_000_000;
-            let consented = self.rules.is_some_and(|r| {
+            let now_s = self.pdp.now_us / 1_000_000;
+            let consented = self.pdp.rules.is_some_and(|r| {
                 r.part2_consents.iter().any(|c| {
                     (c.organization == "*" || c.organization == pr.organization)
                         && c.purposes.contains(&purpose)

@@ -71,6 +71,25 @@ pub fn open(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<
     Ok(buf)
 }
 
+/// Opens a blob made by [`seal`] in place: `sealed` is `nonce || ct || tag`, and on
+/// success the plaintext overwrites the ciphertext and is returned as a sub-slice. On
+/// failure the buffer holds unauthenticated bytes and must not be used. The caller owns
+/// the buffer, so it decides how it is wiped (a `Zeroizing` buffer, typically).
+pub fn open_in_place<'b>(key: &SecretKey, aad: &[u8], sealed: &'b mut [u8]) -> Result<&'b [u8], OpenError> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(OpenError);
+    }
+    let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+    let split = rest.len() - TAG_LEN;
+    let (ct, tag) = rest.split_at_mut(split);
+    let nonce: [u8; NONCE_LEN] = (&*nonce).try_into().map_err(|_| OpenError)?;
+    let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| OpenError)?;
+    cipher(key)
+        .decrypt_inout_detached(&XNonce::from(nonce), aad, (&mut ct[..]).into(), &tag.into())
+        .map_err(|_| OpenError)?;
+    Ok(&sealed[NONCE_LEN..NONCE_LEN + split])
+}
+
 /// Builds an AAD from a domain string and length-prefixed parts.
 pub fn aad(domain: &str, parts: &[&[u8]]) -> Vec<u8> {
     let mut v = Vec::with_capacity(64);
@@ -101,6 +120,12 @@ mod tests {
         }
         assert!(open(&SecretKey::random(), b"a", &s).is_err());
         assert!(open(&k, b"a", &s[..10]).is_err());
+        let mut inplace = s.clone();
+        assert_eq!(open_in_place(&k, b"a", &mut inplace).unwrap(), b"hello world");
+        let mut bad = s.clone();
+        bad[30] ^= 1;
+        assert!(open_in_place(&k, b"a", &mut bad).is_err());
+        assert!(open_in_place(&k, b"a", &mut [0u8; 39]).is_err());
     }
 
     fn unhex(s: &str) -> Vec<u8> {

@@ -17,6 +17,7 @@
 //! purpose, so no two purposes ever share a key.
 
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use rand::Rng;
 use subtle::ConstantTimeEq;
@@ -117,6 +118,43 @@ pub struct KeyHierarchy {
     pub system: SecretKey,
     /// Seals the global part of index checkpoints.
     pub index: SecretKey,
+    /// Label keys derived so far, by (label, generation): every read and write needs
+    /// them, and a derivation costs a few BLAKE3 compressions. Shared by clones.
+    label_cache: Arc<RwLock<Vec<(String, u32, SecretKey)>>>,
+    /// Group keys derived so far, by (patient slot, label set): see [`GroupKeyCache`].
+    group_cache: Arc<RwLock<GroupKeyCache>>,
+}
+
+/// Group keys by (patient slot, interned label set). The table is allocated once at
+/// its full size and emptied (keys wiped on drop) when full, so it never reallocates
+/// and never leaves key bytes in freed memory. [`KeyHierarchy::forget_patient`]
+/// removes a patient's entries when its key is destroyed.
+struct GroupKeyCache {
+    sets: Vec<Vec<(String, u32)>>,
+    keys: std::collections::HashMap<(u32, u32), SecretKey>,
+    /// Slots whose patient key was destroyed: never cached again (a read that began
+    /// before the erasure must not put a key back).
+    forgotten: std::collections::BTreeSet<u32>,
+}
+
+/// Entries the group-key cache holds before it is emptied.
+const GROUP_CACHE_ENTRIES: usize = 16 * 1024;
+
+impl GroupKeyCache {
+    fn new() -> Self {
+        GroupKeyCache {
+            sets: Vec::new(),
+            keys: std::collections::HashMap::with_capacity(GROUP_CACHE_ENTRIES),
+            forgotten: std::collections::BTreeSet::new(),
+        }
+    }
+
+    fn set_id(&self, wanted: &[(&str, u32)]) -> Option<u32> {
+        self.sets
+            .iter()
+            .position(|s| s.len() == wanted.len() && s.iter().zip(wanted).all(|((a, g), (b, h))| a == b && g == h))
+            .map(|i| i as u32)
+    }
 }
 
 impl fmt::Debug for KeyHierarchy {
@@ -138,7 +176,53 @@ impl KeyHierarchy {
             index: d("chartvault 2026 index checkpoint key v1"),
             root,
             vault_id,
+            label_cache: Arc::new(RwLock::new(Vec::new())),
+            group_cache: Arc::new(RwLock::new(GroupKeyCache::new())),
         }
+    }
+
+    /// [`KeyHierarchy::group_key`] for the patient at keyring slot `slot`, remembered
+    /// for the next read of the same patient and label set.
+    pub fn group_key_for(
+        &self,
+        slot: u32,
+        labels: &[crate::model::Label],
+        generations: &[u32],
+        patient_key: &SecretKey,
+    ) -> SecretKey {
+        let gens = generations.iter().copied().chain(std::iter::repeat(1));
+        let wanted: Vec<(&str, u32)> = labels.iter().map(|l| l.as_str()).zip(gens).collect();
+        {
+            let c = self.group_cache.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(k) = c.set_id(&wanted).and_then(|id| c.keys.get(&(slot, id))) {
+                return k.clone();
+            }
+        }
+        let key = self.group_key(labels, generations, patient_key);
+        let mut c = self.group_cache.write().unwrap_or_else(|e| e.into_inner());
+        if c.forgotten.contains(&slot) {
+            return key;
+        }
+        let id = match c.set_id(&wanted) {
+            Some(id) => id,
+            None if c.sets.len() < 1024 => {
+                c.sets.push(wanted.iter().map(|(l, g)| (l.to_string(), *g)).collect());
+                (c.sets.len() - 1) as u32
+            }
+            None => return key,
+        };
+        if c.keys.len() >= GROUP_CACHE_ENTRIES {
+            c.keys.clear();
+        }
+        c.keys.insert((slot, id), key.clone());
+        key
+    }
+
+    /// Drops every cached group key of the patient at `slot` (its key was destroyed).
+    pub fn forget_patient(&self, slot: u32) {
+        let mut c = self.group_cache.write().unwrap_or_else(|e| e.into_inner());
+        c.keys.retain(|(s, _), _| *s != slot);
+        c.forgotten.insert(slot);
     }
 
     /// The root key (for wrapping into a new key slot).
@@ -154,6 +238,35 @@ impl KeyHierarchy {
     /// The key of sensitivity label `label` at key generation `generation`.
     pub fn label_key(&self, label: &str, generation: u32) -> SecretKey {
         self.root.derive("chartvault 2026 label key v1", &[&self.vault_id, label.as_bytes(), &generation.to_le_bytes()])
+    }
+
+    /// The key that seals one label group (labels with their generations; a missing
+    /// generation is 1) of the patient whose key is `patient_key`: see [`group_key`].
+    /// Label keys come from a cache, so this costs one BLAKE3 derivation.
+    pub fn group_key(&self, labels: &[crate::model::Label], generations: &[u32], patient_key: &SecretKey) -> SecretKey {
+        let gens = generations.iter().copied().chain(std::iter::repeat(1));
+        let wanted: Vec<(&str, u32)> = labels.iter().map(|l| l.as_str()).zip(gens).collect();
+        {
+            let cache = self.label_cache.read().unwrap_or_else(|e| e.into_inner());
+            let found: Option<Vec<&SecretKey>> = wanted
+                .iter()
+                .map(|(l, g)| cache.iter().find(|(cl, cg, _)| cl == l && cg == g).map(|(_, _, k)| k))
+                .collect();
+            if let Some(lks) = found {
+                return group_key_of(&lks, patient_key);
+            }
+        }
+        let mut cache = self.label_cache.write().unwrap_or_else(|e| e.into_inner());
+        for (l, g) in &wanted {
+            if !cache.iter().any(|(cl, cg, _)| cl == l && cg == g) {
+                push_wiping(&mut cache, (l.to_string(), *g, self.label_key(l, *g)));
+            }
+        }
+        let lks: Vec<&SecretKey> = wanted
+            .iter()
+            .filter_map(|(l, g)| cache.iter().find(|(cl, cg, _)| cl == l && cg == g).map(|(_, _, k)| k))
+            .collect();
+        group_key_of(&lks, patient_key)
     }
 }
 
@@ -174,6 +287,11 @@ pub(crate) fn push_wiping<T>(v: &mut Vec<T>, item: T) {
 /// The key that seals one label group of one patient: it needs every label key of the
 /// group *and* the patient key, so destroying the patient key shreds the group.
 pub fn group_key(label_keys: &[SecretKey], patient_key: &SecretKey) -> SecretKey {
+    let refs: Vec<&SecretKey> = label_keys.iter().collect();
+    group_key_of(&refs, patient_key)
+}
+
+fn group_key_of(label_keys: &[&SecretKey], patient_key: &SecretKey) -> SecretKey {
     let mut parts: Vec<&[u8]> = label_keys.iter().map(|k| &k.expose()[..]).collect();
     parts.push(&patient_key.expose()[..]);
     patient_key.derive("chartvault 2026 group key v1", &parts)
@@ -196,6 +314,31 @@ mod tests {
         assert_ne!(h.label_key("normal", 1), h.label_key("restricted", 1));
         let h2 = KeyHierarchy::new(SecretKey::from_bytes([1; 32]), [3; 16]);
         assert_ne!(h.meta, h2.meta);
+    }
+
+    #[test]
+    fn cached_group_key_equals_fresh_derivation() {
+        use crate::model::Label;
+        let h = KeyHierarchy::new(SecretKey::from_bytes([1; 32]), [2; 16]);
+        let pk = SecretKey::from_bytes([5; 32]);
+        let labels = [Label::demographics(), Label::normal()];
+        let fresh = group_key(&[h.label_key("demographics", 1), h.label_key("normal", 2)], &pk);
+        for _ in 0..3 {
+            assert_eq!(h.group_key(&labels, &[1, 2], &pk), fresh);
+        }
+        // A missing generation is 1; another generation is another key.
+        assert_eq!(h.group_key(&labels[..1], &[], &pk), group_key(&[h.label_key("demographics", 1)], &pk));
+        assert_ne!(h.group_key(&labels, &[1, 1], &pk), fresh);
+        // Clones share the cache and agree.
+        assert_eq!(h.clone().group_key(&labels, &[1, 2], &pk), fresh);
+        // The per-patient cache returns the same key, and forgets a destroyed patient.
+        assert_eq!(h.group_key_for(7, &labels, &[1, 2], &pk), fresh);
+        assert_eq!(h.group_key_for(7, &labels, &[1, 2], &pk), fresh);
+        h.forget_patient(7);
+        let other = SecretKey::from_bytes([6; 32]);
+        assert_ne!(h.group_key_for(7, &labels, &[1, 2], &other), fresh);
+        // ... and never caches that slot again.
+        assert!(h.group_cache.read().unwrap().keys.keys().all(|(s, _)| *s != 7));
     }
 
     #[test]

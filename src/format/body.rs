@@ -94,8 +94,10 @@ pub fn decode<T: DeserializeOwned>(b: &[u8], what: &'static str, offset: u64) ->
     }
 }
 
-/// A group body: the named fields of one label group.
-pub type GroupBody = Vec<(String, Field)>;
+/// A group body: the values of one label group's fields, in the order of the names in
+/// its [`GroupMeta::fields`] (the names are in the envelope and bound into the group's
+/// AAD, so they are not stored twice).
+pub type GroupBody = Vec<Field>;
 
 #[cfg(test)]
 mod tests {
@@ -104,7 +106,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let g: GroupBody = vec![("a".into(), Field::from(Value::Integer(3)))];
+        let g: GroupBody = vec![Field::from(Value::Integer(3))];
         let b = encode(&g);
         assert_eq!(decode::<GroupBody>(&b, "g", 0).unwrap(), g);
         assert!(decode::<GroupBody>(&b[..1], "g", 0).is_err());

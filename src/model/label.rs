@@ -4,17 +4,20 @@
 //! The defaults follow HL7 v3 confidentiality codes (N, R, V) and the sensitivity
 //! categories of the HL7 ActCode system; [`Label::hl7_code`] gives the mapping.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
 /// A sensitivity label: lowercase ASCII letters, digits and `-`, 1 to 32 characters.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Label(String);
+///
+/// Built-in labels borrow a static name, so making, cloning and decoding them does not
+/// allocate (every read of a document handles a dozen of them).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label(Cow<'static, str>);
 
 /// A sorted set of labels; a field or group needs every one of them to be read.
 pub type LabelSet = BTreeSet<Label>;
@@ -22,16 +25,24 @@ pub type LabelSet = BTreeSet<Label>;
 macro_rules! labels {
     ($($(#[$doc:meta])* $konst:ident = $name:literal, $hl7:literal;)*) => {
         impl Label {
-            $( $(#[$doc])* pub fn $konst() -> Label { Label($name.to_string()) } )*
+            $( $(#[$doc])* pub fn $konst() -> Label { Label(Cow::Borrowed($name)) } )*
 
             /// Every built-in label.
             pub fn builtin() -> Vec<Label> {
-                vec![$(Label($name.to_string())),*]
+                vec![$(Label(Cow::Borrowed($name))),*]
+            }
+
+            /// The built-in label named `s`, without allocating.
+            fn builtin_named(s: &str) -> Option<Label> {
+                match s {
+                    $($name => Some(Label(Cow::Borrowed($name))),)*
+                    _ => None,
+                }
             }
 
             /// The HL7 v3 code this label corresponds to (Confidentiality or ActCode), if built in.
             pub fn hl7_code(&self) -> Option<&'static str> {
-                match self.0.as_str() {
+                match &*self.0 {
                     $($name => Some($hl7),)*
                     _ => None,
                 }
@@ -74,11 +85,14 @@ impl Label {
     /// assert!(Label::new("Not Valid").is_err());
     /// ```
     pub fn new(s: &str) -> Result<Self> {
+        if let Some(l) = Label::builtin_named(s) {
+            return Ok(l);
+        }
         let ok = !s.is_empty()
             && s.len() <= 32
             && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
-            Ok(Label(s.to_string()))
+            Ok(Label(Cow::Owned(s.to_string())))
         } else {
             Err(Error::InvalidDocument(format!(
                 "invalid label {:?}: use 1-32 lowercase letters, digits or '-'",
@@ -126,7 +140,29 @@ impl TryFrom<String> for Label {
 
 impl From<Label> for String {
     fn from(l: Label) -> String {
-        l.0
+        l.0.into_owned()
+    }
+}
+
+impl Serialize for Label {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Label;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sensitivity label")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Label, E> {
+                Label::new(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

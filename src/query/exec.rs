@@ -202,8 +202,9 @@ impl Session {
             if start + page.len() < total { page.last().map(|(p, _)| self.seal_cursor(q, p)) } else { None };
         let mut documents = Vec::with_capacity(page.len());
         let mut any_break_glass = false;
-        for (_, id) in &page {
-            match self.read_doc(id, None, Operation::Read) {
+        let ids: Vec<DocumentId> = page.iter().map(|(_, id)| *id).collect();
+        for r in self.read_docs(&ids, Operation::Read) {
+            match r {
                 Ok((d, bg)) => {
                     any_break_glass |= bg;
                     documents.push(d);

@@ -5,6 +5,7 @@ use std::io::Read;
 use std::sync::MutexGuard;
 
 use rand::Rng;
+use zeroize::Zeroizing;
 
 use crate::crypto::{SecretKey, aead, keys};
 use crate::error::{Error, Result};
@@ -32,7 +33,27 @@ pub struct Batch<'a> {
     others: Vec<(FrameType, u64)>,
     attachments: HashSet<[u8; 16]>,
     latest: HashMap<DocumentId, (u32, i64, u32, Kind)>,
+    /// Versions prepared but not yet sealed: sealing is deferred to [`Batch::commit`]
+    /// (or the next frame staged), where it runs on every core.
+    unsealed: Vec<Unsealed>,
 }
+
+/// A document version whose label groups are encoded but not yet sealed.
+struct Unsealed {
+    id: DocumentId,
+    version: u32,
+    patient_key: SecretKey,
+    envelope: Envelope,
+    bodies: Vec<Zeroizing<Vec<u8>>>,
+    /// Taken when the record is appended; the rest (with the patient key) is dropped
+    /// in place, so no moved-from copy of the key is left in freed memory.
+    version_entry: Option<NewVersion>,
+}
+
+/// Most threads one batch uses to seal its records.
+pub const SEAL_THREADS: usize = 2;
+/// Fewest unsealed records for which sealing uses more than one thread.
+const PARALLEL_SEAL_MIN: usize = 16;
 
 /// What a commit made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +96,7 @@ impl<'a> Batch<'a> {
             others: Vec::new(),
             attachments: HashSet::new(),
             latest: HashMap::new(),
+            unsealed: Vec::new(),
         })
     }
 
@@ -84,12 +106,12 @@ impl<'a> Batch<'a> {
 
     /// Number of frames staged so far.
     pub fn frames(&self) -> u32 {
-        self.pending.frames()
+        self.pending.frames() + self.unsealed.len() as u32
     }
 
     /// Number of document versions staged so far.
     pub fn versions(&self) -> usize {
-        self.versions.len()
+        self.versions.len() + self.unsealed.len()
     }
 
     /// Labels each field of `doc` would get.
@@ -187,26 +209,33 @@ impl<'a> Batch<'a> {
         let (slot, pk) = self.patient_slot_key(spec.patient)?;
         let store = self.store;
         let schema = store.schema();
-        let vid = store.vault_id();
         // Group fields by their full label set.
-        let mut groups: BTreeMap<Vec<Label>, GroupBody> = BTreeMap::new();
+        let mut groups: BTreeMap<Vec<Label>, (Vec<String>, GroupBody)> = BTreeMap::new();
         let mut terms = Vec::new();
         for (name, f) in spec.fields {
             let labels: Vec<Label> = schema.labels_of(spec.kind, name, &f.labels).into_iter().collect();
             if schema.is_indexed(name) {
                 index_terms(name, &labels, &f.value, &mut terms);
             }
-            groups.entry(labels).or_default().push((name.clone(), f.clone()));
+            let g = groups.entry(labels).or_default();
+            g.0.push(name.clone());
+            g.1.push(f.clone());
         }
         let now = crate::util::now_micros();
-        let metas: Vec<GroupMeta> = groups
-            .iter()
-            .map(|(labels, body)| GroupMeta {
-                labels: labels.clone(),
-                generations: vec![1; labels.len()],
-                fields: body.iter().map(|(n, _)| n.clone()).collect(),
-            })
-            .collect();
+        let mut bodies = Vec::with_capacity(groups.len());
+        let mut metas = Vec::with_capacity(groups.len());
+        for (labels, (names, values)) in groups {
+            let pt = body::encode(&values);
+            if pt.len() > limits::GROUP_BYTES {
+                return Err(Error::TooLarge {
+                    what: "label group of a document",
+                    size: pt.len() as u64,
+                    limit: limits::GROUP_BYTES as u64,
+                });
+            }
+            bodies.push(pt);
+            metas.push(GroupMeta { generations: vec![1; labels.len()], labels, fields: names });
+        }
         let env = Envelope {
             patient_slot: slot,
             kind: spec.kind.to_string(),
@@ -215,53 +244,78 @@ impl<'a> Batch<'a> {
             author: spec.author.to_string(),
             groups: metas,
         };
-        let keys = store.keys();
-        let mut env_sealed = Vec::new();
-        aead::seal(
-            &keys.meta,
-            &record::envelope_aad(&vid, &spec.id, spec.version),
-            &body::encode(&env),
-            &mut env_sealed,
-        );
-        let mut idx_sealed = Vec::new();
-        aead::seal(
-            &keys::patient_index_key(&pk),
-            &record::index_aad(&vid, &spec.id, spec.version),
-            &body::encode(&terms),
-            &mut idx_sealed,
-        );
-        let mut sealed_groups = Vec::with_capacity(groups.len());
-        for (i, ((labels, gbody), meta)) in groups.iter().zip(&env.groups).enumerate() {
-            let pt = body::encode(gbody);
-            if pt.len() > limits::GROUP_BYTES {
-                return Err(Error::TooLarge {
-                    what: "label group of a document",
-                    size: pt.len() as u64,
-                    limit: limits::GROUP_BYTES as u64,
-                });
-            }
-            let gk = store.group_key(labels, &meta.generations, &pk);
-            let aad = record::group_aad(&vid, &spec.id, spec.version, i as u16, labels, &meta.fields);
-            let mut s = Vec::with_capacity(aead::sealed_len(pt.len()));
-            aead::seal(&gk, &aad, &pt, &mut s);
-            sealed_groups.push(s);
-        }
-        let payload = record::encode(&spec.id, spec.version, &env_sealed, &idx_sealed, &sealed_groups);
-        let mut pending = std::mem::replace(&mut self.pending, dummy_pending());
-        let r = self.writer().and_then(|w| w.append(&mut pending, FrameType::Record, &payload));
-        self.pending = pending;
-        let offset = r?;
-        let labels: LabelSet = groups.keys().flatten().cloned().collect();
+        let labels: LabelSet = env.groups.iter().flat_map(|g| g.labels.iter().cloned()).collect();
         self.latest.insert(spec.id, (spec.version, spec.created_us, slot, spec.kind.clone()));
-        self.versions.push(NewVersion {
+        let version_entry = NewVersion {
             id: spec.id,
             patient_slot: slot,
             kind: spec.kind.clone(),
             created_us: spec.created_us,
-            loc: VersionLoc { version: spec.version, offset, updated_us: now },
+            loc: VersionLoc { version: spec.version, offset: 0, updated_us: now },
             labels,
             terms,
-        });
+        };
+        // The entry holds a patient key: grow the list without leaving a copy behind.
+        keys::push_wiping(
+            &mut self.unsealed,
+            Unsealed {
+                id: spec.id,
+                version: spec.version,
+                patient_key: pk,
+                envelope: env,
+                bodies,
+                version_entry: Some(version_entry),
+            },
+        );
+        Ok(())
+    }
+
+    /// Seals every prepared version (on up to [`SEAL_THREADS`] threads) and appends
+    /// the record frames in the order the versions were staged.
+    fn seal_unsealed(&mut self) -> Result<()> {
+        if self.unsealed.is_empty() {
+            return Ok(());
+        }
+        let mut work = std::mem::take(&mut self.unsealed);
+        let store = self.store;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(SEAL_THREADS);
+        let payloads: Vec<Vec<u8>> = if threads < 2 || work.len() < PARALLEL_SEAL_MIN {
+            work.iter().map(|u| seal_record(store, u)).collect()
+        } else {
+            let chunk = work.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let mut parts = work.chunks(chunk);
+                let mine = parts.next().unwrap_or(&[]);
+                let handles: Vec<_> = parts
+                    .map(|part| scope.spawn(move || part.iter().map(|u| seal_record(store, u)).collect::<Vec<_>>()))
+                    .collect();
+                let mut out: Vec<Vec<u8>> = mine.iter().map(|u| seal_record(store, u)).collect();
+                for h in handles {
+                    // Sealing cannot fail or panic on valid staged data; if a thread did
+                    // panic anyway, fall back to sealing its part here.
+                    match h.join() {
+                        Ok(mut v) => out.append(&mut v),
+                        Err(_) => {
+                            let done = out.len();
+                            out.extend(work[done..].iter().take(chunk).map(|u| seal_record(store, u)));
+                        }
+                    }
+                }
+                out
+            })
+        };
+        for (u, payload) in work.iter_mut().zip(payloads) {
+            let mut pending = std::mem::replace(&mut self.pending, dummy_pending());
+            let r = self.writer().and_then(|w| w.append(&mut pending, FrameType::Record, &payload));
+            self.pending = pending;
+            let offset = r?;
+            if let Some(mut v) = u.version_entry.take() {
+                v.loc.offset = offset;
+                self.versions.push(v);
+            }
+        }
+        // Dropped in place: every patient key in `work` is wiped where it lies.
+        drop(work);
         Ok(())
     }
 
@@ -270,6 +324,7 @@ impl<'a> Batch<'a> {
         if matches!(ty, FrameType::Record | FrameType::Commit | FrameType::AttachmentChunk) {
             return Err(Error::InvalidArgument("use put/update/put_attachment for this frame type".into()));
         }
+        self.seal_unsealed()?;
         let mut pending = std::mem::replace(&mut self.pending, dummy_pending());
         let r = self.writer().and_then(|w| w.append(&mut pending, ty, payload));
         self.pending = pending;
@@ -336,6 +391,7 @@ impl<'a> Batch<'a> {
     /// visible and, for I/O failures, the vault refuses further writes until reopened.
     pub fn commit(mut self) -> Result<CommitInfo> {
         let store = self.store;
+        self.seal_unsealed()?;
         if !self.new_patients.is_empty() {
             let new = std::mem::take(&mut self.new_patients);
             let r = store.write_state().keyring.append(store.keys(), new);
@@ -364,6 +420,24 @@ impl<'a> Batch<'a> {
         }
         Ok(CommitInfo { commit: head.commit_number, chain: head.chain, frames })
     }
+}
+
+/// Seals one prepared version into its record payload: the envelope under the meta
+/// key, each label group under its group key.
+fn seal_record(store: &Store, u: &Unsealed) -> Vec<u8> {
+    let keys = store.keys();
+    let vid = store.vault_id();
+    let mut env_sealed = Vec::new();
+    aead::seal(&keys.meta, &record::envelope_aad(&vid, &u.id, u.version), &body::encode(&u.envelope), &mut env_sealed);
+    let mut sealed_groups = Vec::with_capacity(u.bodies.len());
+    for (i, (pt, meta)) in u.bodies.iter().zip(&u.envelope.groups).enumerate() {
+        let gk = keys.group_key(&meta.labels, &meta.generations, &u.patient_key);
+        let aad = record::group_aad(&vid, &u.id, u.version, i as u16, &meta.labels, &meta.fields);
+        let mut s = Vec::with_capacity(aead::sealed_len(pt.len()));
+        aead::seal(&gk, &aad, pt, &mut s);
+        sealed_groups.push(s);
+    }
+    record::encode(&u.id, u.version, &env_sealed, &sealed_groups)
 }
 
 fn dummy_pending() -> PendingCommit {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use crate::crypto::{KdfParams, KeyHierarchy, SecretKey};
 use crate::error::{Error, Result};
-use crate::format::body::{self, Envelope, IndexTerm};
+use crate::format::body::{self, Envelope};
 use crate::format::frame::{self, Commit, FrameType};
 use crate::format::header::{HEADER_REGION, HEADER_SIZE, Header, HeaderError, KeySlot, MAX_SLOTS, Unlock};
 use crate::log::scan::{self, ScanOutcome, ScannedFrame};
@@ -303,7 +303,7 @@ impl Store {
         let _ = schema;
         match f.ty {
             FrameType::Record => {
-                let v = read::decode_catalog_entry(keys, ring, &f.payload, f.offset)?;
+                let v = read::decode_catalog_entry(keys, ring, schema, &f.payload, f.offset)?;
                 if let Some(v) = v {
                     cat.apply(v, commit);
                 }
@@ -541,20 +541,6 @@ pub(crate) fn open_envelope(keys: &KeyHierarchy, rec: &record::SealedRecord<'_>,
     let pt = crate::crypto::aead::open(&keys.meta, &aad, rec.envelope)
         .map_err(|_| Error::Integrity { what: "document envelope", offset })?;
     body::decode(&pt, "document envelope", offset)
-}
-
-/// Decodes the index terms of a record with the patient's key.
-pub(crate) fn open_terms(
-    keys: &KeyHierarchy,
-    pk: &SecretKey,
-    rec: &record::SealedRecord<'_>,
-    offset: u64,
-) -> Result<Vec<IndexTerm>> {
-    let aad = record::index_aad(&keys.vault_id(), &rec.id, rec.version);
-    let ik = crate::crypto::keys::patient_index_key(pk);
-    let pt = crate::crypto::aead::open(&ik, &aad, rec.index)
-        .map_err(|_| Error::Integrity { what: "index terms", offset })?;
-    body::decode(&pt, "index terms", offset)
 }
 
 fn lock_exclusive(file: &File, path: &Path) -> Result<()> {

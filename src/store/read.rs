@@ -3,15 +3,18 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use zeroize::Zeroizing;
+
 use crate::crypto::{KeyHierarchy, SecretKey, aead, keys};
 use crate::error::{Error, Result};
-use crate::format::body::{self, GroupBody};
+use crate::format::body::{self, GroupBody, GroupMeta};
 use crate::format::frame::{self, FRAME_HEADER, FrameType};
 use crate::log::Region;
-use crate::model::{AttachmentRef, DateTime, Document, Kind, Label, LabelSet};
+use crate::model::{AttachmentRef, DateTime, Document, Kind, Label, LabelSet, Schema};
+use crate::store::batch::index_terms;
 use crate::store::catalog::{NewVersion, VersionLoc};
 use crate::store::keyring::Keyring;
-use crate::store::{Store, open_envelope, open_terms, record};
+use crate::store::{Store, open_envelope, record};
 
 /// Copies the frame at `offset` out of the map, checks its CRC and type, and returns its payload.
 pub fn copy_frame(map: &dyn Region, offset: u64, expect: FrameType) -> Result<Vec<u8>> {
@@ -36,10 +39,12 @@ pub fn copy_frame(map: &dyn Region, offset: u64, expect: FrameType) -> Result<Ve
 }
 
 /// Builds the catalog entry of a record frame at open. Records of erased patients
-/// (destroyed keys) are skipped: they are unreadable by design.
+/// (destroyed keys) are skipped: they are unreadable by design. The index terms are
+/// recomputed from the decrypted label groups (they are not stored twice).
 pub fn decode_catalog_entry(
     keys: &KeyHierarchy,
     ring: &Keyring,
+    schema: &Schema,
     payload: &[u8],
     offset: u64,
 ) -> Result<Option<NewVersion>> {
@@ -50,7 +55,21 @@ pub fn decode_catalog_entry(
         Err(Error::Erased) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let terms = open_terms(keys, pk, &rec, offset)?;
+    if rec.groups.len() != env.groups.len() {
+        return Err(Error::Integrity { what: "record frame", offset });
+    }
+    let mut terms = Vec::new();
+    for (i, g) in env.groups.iter().enumerate() {
+        if !g.fields.iter().any(|f| schema.is_indexed(f)) {
+            continue;
+        }
+        let values = open_group(keys, &rec, i, g, (env.patient_slot, pk), offset)?;
+        for (name, field) in g.fields.iter().zip(&values) {
+            if schema.is_indexed(name) {
+                index_terms(name, &g.labels, &field.value, &mut terms);
+            }
+        }
+    }
     let labels: LabelSet = env.groups.iter().flat_map(|g| g.labels.iter().cloned()).collect();
     Ok(Some(NewVersion {
         id: rec.id,
@@ -61,6 +80,30 @@ pub fn decode_catalog_entry(
         labels,
         terms,
     }))
+}
+
+/// Opens label group `i` of `rec` (described by `g` in its envelope) with the key `pk`
+/// of the patient at keyring slot `slot`, returning one value per field name of `g`,
+/// in order.
+pub(crate) fn open_group(
+    keys: &KeyHierarchy,
+    rec: &record::SealedRecord<'_>,
+    i: usize,
+    g: &GroupMeta,
+    (slot, pk): (u32, &SecretKey),
+    offset: u64,
+) -> Result<GroupBody> {
+    let bad = || Error::Integrity { what: "label group", offset };
+    let sealed = rec.groups.get(i).ok_or_else(bad)?;
+    let index = u16::try_from(i).map_err(|_| bad())?;
+    let gk = keys.group_key_for(slot, &g.labels, &g.generations, pk);
+    let aad = record::group_aad(&keys.vault_id(), &rec.id, rec.version, index, &g.labels, &g.fields);
+    let pt = aead::open(&gk, &aad, sealed).map_err(|_| bad())?;
+    let values: GroupBody = body::decode(&pt, "label group", offset)?;
+    if values.len() != g.fields.len() {
+        return Err(bad());
+    }
+    Ok(values)
 }
 
 /// Decides, per label group, whether a reader may decrypt it.
@@ -80,55 +123,67 @@ impl Store {
     /// groups `gate` allows; the others come back as redaction markers.
     pub fn read_version(&self, offset: u64, gate: &dyn LabelGate) -> Result<Document> {
         let st = self.read_state();
-        let payload = copy_frame(&*st.map, offset, FrameType::Record)?;
-        let rec = record::parse(&payload).ok_or(Error::Integrity { what: "record frame", offset })?;
+        // One copy out of the map; every sealed part is then opened in place in it, so
+        // the buffer is zeroizing.
+        let mut payload = Zeroizing::new(copy_frame(&*st.map, offset, FrameType::Record)?);
+        let bad = |what| Error::Integrity { what, offset };
+        let (id, version, env_range, group_ranges) = {
+            let rec = record::parse(&payload).ok_or(bad("record frame"))?;
+            let base = payload.as_ptr() as usize;
+            let range = |s: &[u8]| {
+                let start = s.as_ptr() as usize - base;
+                start..start + s.len()
+            };
+            (rec.id, rec.version, range(rec.envelope), rec.groups.iter().map(|g| range(g)).collect::<Vec<_>>())
+        };
         let keys = self.keys();
-        let env = open_envelope(keys, &rec, offset)?;
-        let pk = st.keyring.key(env.patient_slot, offset)?.clone();
-        let patient = st.keyring.patient(env.patient_slot).unwrap_or_default().to_string();
+        let vid = keys.vault_id();
+        let env: body::Envelope = {
+            let aad = record::envelope_aad(&vid, &id, version);
+            let pt =
+                aead::open_in_place(&keys.meta, &aad, &mut payload[env_range]).map_err(|_| bad("document envelope"))?;
+            body::decode(pt, "document envelope", offset)?
+        };
+        let slot = env.patient_slot;
+        let pk = st.keyring.key(slot, offset)?.clone();
+        let patient = st.keyring.patient(slot).unwrap_or_default().to_string();
         drop(st);
-        if rec.groups.len() != env.groups.len() {
-            return Err(Error::Integrity { what: "record frame", offset });
+        if group_ranges.len() != env.groups.len() {
+            return Err(bad("record frame"));
         }
-        let mut fields = BTreeMap::new();
+        let kind = Kind::new(&env.kind).map_err(|_| bad("document envelope"))?;
+        let mut fields = Vec::with_capacity(env.groups.iter().map(|g| g.fields.len()).sum());
         let mut redacted = BTreeMap::new();
-        for (i, (g, sealed)) in env.groups.iter().zip(&rec.groups).enumerate() {
+        for (i, (g, range)) in env.groups.into_iter().zip(group_ranges).enumerate() {
             if !gate.may_read(&g.labels) {
-                for f in &g.fields {
-                    redacted.insert(f.clone(), g.labels.clone());
+                for f in g.fields {
+                    redacted.insert(f, g.labels.clone());
                 }
                 continue;
             }
-            let gk = self.group_key(&g.labels, &g.generations, &pk);
-            let aad = record::group_aad(&keys.vault_id(), &rec.id, rec.version, i as u16, &g.labels, &g.fields);
-            let pt = aead::open(&gk, &aad, sealed).map_err(|_| Error::Integrity { what: "label group", offset })?;
-            let body: GroupBody = body::decode(&pt, "label group", offset)?;
-            if body.len() != g.fields.len() || body.iter().zip(&g.fields).any(|((n, _), m)| n != m) {
-                return Err(Error::Integrity { what: "label group", offset });
+            let index = u16::try_from(i).map_err(|_| bad("label group"))?;
+            let gk = keys.group_key_for(slot, &g.labels, &g.generations, &pk);
+            let aad = record::group_aad(&vid, &id, version, index, &g.labels, &g.fields);
+            let pt = aead::open_in_place(&gk, &aad, &mut payload[range]).map_err(|_| bad("label group"))?;
+            let values: GroupBody = body::decode(pt, "label group", offset)?;
+            if values.len() != g.fields.len() {
+                return Err(bad("label group"));
             }
-            fields.extend(body);
+            fields.extend(g.fields.into_iter().zip(values));
         }
         Ok(Document {
-            id: rec.id,
+            id,
             patient,
-            kind: Kind::new(&env.kind).map_err(|_| Error::Integrity { what: "document envelope", offset })?,
-            version: rec.version,
+            kind,
+            version,
             created: DateTime::from_unix_micros(env.created_us),
             updated: DateTime::from_unix_micros(env.updated_us),
             author: env.author,
-            fields,
+            // Names are unique within a document (they were map keys when written);
+            // building from a list sorts once instead of inserting one by one.
+            fields: fields.into_iter().collect(),
             redacted,
         })
-    }
-
-    /// The key of a label group for one patient.
-    pub(crate) fn group_key(&self, labels: &[Label], generations: &[u32], patient_key: &SecretKey) -> SecretKey {
-        let lks: Vec<SecretKey> = labels
-            .iter()
-            .zip(generations.iter().chain(std::iter::repeat(&1)))
-            .map(|(l, g)| self.keys().label_key(l.as_str(), *g))
-            .collect();
-        keys::group_key(&lks, patient_key)
     }
 
     /// Streams an attachment to `out`, one verified chunk at a time (memory use is

@@ -5,11 +5,13 @@
 //! 16  4   version, u32 LE
 //! 20  4   E = envelope length, u32 LE
 //! 24  E   envelope, sealed under the meta key
-//! ..  4   X = index section length
-//! ..  X   index terms, sealed under the patient's index key
 //! ..  2   G = group count, u16 LE
 //! then G times: 4-byte length L, L bytes: one label group sealed under its group key
 //! ```
+//!
+//! The index terms of a version are not stored separately: they are a function of the
+//! field values and the schema, recomputed from the decrypted groups when the catalog
+//! is rebuilt without a checkpoint.
 
 use crate::crypto::aead;
 use crate::format::{le_u16, le_u32};
@@ -24,22 +26,17 @@ pub struct SealedRecord<'a> {
     pub version: u32,
     /// Sealed envelope.
     pub envelope: &'a [u8],
-    /// Sealed index terms.
-    pub index: &'a [u8],
     /// Sealed label groups.
     pub groups: Vec<&'a [u8]>,
 }
 
 /// Encodes a record payload.
-pub fn encode(id: &DocumentId, version: u32, envelope: &[u8], index: &[u8], groups: &[Vec<u8>]) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(32 + envelope.len() + index.len() + groups.iter().map(|g| g.len() + 4).sum::<usize>());
+pub fn encode(id: &DocumentId, version: u32, envelope: &[u8], groups: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(26 + envelope.len() + groups.iter().map(|g| g.len() + 4).sum::<usize>());
     out.extend_from_slice(&id.0);
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(envelope.len() as u32).to_le_bytes());
     out.extend_from_slice(envelope);
-    out.extend_from_slice(&(index.len() as u32).to_le_bytes());
-    out.extend_from_slice(index);
     out.extend_from_slice(&(groups.len() as u16).to_le_bytes());
     for g in groups {
         out.extend_from_slice(&(g.len() as u32).to_le_bytes());
@@ -62,8 +59,6 @@ pub fn parse(b: &[u8]) -> Option<SealedRecord<'_>> {
     let version = le_u32(take(b, &mut pos, 4)?, 0);
     let elen = le_u32(take(b, &mut pos, 4)?, 0) as usize;
     let envelope = take(b, &mut pos, elen)?;
-    let xlen = le_u32(take(b, &mut pos, 4)?, 0) as usize;
-    let index = take(b, &mut pos, xlen)?;
     let g = le_u16(take(b, &mut pos, 2)?, 0) as usize;
     let mut groups = Vec::with_capacity(g.min(1024));
     for _ in 0..g {
@@ -73,21 +68,21 @@ pub fn parse(b: &[u8]) -> Option<SealedRecord<'_>> {
     if pos != b.len() {
         return None;
     }
-    Some(SealedRecord { id, version, envelope, index, groups })
+    Some(SealedRecord { id, version, envelope, groups })
 }
 
 /// AAD of an envelope.
 pub fn envelope_aad(vault: &[u8; 16], id: &DocumentId, version: u32) -> Vec<u8> {
-    aead::aad("chartvault envelope v1", &[vault, &id.0, &version.to_le_bytes()])
-}
-
-/// AAD of an index section.
-pub fn index_aad(vault: &[u8; 16], id: &DocumentId, version: u32) -> Vec<u8> {
-    aead::aad("chartvault index terms v1", &[vault, &id.0, &version.to_le_bytes()])
+    aead::aad("chartvault envelope v2", &[vault, &id.0, &version.to_le_bytes()])
 }
 
 /// AAD of label group `i`: binds vault, document, version, group position, its labels
-/// and the names of the fields in it (the field paths).
+/// and the names of the fields in it, in order (the group body holds only the values,
+/// so the AAD is what ties each value to its name).
+///
+/// Built in one buffer with the same bytes as
+/// `aead::aad("chartvault label group v2", [vault, id, version, i, labels joined by ",",
+/// field names joined by NUL])`.
 pub fn group_aad(
     vault: &[u8; 16],
     id: &DocumentId,
@@ -96,12 +91,28 @@ pub fn group_aad(
     labels: &[Label],
     fields: &[String],
 ) -> Vec<u8> {
-    let labels = labels.iter().map(Label::as_str).collect::<Vec<_>>().join(",");
-    let fields = fields.join("\u{0}");
-    aead::aad(
-        "chartvault label group v1",
-        &[vault, &id.0, &version.to_le_bytes(), &i.to_le_bytes(), labels.as_bytes(), fields.as_bytes()],
-    )
+    let joined = |parts: &mut dyn Iterator<Item = &str>, sep: u8, out: &mut Vec<u8>| {
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        for (n, p) in parts.enumerate() {
+            if n > 0 {
+                out.push(sep);
+            }
+            out.extend_from_slice(p.as_bytes());
+        }
+        let len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    };
+    let domain = b"chartvault label group v2\0";
+    let mut v = Vec::with_capacity(domain.len() + 64 + fields.iter().map(|f| f.len() + 1).sum::<usize>());
+    v.extend_from_slice(domain);
+    for p in [&vault[..], &id.0[..], &version.to_le_bytes()[..], &i.to_le_bytes()[..]] {
+        v.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        v.extend_from_slice(p);
+    }
+    joined(&mut labels.iter().map(Label::as_str), b',', &mut v);
+    joined(&mut fields.iter().map(String::as_str), 0, &mut v);
+    v
 }
 
 /// Attachment chunk payload: id (16) || chunk index u32 || last flag u8 || sealed chunk.
@@ -116,9 +127,9 @@ mod tests {
     #[test]
     fn round_trip_and_reject_garbage() {
         let id = DocumentId([9; 16]);
-        let b = encode(&id, 3, b"env", b"idx", &[b"g1".to_vec(), b"group2".to_vec()]);
+        let b = encode(&id, 3, b"env", &[b"g1".to_vec(), b"group2".to_vec()]);
         let r = parse(&b).unwrap();
-        assert_eq!((r.id, r.version, r.envelope, r.index), (id, 3, &b"env"[..], &b"idx"[..]));
+        assert_eq!((r.id, r.version, r.envelope), (id, 3, &b"env"[..]));
         assert_eq!(r.groups, vec![&b"g1"[..], &b"group2"[..]]);
         for cut in 0..b.len() {
             assert!(parse(&b[..cut]).is_none());
@@ -126,5 +137,18 @@ mod tests {
         let mut longer = b.clone();
         longer.push(0);
         assert!(parse(&longer).is_none());
+    }
+
+    #[test]
+    fn group_aad_is_the_length_prefixed_form() {
+        let (vid, id) = ([1u8; 16], DocumentId([2; 16]));
+        let labels = [Label::demographics(), Label::normal()];
+        let fields = ["name".to_string(), "phone".to_string()];
+        let expect = aead::aad(
+            "chartvault label group v2",
+            &[&vid, &id.0, &7u32.to_le_bytes(), &3u16.to_le_bytes(), b"demographics,normal", b"name\0phone"],
+        );
+        assert_eq!(group_aad(&vid, &id, 7, 3, &labels, &fields), expect);
+        assert_ne!(group_aad(&vid, &id, 7, 3, &labels, &fields[..1]), expect);
     }
 }

@@ -1,14 +1,12 @@
 //! Full verification: every frame's checksum, every commit's hash chain and MAC, and
 //! every sealed part of every record and attachment chunk.
 
-use crate::crypto::aead;
-use crate::error::Result;
-use crate::format::body::{self, GroupBody};
+use crate::error::{Error, Result};
 use crate::format::frame::{FRAME_HEADER, FrameType};
 use crate::format::header::HEADER_REGION;
 use crate::log::scan::{self, ScannedFrame};
 use crate::log::writer::LogHead;
-use crate::store::{Store, open_envelope, open_terms, record};
+use crate::store::{Store, open_envelope, record};
 
 /// The result of [`Store::verify`].
 #[derive(Debug, Clone, Default)]
@@ -77,37 +75,32 @@ impl Store {
                 }
                 Err(e) => return rep.problems.push((off, e.to_string())),
             };
-            if let Err(e) = open_terms(keys, &pk, &rec, off) {
-                return rep.problems.push((off, e.to_string()));
-            }
             if rec.groups.len() != env.groups.len() {
                 return rep.problems.push((off, "label group count differs from the envelope".into()));
             }
-            for (i, (g, sealed)) in env.groups.iter().zip(&rec.groups).enumerate() {
-                let gk = self.group_key(&g.labels, &g.generations, &pk);
-                let aad = record::group_aad(&vid, &rec.id, rec.version, i as u16, &g.labels, &g.fields);
-                match aead::open(&gk, &aad, sealed) {
-                    Ok(pt) => match body::decode::<GroupBody>(&pt, "label group", off) {
-                        Ok(b) => {
-                            rep.groups += 1;
-                            for (_, field) in &b {
-                                let mut atts = Vec::new();
-                                field.value.walk(&mut |v| {
-                                    if let crate::Value::Attachment(a) = v {
-                                        atts.push(a.clone());
-                                    }
-                                });
-                                for a in atts {
-                                    match self.read_attachment(&a, &mut std::io::sink()) {
-                                        Ok(_) => rep.attachment_chunks += u64::from(a.chunks),
-                                        Err(e) => rep.problems.push((a.first_offset, e.to_string())),
-                                    }
+            for (i, g) in env.groups.iter().enumerate() {
+                match super::read::open_group(keys, &rec, i, g, (env.patient_slot, &pk), off) {
+                    Ok(values) => {
+                        rep.groups += 1;
+                        for field in &values {
+                            let mut atts = Vec::new();
+                            field.value.walk(&mut |v| {
+                                if let crate::Value::Attachment(a) = v {
+                                    atts.push(a.clone());
+                                }
+                            });
+                            for a in atts {
+                                match self.read_attachment(&a, &mut std::io::sink()) {
+                                    Ok(_) => rep.attachment_chunks += u64::from(a.chunks),
+                                    Err(e) => rep.problems.push((a.first_offset, e.to_string())),
                                 }
                             }
                         }
-                        Err(e) => rep.problems.push((off, e.to_string())),
-                    },
-                    Err(_) => rep.problems.push((off, format!("label group {i} fails authentication"))),
+                    }
+                    Err(Error::Integrity { .. }) => {
+                        rep.problems.push((off, format!("label group {i} fails authentication")))
+                    }
+                    Err(e) => rep.problems.push((off, e.to_string())),
                 }
             }
             rep.records += 1;

@@ -38,6 +38,11 @@ pub(crate) struct DocMeta {
     pub labels: Vec<Label>,
 }
 
+/// Most threads one multi-document read (chart, query page) uses.
+pub const READ_THREADS: usize = 2;
+/// Fewest documents for which a multi-document read uses more than one thread.
+const PARALLEL_READ_MIN: usize = 8;
+
 impl Session {
     pub(crate) fn open(inner: Arc<Inner>, principal: Principal) -> Result<Session> {
         principal.validate()?;
@@ -173,6 +178,33 @@ impl Session {
         self.read_doc_with_patient(id, version, op).map(|(d, bg, _)| (d, bg))
     }
 
+    /// [`Session::read_doc`] of the latest version of each of `ids`, results in the
+    /// same order. Decryption is spread over the machine's cores (at most
+    /// [`READ_THREADS`]) when there are enough documents to pay for a thread.
+    pub(crate) fn read_docs(&self, ids: &[DocumentId], op: Operation) -> Vec<Result<(Document, bool)>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(READ_THREADS);
+        if threads < 2 || ids.len() < PARALLEL_READ_MIN {
+            return ids.iter().map(|id| self.read_doc(id, None, op)).collect();
+        }
+        let chunk = ids.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut parts = ids.chunks(chunk);
+            let mine = parts.next().unwrap_or(&[]);
+            let handles: Vec<_> = parts
+                .map(|part| scope.spawn(move || part.iter().map(|id| self.read_doc(id, None, op)).collect::<Vec<_>>()))
+                .collect();
+            let mut out: Vec<Result<(Document, bool)>> = mine.iter().map(|id| self.read_doc(id, None, op)).collect();
+            for h in handles {
+                match h.join() {
+                    Ok(mut v) => out.append(&mut v),
+                    // A panic in a reader thread is a bug; report it as an error, not a panic.
+                    Err(_) => out.push(Err(Error::InvalidArgument("a reader thread failed".into()))),
+                }
+            }
+            out
+        })
+    }
+
     /// Reads one version with redaction, without auditing; also returns whether
     /// break-glass was needed and the real patient id (for the audit entry).
     fn read_doc_with_patient(
@@ -185,7 +217,8 @@ impl Session {
         let meta = self.meta(id)?;
         let req = Request { op, patient: Some(&meta.patient), kind: Some(&meta.kind), doc: Some(*id) };
         let (mut doc, deid, bg) = self.with_pdp(Some(&meta.patient), |pdp| {
-            let (deid, bg) = match pdp.decide(&req, &[]) {
+            let prepared = pdp.prepare(&req);
+            let (deid, bg) = match prepared.decide(&[]) {
                 Decision::Permit { deidentify, break_glass } => (deidentify, break_glass),
                 Decision::Deny(r) => return Err(Error::Denied(r)),
             };
@@ -198,7 +231,7 @@ impl Session {
                 }
             }
             .ok_or_else(|| Error::NotFound { id: id.to_string(), version })?;
-            let gate = |labels: &[Label]| pdp.decide(&req, labels).is_permit();
+            let gate = |labels: &[Label]| prepared.decide(labels).is_permit();
             Ok((self.inner.store.read_version(loc.offset, &gate)?, deid, bg))
         })?;
         if deid {
@@ -296,8 +329,8 @@ impl Session {
             }
         };
         let mut docs = Vec::new();
-        for id in &ids {
-            match self.read_doc(id, None, Operation::Read) {
+        for r in self.read_docs(&ids, Operation::Read) {
+            match r {
                 Ok((d, _)) => docs.push(d),
                 Err(Error::Denied(_)) => {}
                 Err(e) => return Err(e),
@@ -366,7 +399,13 @@ impl Session {
     /// Starts a batch: many writes, one durable commit (group commit).
     pub fn batch(&self) -> Result<SessionBatch<'_>> {
         self.touch()?;
-        Ok(SessionBatch { session: self, batch: None, entries: Vec::new(), attachments: Vec::new() })
+        Ok(SessionBatch {
+            session: self,
+            batch: None,
+            entries: Vec::new(),
+            create_entries: std::collections::HashMap::new(),
+            attachments: Vec::new(),
+        })
     }
 
     /// Requests emergency access (break-glass) to one patient, with a reason. The grant
@@ -449,6 +488,7 @@ impl Session {
         // Hold the writer so no batch is staging records for this patient meanwhile.
         let writer = store.writer_guard();
         let mut st = store.write_state();
+        self.inner.store.keys().forget_patient(slot);
         if let Err(e) = st.keyring.destroy(slot) {
             drop(st);
             drop(writer);
@@ -506,6 +546,8 @@ pub struct SessionBatch<'s> {
     session: &'s Session,
     batch: Option<Batch<'s>>,
     entries: Vec<AuditEntry>,
+    /// Position in `entries` of the create entry of each (patient, break-glass).
+    create_entries: std::collections::HashMap<(String, bool), usize>,
     attachments: Vec<[u8; 16]>,
 }
 
@@ -560,9 +602,7 @@ impl<'s> SessionBatch<'s> {
         let author = self.session.principal.user.clone();
         let id = self.batch()?.put(doc, &author)?;
         // One audit entry per patient and action in a batch, listing every document.
-        match self.entries.iter_mut().find(|e| {
-            e.action == Action::Create && e.patient.as_deref() == Some(doc.patient.as_str()) && e.break_glass == bg
-        }) {
+        match self.create_entries.get(&(doc.patient.clone(), bg)).and_then(|&i| self.entries.get_mut(i)) {
             Some(e) => {
                 e.documents.push(id);
                 for l in labels {
@@ -571,14 +611,17 @@ impl<'s> SessionBatch<'s> {
                     }
                 }
             }
-            None => self.entries.push(
-                self.session
-                    .entry(Action::Create, Outcome::Success)
-                    .patient(Some(&doc.patient))
-                    .documents(vec![id])
-                    .labels(labels)
-                    .break_glass(bg),
-            ),
+            None => {
+                self.create_entries.insert((doc.patient.clone(), bg), self.entries.len());
+                self.entries.push(
+                    self.session
+                        .entry(Action::Create, Outcome::Success)
+                        .patient(Some(&doc.patient))
+                        .documents(vec![id])
+                        .labels(labels)
+                        .break_glass(bg),
+                );
+            }
         }
         Ok(id)
     }

@@ -154,7 +154,6 @@ pub fn rewrite_payload(data: &mut [u8], offset: usize, new_payload: &[u8]) {
 #[derive(Debug, Clone)]
 pub struct RecordLayout {
     pub envelope: std::ops::Range<usize>,
-    pub index: std::ops::Range<usize>,
     pub groups: Vec<std::ops::Range<usize>>,
 }
 
@@ -173,10 +172,6 @@ pub fn record_layout(frame_bytes: &[u8]) -> RecordLayout {
     pos += 4;
     let envelope = pos..pos + elen;
     pos += elen;
-    let xlen = le32(frame_bytes, pos);
-    pos += 4;
-    let index = pos..pos + xlen;
-    pos += xlen;
     let g = u16::from_le_bytes([frame_bytes[pos], frame_bytes[pos + 1]]) as usize;
     pos += 2;
     let mut groups = Vec::with_capacity(g);
@@ -187,7 +182,7 @@ pub fn record_layout(frame_bytes: &[u8]) -> RecordLayout {
         pos += l;
     }
     assert_eq!(pos, h.total(), "record layout covers the whole frame");
-    RecordLayout { envelope, index, groups }
+    RecordLayout { envelope, groups }
 }
 
 /// A small deterministic PRNG (xorshift64*), so tests need no extra dependency.
