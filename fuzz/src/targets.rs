@@ -128,7 +128,7 @@ pub fn frame_codec(data: &[u8]) {
 /// The file header: decode and choose on the raw input (padded), then again with
 /// magic, version, sizes and checksum fixed up so the key-slot decoding is reached.
 fn header_codec(data: &[u8]) {
-    use chartvault::format::header::{HEADER_SIZE, Header, MAGIC, Unlock};
+    use chartvault::format::header::{FORMAT_VERSION, HEADER_SIZE, Header, MAGIC, Unlock};
 
     let mut a = vec![0u8; HEADER_SIZE];
     let n = data.len().min(HEADER_SIZE);
@@ -145,7 +145,7 @@ fn header_codec(data: &[u8]) {
 
     // Structure fix-up: a copy that passes the checksum, with the fuzzer's slots.
     a[..8].copy_from_slice(MAGIC);
-    a[8..10].copy_from_slice(&1u16.to_le_bytes());
+    a[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     a[10..12].copy_from_slice(&(HEADER_SIZE as u16).to_le_bytes());
     a[64] = 8;
     fix_header_checksum(&mut a);
@@ -232,7 +232,7 @@ pub fn body_codec(data: &[u8]) {
     round_trip::<String>(data);
     // Displaying decoded values must not panic either (dates and times out of range).
     if let Ok(g) = body::decode::<GroupBody>(data, "fuzz", 0) {
-        for (_, f) in &g {
+        for f in &g {
             let _ = chartvault::model::json::value_to_json(&f.value);
             let _ = format!("{:?}", f.value);
         }

@@ -75,14 +75,17 @@ pub struct IndexTerm {
 }
 
 /// Encodes a value with the version byte.
+///
+/// The buffer is allocated once at the exact size (a size pass first), so no partly
+/// written copy of the plaintext is left behind in memory freed by a reallocation.
 pub fn encode<T: Serialize>(v: &T) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(vec![BODY_VERSION]);
-    // postcard writes into any Extend<u8>; a Vec never fails.
-    let body = postcard::to_stdvec(v).unwrap_or_default();
-    out.extend_from_slice(&body);
-    let mut body = body;
-    zeroize::Zeroize::zeroize(&mut body);
-    out
+    // Serializing into memory cannot fail for this crate's types; an impossible error
+    // yields an empty body, which every decoder rejects.
+    let size = postcard::experimental::serialized_size(v).unwrap_or(0);
+    let mut out = Vec::with_capacity(1 + size);
+    out.push(BODY_VERSION);
+    let out = postcard::to_extend(v, out).unwrap_or_default();
+    Zeroizing::new(out)
 }
 
 /// Decodes a value written by [`encode`].

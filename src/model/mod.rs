@@ -9,5 +9,5 @@ pub mod value;
 
 pub use document::{Document, DocumentId, Field, Kind, NewDocument};
 pub use label::{Label, LabelSet};
-pub use schema::{FieldSchema, KindSchema, Schema};
+pub use schema::{FieldSchema, KindSchema, Labeler, Schema};
 pub use value::{AttachmentRef, Coding, Date, DateTime, Decimal, Value};

@@ -140,9 +140,50 @@ impl Schema {
         s
     }
 
-    /// Whether `field` is indexed.
+    /// [`Schema::labels_of`] as a sorted list without duplicates (what label groups
+    /// are keyed by), without building a set for the common case of no extra labels.
+    pub fn field_labels(&self, kind: &Kind, field: &str, extra: &[Label]) -> Vec<Label> {
+        self.labeler(kind).field_labels(field, extra)
+    }
+
+    /// The labels of the fields of one kind, with the kind looked up once (a document
+    /// has many fields).
+    pub fn labeler(&self, kind: &Kind) -> Labeler<'_> {
+        Labeler { schema: self, kind: self.kinds.get(kind.as_str()) }
+    }
+
+    /// Whether `field` is indexed.    /// Whether `field` is indexed.
     pub fn is_indexed(&self, field: &str) -> bool {
         self.indexed.contains(field)
+    }
+}
+
+/// [`Schema::field_labels`] for one kind: see [`Schema::labeler`].
+#[derive(Debug, Clone, Copy)]
+pub struct Labeler<'s> {
+    schema: &'s Schema,
+    kind: Option<&'s KindSchema>,
+}
+
+impl Labeler<'_> {
+    /// The label the schema gives `field`.
+    pub fn label_of(&self, field: &str) -> Label {
+        match self.kind {
+            Some(k) => k.fields.get(field).map(|f| f.label.clone()).unwrap_or_else(|| k.default_label.clone()),
+            None => self.schema.fallback_label.clone(),
+        }
+    }
+
+    /// The sorted, duplicate-free label list of `field` with the document's `extra` labels.
+    pub fn field_labels(&self, field: &str, extra: &[Label]) -> Vec<Label> {
+        let own = self.label_of(field);
+        if extra.is_empty() {
+            return vec![own];
+        }
+        let mut v: Vec<Label> = extra.iter().cloned().chain(std::iter::once(own)).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 }
 
@@ -158,6 +199,11 @@ mod tests {
         assert_eq!(s.label_of(&note, "date"), Label::normal());
         let custom = Kind::new("Wearable").unwrap();
         assert_eq!(s.label_of(&custom, "steps"), Label::normal());
+        let obs = Kind::new("Observation").unwrap();
+        for extra in [vec![], vec![Label::hiv_sti()], vec![Label::normal(), Label::hiv_sti(), Label::hiv_sti()]] {
+            let set: Vec<Label> = s.labels_of(&obs, "code", &extra).into_iter().collect();
+            assert_eq!(s.field_labels(&obs, "code", &extra), set);
+        }
         let set = s.labels_of(&Kind::new("Observation").unwrap(), "code", &[Label::hiv_sti()]);
         assert_eq!(set.len(), 2);
     }

@@ -212,8 +212,9 @@ impl<'a> Batch<'a> {
         // Group fields by their full label set.
         let mut groups: BTreeMap<Vec<Label>, (Vec<String>, GroupBody)> = BTreeMap::new();
         let mut terms = Vec::new();
+        let labeler = schema.labeler(spec.kind);
         for (name, f) in spec.fields {
-            let labels: Vec<Label> = schema.labels_of(spec.kind, name, &f.labels).into_iter().collect();
+            let labels: Vec<Label> = labeler.field_labels(name, &f.labels);
             if schema.is_indexed(name) {
                 index_terms(name, &labels, &f.value, &mut terms);
             }

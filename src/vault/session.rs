@@ -590,12 +590,11 @@ impl<'s> SessionBatch<'s> {
         doc.validate()?;
         let labels: Vec<Label> = {
             let schema = self.session.inner.store.schema();
-            doc.fields
-                .iter()
-                .flat_map(|(n, f)| schema.labels_of(&doc.kind, n, &f.labels))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect()
+            let labeler = schema.labeler(&doc.kind);
+            let mut all: Vec<Label> = doc.fields.iter().flat_map(|(n, f)| labeler.field_labels(n, &f.labels)).collect();
+            all.sort_unstable();
+            all.dedup();
+            all
         };
         let bg =
             self.check_write(Operation::Create, Action::Create, &doc.patient, doc.kind.as_str(), labels.clone(), None)?;
