@@ -367,8 +367,11 @@ pub struct Catalog {
     pub by_patient: HashMap<u32, Vec<DocumentId>>,
     /// Kind -> documents (unordered posting list).
     pub by_kind: HashMap<Kind, Vec<DocumentId>>,
-    /// Value indexes, built on first use (see [`Catalog::values`]).
+    /// Value indexes (see [`Catalog::values`]): kept up to date from the start,
+    /// except in a catalog loaded from a checkpoint, where they are built on first use.
     values: OnceLock<Values>,
+    /// Whether `values` is built on first use rather than kept from the start.
+    lazy_values: bool,
     /// Offsets of non-document frames by type (audit, policy, disclosure, admin, checkpoint).
     pub frames: HashMap<u8, Vec<u64>>,
     /// Number of document versions.
@@ -395,9 +398,10 @@ pub struct NewVersion {
 }
 
 impl Catalog {
-    /// Field -> value -> documents, for the latest version of every document. Built
-    /// from the documents' index terms on the first call (a vault opened from a
-    /// checkpoint does not pay for it until a query needs it), then kept up to date.
+    /// Field -> value -> documents, for the latest version of every document. In a
+    /// catalog loaded from a checkpoint it is built from the documents' packed index
+    /// terms on the first call (open does not pay for it until a query needs it);
+    /// otherwise it is kept up to date as versions are applied.
     pub fn values(&self) -> &Values {
         self.values.get_or_init(|| build_values(&self.docs))
     }
@@ -407,9 +411,17 @@ impl Catalog {
         self.values.get().is_some()
     }
 
+    /// An empty catalog whose value indexes are built on first use (checkpoint loads).
+    pub(crate) fn lazy() -> Catalog {
+        Catalog { lazy_values: true, ..Catalog::default() }
+    }
+
     /// Adds a version (new document or update).
     pub fn apply(&mut self, v: NewVersion, commit: u64) {
         self.versions += 1;
+        if !self.lazy_values {
+            self.values.get_or_init(Values::new);
+        }
         let values = self.values.get_mut();
         if let Some(e) = self.docs.get_mut(&v.id) {
             if let Some(values) = values {
@@ -482,7 +494,7 @@ impl Catalog {
 /// Builds the value indexes from packed terms: documents are grouped by (field,
 /// packed value) first, so each distinct value is decoded once.
 fn build_values(docs: &DocMap) -> Values {
-    let mut groups: HashMap<(&str, &[u8]), Vec<DocumentId>> = HashMap::new();
+    let mut groups: HashMap<(&str, &[u8]), Vec<DocumentId>, IdHashState> = HashMap::default();
     let mut values = Values::new();
     for (id, e) in docs {
         match &e.terms.packed {

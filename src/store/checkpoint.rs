@@ -472,7 +472,7 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
         }
         Ok(out)
     };
-    let mut cat = Catalog::default();
+    let mut cat = Catalog::lazy();
     cat.frames = std::mem::take(&mut global.frames);
     let sealed_bytes: usize = sealed_parts.iter().map(|(_, s)| s.len()).sum();
     cat.docs.reserve(usize::try_from(global.docs).unwrap_or(0).min(sealed_bytes / 22));
