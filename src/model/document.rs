@@ -69,7 +69,7 @@ impl std::str::FromStr for DocumentId {
 /// A kind is 1-64 ASCII letters, digits, `_` or `-`, starting with a letter.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Kind(String);
+pub struct Kind(std::sync::Arc<str>);
 
 macro_rules! kinds {
     ($($(#[$doc:meta])* $konst:ident = $name:literal;)*) => {
@@ -123,7 +123,7 @@ impl Kind {
             && b[0].is_ascii_alphabetic()
             && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
         if ok {
-            Ok(Kind(s.to_string()))
+            Ok(Kind(std::sync::Arc::from(s)))
         } else {
             Err(Error::InvalidDocument(
                 "a kind is 1-64 ASCII letters, digits, '_' or '-', starting with a letter".into(),
@@ -150,7 +150,7 @@ impl TryFrom<String> for Kind {
 }
 impl From<Kind> for String {
     fn from(k: Kind) -> String {
-        k.0
+        k.0.to_string()
     }
 }
 

@@ -440,7 +440,7 @@ fn estimate(x: &Expr, cat: &Catalog, slot_of: &dyn Fn(&str) -> Option<u32>) -> u
         }
         Expr::Cmp(f, CmpOp::Eq, _) if f == "id" => 1,
         Expr::Cmp(f, CmpOp::Eq, Literal::Code(s, c)) => {
-            cat.values.get(f).and_then(|m| m.get(&IndexKey::Code(s.clone(), c.clone()))).map_or(0, Vec::len)
+            cat.values().get(f).and_then(|m| m.get(&IndexKey::Code(s.clone(), c.clone()))).map_or(0, Vec::len)
         }
         Expr::In(f, ls) => ls
             .iter()
@@ -472,7 +472,7 @@ fn plan(x: &Expr, cat: &Catalog, slot_of: &dyn Fn(&str) -> Option<u32>) -> Optio
                 .collect(),
         ),
         Expr::Cmp(f, op, l) if *op != CmpOp::Ne && !ATTRIBUTE_FIELDS.contains(&f.as_str()) => {
-            let Some(m) = cat.values.get(f) else { return Some(Vec::new()) };
+            let Some(m) = cat.values().get(f) else { return Some(Vec::new()) };
             let lit = Comparable::of_literal(l);
             let mut out = Vec::new();
             let take = |out: &mut Vec<DocumentId>, range: &mut dyn Iterator<Item = (&IndexKey, &Vec<DocumentId>)>| {
@@ -567,7 +567,7 @@ fn merged_time_range(conjuncts: &[&Expr], cat: &Catalog) -> Option<Candidates> {
             _ => return None,
         }
     }
-    let m = cat.values.get(field?)?;
+    let m = cat.values().get(field?)?;
     if lo > hi {
         return Some(Vec::new());
     }

@@ -1,12 +1,24 @@
 //! The in-memory catalog: where every document version is, which documents each
 //! patient has, and the value indexes used by queries. Rebuilt at open; never
 //! written to disk in plaintext.
+//!
+//! Built for a fast open of large vaults: a document loaded from an index checkpoint
+//! keeps its index terms in the packed form they have inside the checkpoint (one small
+//! buffer, decoded on first use), its label set is shared with every other document
+//! that has the same one, and the value indexes ([`Catalog::values`]) are built from
+//! the packed terms the first time a query needs them rather than at open.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, OnceLock};
+
+use std::ops::Range;
+
+use zeroize::Zeroizing;
 
 use crate::format::body::{IndexKey, IndexTerm};
 use crate::format::frame::FrameType;
-use crate::model::{DocumentId, Kind, LabelSet};
+use crate::model::{DocumentId, Kind, Label, LabelSet};
 
 /// Location of one stored version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,10 +42,11 @@ pub struct DocEntry {
     pub created_us: i64,
     /// Every version, oldest first.
     pub versions: Vec<VersionLoc>,
-    /// Labels of every field of the latest version.
-    pub labels: LabelSet,
+    /// Labels of every field of the latest version (shared between documents with the
+    /// same label set).
+    pub labels: Arc<LabelSet>,
     /// Index terms of the latest version.
-    pub terms: Vec<IndexTerm>,
+    pub terms: Terms,
     /// Commit sequence number that made the latest version visible.
     pub commit: u64,
 }
@@ -46,17 +59,319 @@ impl DocEntry {
     }
 }
 
+/// Field name and labels of index terms, by the id packed terms use.
+#[derive(Debug, Default)]
+pub(crate) struct TermSchemas {
+    /// (field name, labels of the field).
+    pub(crate) schemas: Vec<(String, Vec<Label>)>,
+}
+
+/// The index terms of one document version.
+///
+/// Either a plain list, or packed (the encoding of docs/FORMAT.md §12.3.2, validated
+/// when loaded) and decoded into a list on first use. The packed bytes are wiped
+/// when dropped.
+#[derive(Clone, Default)]
+pub struct Terms {
+    packed: Option<Packed>,
+    list: OnceLock<Vec<IndexTerm>>,
+}
+
+/// Packed terms: a range of a decrypted checkpoint entry (a zeroizing buffer shared
+/// by the documents of that entry) and the schemas their ids refer to.
+#[derive(Clone)]
+struct Packed {
+    schemas: Arc<TermSchemas>,
+    buf: Arc<Zeroizing<Vec<u8>>>,
+    start: u32,
+    end: u32,
+}
+
+impl Packed {
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(self.start as usize..self.end as usize).unwrap_or(&[])
+    }
+}
+
+impl std::fmt::Debug for Terms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Index values are PHI: only the shape.
+        f.debug_struct("Terms").field("packed", &self.packed.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl From<Vec<IndexTerm>> for Terms {
+    fn from(v: Vec<IndexTerm>) -> Self {
+        Terms { packed: None, list: OnceLock::from(v) }
+    }
+}
+
+impl Terms {
+    /// Packed terms `buf[range]` (already validated by [`wire::check_terms`] against
+    /// `schemas`).
+    pub(crate) fn packed(schemas: Arc<TermSchemas>, buf: Arc<Zeroizing<Vec<u8>>>, range: Range<usize>) -> Self {
+        let (start, end) = match (u32::try_from(range.start), u32::try_from(range.end)) {
+            (Ok(s), Ok(e)) if s <= e && range.end <= buf.len() => (s, e),
+            _ => (0, 0),
+        };
+        Terms { packed: Some(Packed { schemas, buf, start, end }), list: OnceLock::new() }
+    }
+
+    /// The terms (decoded on first use when packed).
+    pub fn iter(&self) -> std::slice::Iter<'_, IndexTerm> {
+        self.as_slice().iter()
+    }
+
+    /// The terms as a slice (decoded on first use when packed).
+    pub fn as_slice(&self) -> &[IndexTerm] {
+        self.list.get_or_init(|| match &self.packed {
+            Some(p) => {
+                let mut out = Vec::new();
+                wire::each_term(p.bytes(), |sid, key| {
+                    if let (Some((field, labels)), Some(key)) = (p.schemas.schemas.get(sid), wire::read_key(key)) {
+                        out.push(IndexTerm { field: field.clone(), labels: labels.clone(), key });
+                    }
+                });
+                out
+            }
+            None => Vec::new(),
+        })
+    }
+
+    /// The terms as stored: packed (with their schemas) or a plain list.
+    pub(crate) fn raw(&self) -> RawTerms<'_> {
+        match &self.packed {
+            Some(p) => RawTerms::Packed(&p.schemas, p.bytes()),
+            None => RawTerms::List(self.as_slice()),
+        }
+    }
+}
+
+/// How a document's terms are stored (see [`Terms::raw`]).
+pub(crate) enum RawTerms<'a> {
+    /// Packed terms and the schemas their ids refer to.
+    Packed(&'a Arc<TermSchemas>, &'a [u8]),
+    /// A plain list.
+    List(&'a [IndexTerm]),
+}
+
+/// A fast hasher for document ids (random 16 bytes), keyed per map so that chosen
+/// ids cannot degrade the map.
+#[derive(Clone, Copy, Debug)]
+pub struct IdHashState {
+    k0: u64,
+    k1: u64,
+}
+
+impl Default for IdHashState {
+    fn default() -> Self {
+        let s = std::collections::hash_map::RandomState::new();
+        IdHashState { k0: s.hash_one(0x6964_u64), k1: s.hash_one(0x6b31_u64) | 1 }
+    }
+}
+
+impl BuildHasher for IdHashState {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher { k0: self.k0, k1: self.k1, h: 0 }
+    }
+}
+
+/// The hasher of [`IdHashState`].
+#[derive(Clone, Copy, Debug)]
+pub struct IdHasher {
+    k0: u64,
+    k1: u64,
+    h: u64,
+}
+
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let m = u128::from(a).wrapping_mul(u128::from(b));
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(16) {
+            let mut lo = [0u8; 8];
+            let mut hi = [0u8; 8];
+            let n = c.len().min(8);
+            lo[..n].copy_from_slice(&c[..n]);
+            hi[..c.len() - n].copy_from_slice(&c[n..]);
+            let v = fold_mul(u64::from_le_bytes(lo) ^ self.k0, u64::from_le_bytes(hi) ^ self.k1);
+            self.h = fold_mul(self.h ^ v, 0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, _: usize) {
+        // Length prefixes of fixed-size ids carry nothing.
+    }
+    fn finish(&self) -> u64 {
+        self.h
+    }
+}
+
+/// Document id -> entry: the entries in segments (vectors that are never merged:
+/// a checkpoint loader hands over the batches its threads decoded as they are) and a
+/// small map from id to (segment, position). Lookups, iteration and updates work as
+/// on a `HashMap<DocumentId, DocEntry>`; iteration order is unspecified.
+#[derive(Debug, Clone, Default)]
+pub struct DocMap {
+    index: HashMap<DocumentId, (u32, u32), IdHashState>,
+    segments: Vec<Vec<(DocumentId, DocEntry)>>,
+}
+
+/// Largest segment that [`DocMap::insert`] appends to (adopted segments may be larger).
+const SEGMENT: usize = 1 << 16;
+
+impl DocMap {
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether there are no documents.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Reserves room in the id map for `n` more documents.
+    pub fn reserve(&mut self, n: usize) {
+        self.index.reserve(n);
+    }
+
+    fn at(&self, (s, i): (u32, u32)) -> Option<&(DocumentId, DocEntry)> {
+        self.segments.get(s as usize)?.get(i as usize)
+    }
+
+    /// The entry of `id`.
+    pub fn get(&self, id: &DocumentId) -> Option<&DocEntry> {
+        self.index.get(id).and_then(|&at| self.at(at)).map(|(_, e)| e)
+    }
+
+    /// The entry of `id`, with the id.
+    pub fn get_key_value(&self, id: &DocumentId) -> Option<(&DocumentId, &DocEntry)> {
+        self.index.get(id).and_then(|&at| self.at(at)).map(|(k, e)| (k, e))
+    }
+
+    /// The entry of `id`, mutably.
+    pub fn get_mut(&mut self, id: &DocumentId) -> Option<&mut DocEntry> {
+        let &(s, i) = self.index.get(id)?;
+        self.segments.get_mut(s as usize)?.get_mut(i as usize).map(|(_, e)| e)
+    }
+
+    /// Whether `id` has an entry.
+    pub fn contains_key(&self, id: &DocumentId) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// Inserts or replaces the entry of `id`; returns the one it replaced.
+    pub fn insert(&mut self, id: DocumentId, e: DocEntry) -> Option<DocEntry> {
+        if let Some(old) = self.get_mut(&id) {
+            return Some(std::mem::replace(old, e));
+        }
+        let s = match self.segments.last() {
+            Some(l) if l.len() < SEGMENT => self.segments.len() - 1,
+            _ => {
+                self.segments.push(Vec::new());
+                self.segments.len() - 1
+            }
+        };
+        let seg = &mut self.segments[s];
+        self.index.insert(id, (s as u32, seg.len() as u32));
+        seg.push((id, e));
+        None
+    }
+
+    /// Adopts a batch of new entries as one segment. Fails (and changes nothing) if an
+    /// id is already present or appears twice, or the batch is too large.
+    pub(crate) fn adopt(&mut self, batch: Vec<(DocumentId, DocEntry)>) -> std::result::Result<(), ()> {
+        let s = u32::try_from(self.segments.len()).map_err(|_| ())?;
+        if u32::try_from(batch.len()).is_err() {
+            return Err(());
+        }
+        for (i, (id, _)) in batch.iter().enumerate() {
+            if self.index.insert(*id, (s, i as u32)).is_some() {
+                // Undo this batch's ids (a duplicate inside it included).
+                for (id, _) in &batch[..=i] {
+                    if self.index.get(id).is_some_and(|&(x, _)| x == s) {
+                        self.index.remove(id);
+                    }
+                }
+                return Err(());
+            }
+        }
+        self.segments.push(batch);
+        Ok(())
+    }
+
+    /// Removes the entry of `id`.
+    pub fn remove(&mut self, id: &DocumentId) -> Option<DocEntry> {
+        let (s, i) = self.index.remove(id)?;
+        let seg = self.segments.get_mut(s as usize)?;
+        if i as usize >= seg.len() {
+            return None;
+        }
+        let (_, e) = seg.swap_remove(i as usize);
+        if let Some((moved, _)) = seg.get(i as usize)
+            && let Some(at) = self.index.get_mut(moved)
+        {
+            *at = (s, i);
+        }
+        Some(e)
+    }
+
+    /// Every (id, entry).
+    pub fn iter(&self) -> impl Iterator<Item = (&DocumentId, &DocEntry)> + '_ {
+        self.segments.iter().flatten().map(|(k, e)| (k, e))
+    }
+
+    /// Every id.
+    pub fn keys(&self) -> impl Iterator<Item = &DocumentId> + '_ {
+        self.segments.iter().flatten().map(|(k, _)| k)
+    }
+
+    /// Every entry.
+    pub fn values(&self) -> impl Iterator<Item = &DocEntry> + '_ {
+        self.segments.iter().flatten().map(|(_, e)| e)
+    }
+}
+
+impl std::ops::Index<&DocumentId> for DocMap {
+    type Output = DocEntry;
+    /// Like `HashMap`'s: panics if `id` has no entry.
+    fn index(&self, id: &DocumentId) -> &DocEntry {
+        match self.get(id) {
+            Some(e) => e,
+            None => panic!("no catalog entry for document {id}"),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a DocMap {
+    type Item = (&'a DocumentId, &'a DocEntry);
+    type IntoIter = Box<dyn Iterator<Item = (&'a DocumentId, &'a DocEntry)> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+/// Field -> value -> documents (latest versions only; unordered posting lists).
+pub type Values = HashMap<String, BTreeMap<IndexKey, Vec<DocumentId>>>;
+
 /// The in-memory indexes of a vault.
 #[derive(Debug, Default, Clone)]
 pub struct Catalog {
     /// Document id -> entry.
-    pub docs: HashMap<DocumentId, DocEntry>,
+    pub docs: DocMap,
     /// Patient slot -> documents, in creation order.
     pub by_patient: HashMap<u32, Vec<DocumentId>>,
     /// Kind -> documents (unordered posting list).
     pub by_kind: HashMap<Kind, Vec<DocumentId>>,
-    /// Field -> value -> documents (latest versions only; unordered posting lists).
-    pub values: HashMap<String, BTreeMap<IndexKey, Vec<DocumentId>>>,
+    /// Value indexes (see [`Catalog::values`]): kept up to date from the start,
+    /// except in a catalog loaded from a checkpoint, where they are built on first use.
+    values: OnceLock<Values>,
+    /// Whether `values` is built on first use rather than kept from the start.
+    lazy_values: bool,
     /// Offsets of non-document frames by type (audit, policy, disclosure, admin, checkpoint).
     pub frames: HashMap<u8, Vec<u64>>,
     /// Number of document versions.
@@ -83,20 +398,49 @@ pub struct NewVersion {
 }
 
 impl Catalog {
+    /// Field -> value -> documents, for the latest version of every document. In a
+    /// catalog loaded from a checkpoint it is built from the documents' packed index
+    /// terms on the first call (open does not pay for it until a query needs it);
+    /// otherwise it is kept up to date as versions are applied.
+    pub fn values(&self) -> &Values {
+        self.values.get_or_init(|| build_values(&self.docs))
+    }
+
+    /// Whether the value indexes have been built yet (tests and measurements).
+    pub fn values_built(&self) -> bool {
+        self.values.get().is_some()
+    }
+
+    /// An empty catalog whose value indexes are built on first use (checkpoint loads).
+    pub(crate) fn lazy() -> Catalog {
+        Catalog { lazy_values: true, ..Catalog::default() }
+    }
+
     /// Adds a version (new document or update).
     pub fn apply(&mut self, v: NewVersion, commit: u64) {
         self.versions += 1;
+        if !self.lazy_values {
+            self.values.get_or_init(Values::new);
+        }
+        let values = self.values.get_mut();
         if let Some(e) = self.docs.get_mut(&v.id) {
-            for t in &e.terms {
-                remove_posting(&mut self.values, &t.field, &t.key, &v.id);
+            if let Some(values) = values {
+                for t in e.terms.iter() {
+                    remove_posting(values, &t.field, &t.key, &v.id);
+                }
             }
             e.versions.push(v.loc);
-            e.labels = v.labels;
-            e.terms = v.terms;
+            e.labels = Arc::new(v.labels);
+            e.terms = Terms::from(v.terms);
             e.commit = commit;
         } else {
             self.by_patient.entry(v.patient_slot).or_default().push(v.id);
-            self.by_kind.entry(v.kind.clone()).or_default().push(v.id);
+            match self.by_kind.get_mut(&v.kind) {
+                Some(ids) => ids.push(v.id),
+                None => {
+                    self.by_kind.insert(v.kind.clone(), vec![v.id]);
+                }
+            }
             self.docs.insert(
                 v.id,
                 DocEntry {
@@ -104,63 +448,16 @@ impl Catalog {
                     kind: v.kind,
                     created_us: v.created_us,
                     versions: vec![v.loc],
-                    labels: v.labels,
-                    terms: v.terms,
+                    labels: Arc::new(v.labels),
+                    terms: Terms::from(v.terms),
                     commit,
                 },
             );
         }
-        let e = &self.docs[&v.id];
-        for t in &e.terms {
-            let field = match self.values.get_mut(&t.field) {
-                Some(m) => m,
-                None => self.values.entry(t.field.clone()).or_default(),
-            };
-            match field.get_mut(&t.key) {
-                Some(ids) => ids.push(v.id),
-                None => {
-                    field.insert(t.key.clone(), vec![v.id]);
-                }
-            }
-        }
-    }
-
-    /// Loads many documents at once (from a checkpoint): posting lists are built by
-    /// sorting instead of one map lookup per value.
-    pub fn bulk_load(&mut self, entries: Vec<(DocumentId, DocEntry)>) {
-        let mut postings: HashMap<&str, Vec<(&IndexKey, DocumentId)>> = HashMap::new();
-        for (id, e) in &entries {
-            for t in &e.terms {
-                postings.entry(t.field.as_str()).or_default().push((&t.key, *id));
-            }
-        }
-        let mut values: HashMap<String, BTreeMap<IndexKey, Vec<DocumentId>>> = HashMap::with_capacity(postings.len());
-        for (field, mut list) in postings {
-            list.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            let mut map = BTreeMap::new();
-            let mut i = 0;
-            while i < list.len() {
-                let key = list[i].0;
-                let mut ids = Vec::new();
-                while i < list.len() && list[i].0 == key {
-                    ids.push(list[i].1);
-                    i += 1;
-                }
-                map.insert(key.clone(), ids);
-            }
-            values.insert(field.to_string(), map);
-        }
-        for (field, map) in values {
-            let target = self.values.entry(field).or_default();
-            for (k, mut ids) in map {
-                target.entry(k).or_default().append(&mut ids);
-            }
-        }
-        for (id, e) in entries {
-            self.versions += e.versions.len() as u64;
-            self.by_patient.entry(e.patient_slot).or_default().push(id);
-            self.by_kind.entry(e.kind.clone()).or_default().push(id);
-            self.docs.insert(id, e);
+        let Some(values) = self.values.get_mut() else { return };
+        let Some(e) = self.docs.get(&v.id) else { return };
+        for t in e.terms.iter() {
+            add_posting(values, t, v.id);
         }
     }
 
@@ -177,13 +474,16 @@ impl Catalog {
     /// Removes every document of a patient (after erasure).
     pub fn remove_patient(&mut self, slot: u32) -> Vec<DocumentId> {
         let ids = self.by_patient.remove(&slot).unwrap_or_default();
+        let mut values = self.values.get_mut();
         for id in &ids {
             if let Some(e) = self.docs.remove(id) {
                 if let Some(s) = self.by_kind.get_mut(&e.kind) {
                     s.retain(|x| x != id);
                 }
-                for t in &e.terms {
-                    remove_posting(&mut self.values, &t.field, &t.key, id);
+                if let Some(values) = values.as_deref_mut() {
+                    for t in e.terms.iter() {
+                        remove_posting(values, &t.field, &t.key, id);
+                    }
                 }
             }
         }
@@ -191,12 +491,51 @@ impl Catalog {
     }
 }
 
-fn remove_posting(
-    values: &mut HashMap<String, BTreeMap<IndexKey, Vec<DocumentId>>>,
-    field: &str,
-    key: &IndexKey,
-    id: &DocumentId,
-) {
+/// Builds the value indexes from packed terms: documents are grouped by (field,
+/// packed value) first, so each distinct value is decoded once.
+fn build_values(docs: &DocMap) -> Values {
+    let mut groups: HashMap<(&str, &[u8]), Vec<DocumentId>, IdHashState> = HashMap::default();
+    let mut values = Values::new();
+    for (id, e) in docs {
+        match &e.terms.packed {
+            Some(p) => wire::each_term(p.bytes(), |sid, key| {
+                if let Some((field, _)) = p.schemas.schemas.get(sid) {
+                    groups.entry((field.as_str(), key)).or_default().push(*id);
+                }
+            }),
+            None => {
+                for t in e.terms.iter() {
+                    add_posting(&mut values, t, *id);
+                }
+            }
+        }
+    }
+    for ((field, key), ids) in groups {
+        if let Some(k) = wire::read_key(key) {
+            let m = match values.get_mut(field) {
+                Some(m) => m,
+                None => values.entry(field.to_string()).or_default(),
+            };
+            m.entry(k).or_default().extend(ids);
+        }
+    }
+    values
+}
+
+fn add_posting(values: &mut Values, t: &IndexTerm, id: DocumentId) {
+    let field = match values.get_mut(&t.field) {
+        Some(m) => m,
+        None => values.entry(t.field.clone()).or_default(),
+    };
+    match field.get_mut(&t.key) {
+        Some(ids) => ids.push(id),
+        None => {
+            field.insert(t.key.clone(), vec![id]);
+        }
+    }
+}
+
+fn remove_posting(values: &mut Values, field: &str, key: &IndexKey, id: &DocumentId) {
     if let Some(m) = values.get_mut(field)
         && let Some(ids) = m.get_mut(key)
     {
@@ -206,5 +545,341 @@ fn remove_posting(
         if ids.is_empty() {
             m.remove(key);
         }
+    }
+}
+
+/// The compact binary encoding of checkpoint entries and packed index terms
+/// (docs/FORMAT.md §12.3): LEB128 varints, zigzag for signed values.
+pub(crate) mod wire {
+    use crate::format::body::IndexKey;
+    use crate::model::value::Decimal;
+
+    /// Appends an unsigned LEB128 varint.
+    pub(crate) fn put_uv(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// Appends a zigzag varint.
+    pub(crate) fn put_iv(out: &mut Vec<u8>, v: i64) {
+        put_uv(out, ((v << 1) ^ (v >> 63)) as u64);
+    }
+
+    fn put_u128(out: &mut Vec<u8>, mut v: u128) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// Appends a length-prefixed byte string.
+    pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+        put_uv(out, b.len() as u64);
+        out.extend_from_slice(b);
+    }
+
+    /// Appends a packed index key.
+    pub(crate) fn put_key(out: &mut Vec<u8>, k: &IndexKey) {
+        match k {
+            IndexKey::Code(s, c) => {
+                out.push(0);
+                put_bytes(out, s.as_bytes());
+                put_bytes(out, c.as_bytes());
+            }
+            IndexKey::Text(t) => {
+                out.push(1);
+                put_bytes(out, t.as_bytes());
+            }
+            IndexKey::Integer(i) => {
+                out.push(2);
+                put_iv(out, *i);
+            }
+            IndexKey::Decimal(d) => {
+                out.push(3);
+                let m = d.mantissa();
+                put_u128(out, ((m << 1) ^ (m >> 127)) as u128);
+                out.push(d.scale() as u8);
+            }
+            IndexKey::Date(d) => {
+                out.push(4);
+                put_iv(out, i64::from(*d));
+            }
+            IndexKey::DateTime(t) => {
+                out.push(5);
+                put_iv(out, *t);
+            }
+            IndexKey::Boolean(b) => {
+                out.push(6);
+                out.push(u8::from(*b));
+            }
+        }
+    }
+
+    /// A cursor over untrusted bytes: every read checks bounds and returns `None`
+    /// past the end.
+    pub(crate) struct Reader<'a> {
+        b: &'a [u8],
+        pos: usize,
+    }
+
+    impl<'a> Reader<'a> {
+        /// A reader at the start of `b`.
+        pub(crate) fn new(b: &'a [u8]) -> Self {
+            Reader { b, pos: 0 }
+        }
+        /// Bytes left.
+        pub(crate) fn remaining(&self) -> usize {
+            self.b.len() - self.pos
+        }
+        /// Whether everything was read.
+        pub(crate) fn done(&self) -> bool {
+            self.pos == self.b.len()
+        }
+        /// Current position.
+        pub(crate) fn pos(&self) -> usize {
+            self.pos
+        }
+        /// One byte.
+        pub(crate) fn u8(&mut self) -> Option<u8> {
+            let v = *self.b.get(self.pos)?;
+            self.pos += 1;
+            Some(v)
+        }
+        /// `n` raw bytes.
+        pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            let end = self.pos.checked_add(n)?;
+            let s = self.b.get(self.pos..end)?;
+            self.pos = end;
+            Some(s)
+        }
+        /// A fixed-size array.
+        pub(crate) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+            self.take(N)?.try_into().ok()
+        }
+        /// An unsigned varint (at most 10 bytes, no overflow).
+        pub(crate) fn uv(&mut self) -> Option<u64> {
+            let mut v = 0u64;
+            for shift in (0..64).step_by(7) {
+                let b = self.u8()?;
+                let part = u64::from(b & 0x7f);
+                if shift == 63 && part > 1 {
+                    return None;
+                }
+                v |= part << shift;
+                if b & 0x80 == 0 {
+                    return Some(v);
+                }
+            }
+            None
+        }
+        /// An unsigned varint that must fit a `u32`.
+        pub(crate) fn u32v(&mut self) -> Option<u32> {
+            u32::try_from(self.uv()?).ok()
+        }
+        /// A varint used as an index or count.
+        pub(crate) fn usize(&mut self) -> Option<usize> {
+            usize::try_from(self.uv()?).ok()
+        }
+        /// A zigzag varint.
+        pub(crate) fn iv(&mut self) -> Option<i64> {
+            let u = self.uv()?;
+            Some(((u >> 1) as i64) ^ -((u & 1) as i64))
+        }
+        fn u128v(&mut self) -> Option<u128> {
+            let mut v = 0u128;
+            for shift in (0..128).step_by(7) {
+                let b = self.u8()?;
+                let part = u128::from(b & 0x7f);
+                if shift == 126 && part > 3 {
+                    return None;
+                }
+                v |= part << shift;
+                if b & 0x80 == 0 {
+                    return Some(v);
+                }
+            }
+            None
+        }
+        /// A length-prefixed byte string.
+        pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
+            let n = self.usize()?;
+            self.take(n)
+        }
+        /// A length-prefixed UTF-8 string.
+        pub(crate) fn str(&mut self) -> Option<&'a str> {
+            std::str::from_utf8(self.bytes()?).ok()
+        }
+    }
+
+    /// Reads one packed key; `None` if malformed.
+    fn key(r: &mut Reader<'_>, decode: bool) -> Option<Option<IndexKey>> {
+        Some(match r.u8()? {
+            0 => {
+                let (s, c) = (r.str()?, r.str()?);
+                decode.then(|| IndexKey::Code(s.to_string(), c.to_string()))
+            }
+            1 => {
+                let t = r.str()?;
+                decode.then(|| IndexKey::Text(t.to_string()))
+            }
+            2 => Some(IndexKey::Integer(r.iv()?)),
+            3 => {
+                let z = r.u128v()?;
+                let m = ((z >> 1) as i128) ^ -((z & 1) as i128);
+                let scale = r.u8()?;
+                Some(IndexKey::Decimal(Decimal::try_from_i128_with_scale(m, u32::from(scale)).ok()?))
+            }
+            4 => Some(IndexKey::Date(i32::try_from(r.iv()?).ok()?)),
+            5 => Some(IndexKey::DateTime(r.iv()?)),
+            6 => match r.u8()? {
+                0 => Some(IndexKey::Boolean(false)),
+                1 => Some(IndexKey::Boolean(true)),
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+
+    /// Decodes a packed key that makes up all of `b`.
+    pub(crate) fn read_key(b: &[u8]) -> Option<IndexKey> {
+        let mut r = Reader::new(b);
+        let k = key(&mut r, true)??;
+        r.done().then_some(k)
+    }
+
+    /// Checks packed terms: every schema id below `schemas`, every key well formed.
+    pub(crate) fn check_terms(b: &[u8], schemas: usize) -> bool {
+        let mut r = Reader::new(b);
+        while !r.done() {
+            match r.usize() {
+                Some(sid) if sid < schemas => {}
+                _ => return false,
+            }
+            if key(&mut r, false).is_none() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Calls `f(schema id, packed key)` for each term of packed terms (stops at the
+    /// first malformed one; [`check_terms`] has ruled that out for loaded terms).
+    pub(crate) fn each_term<'a>(b: &'a [u8], mut f: impl FnMut(usize, &'a [u8])) {
+        let mut r = Reader::new(b);
+        while !r.done() {
+            let Some(sid) = r.usize() else { return };
+            let start = r.pos();
+            if key(&mut r, false).is_none() {
+                return;
+            }
+            f(sid, &b[start..r.pos()]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::value::Decimal;
+
+    fn term(field: &str, key: IndexKey) -> IndexTerm {
+        IndexTerm { field: field.into(), labels: vec![Label::normal()], key }
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let keys = [
+            IndexKey::Code("http://loinc.org".into(), "4548-4".into()),
+            IndexKey::Text("final".into()),
+            IndexKey::Text(String::new()),
+            IndexKey::Integer(i64::MIN),
+            IndexKey::Integer(i64::MAX),
+            IndexKey::Decimal(Decimal::new(-12345, 3)),
+            IndexKey::Decimal(Decimal::MAX),
+            IndexKey::Decimal(Decimal::MIN),
+            IndexKey::Date(i32::MIN),
+            IndexKey::Date(19000),
+            IndexKey::DateTime(-1),
+            IndexKey::DateTime(i64::MAX),
+            IndexKey::Boolean(true),
+        ];
+        for k in keys {
+            let mut b = Vec::new();
+            wire::put_key(&mut b, &k);
+            assert_eq!(wire::read_key(&b), Some(k.clone()), "{k:?}");
+            assert!(wire::read_key(&b[..b.len() - 1]).is_none());
+        }
+    }
+
+    #[test]
+    fn varints_round_trip_and_reject_overlong() {
+        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+            let mut b = Vec::new();
+            wire::put_uv(&mut b, v);
+            assert_eq!(wire::Reader::new(&b).uv(), Some(v));
+        }
+        for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
+            let mut b = Vec::new();
+            wire::put_iv(&mut b, v);
+            assert_eq!(wire::Reader::new(&b).iv(), Some(v));
+        }
+        assert_eq!(wire::Reader::new(&[0xff; 11]).uv(), None);
+        assert_eq!(wire::Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).uv(), None);
+    }
+
+    #[test]
+    fn packed_terms_decode_and_index_lazily() {
+        let schemas = Arc::new(TermSchemas {
+            schemas: vec![("code".into(), vec![Label::normal()]), ("status".into(), vec![Label::normal()])],
+        });
+        let mut b = Vec::new();
+        wire::put_uv(&mut b, 0);
+        wire::put_key(&mut b, &IndexKey::Code("loinc".into(), "1".into()));
+        wire::put_uv(&mut b, 1);
+        wire::put_key(&mut b, &IndexKey::Text("final".into()));
+        assert!(wire::check_terms(&b, 2));
+        assert!(!wire::check_terms(&b, 1));
+        assert!(!wire::check_terms(&b[..b.len() - 1], 2));
+        let id = DocumentId([7; 16]);
+        let mut cat = Catalog::default();
+        let n = b.len();
+        let e = DocEntry {
+            patient_slot: 0,
+            kind: Kind::new("Observation").unwrap(),
+            created_us: 1,
+            versions: vec![VersionLoc { version: 1, offset: 8192, updated_us: 1 }],
+            labels: Arc::new(LabelSet::new()),
+            terms: Terms::packed(schemas, Arc::new(Zeroizing::new(b)), 0..n),
+            commit: 1,
+        };
+        cat.docs.insert(id, e);
+        cat.by_patient.insert(0, vec![id]);
+        assert!(!cat.values_built());
+        let code = IndexKey::Code("loinc".into(), "1".into());
+        assert_eq!(cat.values()["code"][&code], vec![id]);
+        assert_eq!(
+            cat.docs[&id].terms.as_slice(),
+            &[term("code", code.clone()), term("status", IndexKey::Text("final".into()))]
+        );
+        // Updates keep a built index current.
+        let v = NewVersion {
+            id,
+            patient_slot: 0,
+            kind: Kind::new("Observation").unwrap(),
+            created_us: 1,
+            loc: VersionLoc { version: 2, offset: 9000, updated_us: 2 },
+            labels: LabelSet::new(),
+            terms: vec![term("code", IndexKey::Code("loinc".into(), "2".into()))],
+        };
+        cat.apply(v, 2);
+        assert!(!cat.values()["code"].contains_key(&code));
+        assert_eq!(cat.values()["code"][&IndexKey::Code("loinc".into(), "2".into())], vec![id]);
+        cat.remove_patient(0);
+        assert!(cat.values()["code"].is_empty());
+        assert!(cat.docs.is_empty());
     }
 }

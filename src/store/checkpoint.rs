@@ -11,88 +11,172 @@
 //! to a full scan (and says so) when anything is wrong.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto::{KeyHierarchy, aead, keys};
 use crate::error::{Error, Result};
-use crate::format::body::{self, IndexTerm};
 use crate::format::frame::{self, FRAME_HEADER, FrameType};
 use crate::format::le_u32;
 use crate::log::Region;
 use crate::log::writer::LogHead;
-use crate::model::{DocumentId, Kind, Label};
+use crate::model::{DocumentId, Kind, Label, LabelSet};
 use crate::store::Store;
-use crate::store::catalog::{Catalog, DocEntry, VersionLoc};
+use crate::store::catalog::wire::{self, Reader};
+use crate::store::catalog::{Catalog, DocEntry, RawTerms, TermSchemas, Terms, VersionLoc};
 use crate::store::keyring::Keyring;
 
 /// Largest payload of one checkpoint part frame.
 const PART_BYTES: usize = 4 * 1024 * 1024;
 
-#[derive(Serialize, Deserialize)]
-struct Global {
-    end: u64,
-    next_seq: u64,
-    commit_number: u64,
-    chain: [u8; 32],
-    frames: Vec<(u8, Vec<u64>)>,
-    patients: u32,
-    parts: u32,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SavedDoc {
-    id: DocumentId,
-    kind: String,
-    created_us: i64,
-    versions: Vec<(u32, u64, i64)>,
-    labels: Vec<Label>,
-    terms: Vec<IndexTerm>,
-    commit: u64,
-}
-
-/// The patient entries one loader thread decoded: (slot, documents) in slot order.
-type Decoded = Result<Vec<(u32, Vec<SavedDoc>)>>;
+/// Version byte after the `G` and `P` tags (version 1 had none: its sealed part
+/// started right after the tag, so a version-1 checkpoint fails to open and open
+/// falls back to a full scan).
+const CHECKPOINT_VERSION: u8 = 2;
 
 fn global_aad(vid: &[u8; 16]) -> Vec<u8> {
-    aead::aad("chartvault checkpoint global v1", &[vid])
+    aead::aad("chartvault checkpoint global v2", &[vid])
 }
 fn patient_aad(vid: &[u8; 16], slot: u32, commit: u64) -> Vec<u8> {
-    aead::aad("chartvault checkpoint patient v1", &[vid, &slot.to_le_bytes(), &commit.to_le_bytes()])
+    aead::aad("chartvault checkpoint patient v2", &[vid, &slot.to_le_bytes(), &commit.to_le_bytes()])
+}
+
+/// The dictionaries a checkpoint writer builds: kinds, label sets and term schemas
+/// (field name, label set id), each by first appearance.
+#[derive(Default)]
+struct Dicts<'a> {
+    kinds: Vec<&'a str>,
+    kind_ids: HashMap<&'a str, u32>,
+    labelsets: Vec<Vec<&'a Label>>,
+    doc_labels: HashMap<&'a LabelSet, u32>,
+    schema_labels: HashMap<&'a [Label], u32>,
+    schemas: Vec<(&'a str, u32)>,
+    list_schemas: HashMap<(&'a str, &'a [Label]), u32>,
+    packed_schemas: HashMap<*const TermSchemas, Vec<Option<u32>>>,
+}
+
+impl<'a> Dicts<'a> {
+    fn kind(&mut self, k: &'a Kind) -> u32 {
+        if let Some(&i) = self.kind_ids.get(k.as_str()) {
+            return i;
+        }
+        let i = self.kinds.len() as u32;
+        self.kinds.push(k.as_str());
+        self.kind_ids.insert(k.as_str(), i);
+        i
+    }
+    fn doc_labels(&mut self, l: &'a LabelSet) -> u32 {
+        if let Some(&i) = self.doc_labels.get(l) {
+            return i;
+        }
+        let i = self.labelsets.len() as u32;
+        self.labelsets.push(l.iter().collect());
+        self.doc_labels.insert(l, i);
+        i
+    }
+    fn schema(&mut self, field: &'a str, labels: &'a [Label]) -> u32 {
+        if let Some(&i) = self.list_schemas.get(&(field, labels)) {
+            return i;
+        }
+        let ls = match self.schema_labels.get(labels) {
+            Some(&i) => i,
+            None => {
+                let i = self.labelsets.len() as u32;
+                self.labelsets.push(labels.iter().collect());
+                self.schema_labels.insert(labels, i);
+                i
+            }
+        };
+        let i = self.schemas.len() as u32;
+        self.schemas.push((field, ls));
+        self.list_schemas.insert((field, labels), i);
+        i
+    }
+    /// Appends a document's terms, schema ids renumbered into this dictionary.
+    fn terms(&mut self, t: &'a Terms, out: &mut Vec<u8>) {
+        match t.raw() {
+            RawTerms::Packed(s, b) => {
+                let key = Arc::as_ptr(s);
+                let mut map = self.packed_schemas.remove(&key).unwrap_or_else(|| vec![None; s.schemas.len()]);
+                wire::each_term(b, |sid, k| {
+                    let Some((field, labels)) = s.schemas.get(sid) else { return };
+                    let new = match map.get(sid).copied().flatten() {
+                        Some(n) => n,
+                        None => {
+                            let n = self.schema(field, labels);
+                            if let Some(m) = map.get_mut(sid) {
+                                *m = Some(n);
+                            }
+                            n
+                        }
+                    };
+                    wire::put_uv(out, u64::from(new));
+                    out.extend_from_slice(k);
+                });
+                self.packed_schemas.insert(key, map);
+            }
+            RawTerms::List(list) => {
+                for term in list {
+                    let sid = self.schema(&term.field, &term.labels);
+                    wire::put_uv(out, u64::from(sid));
+                    wire::put_key(out, &term.key);
+                }
+            }
+        }
+    }
+}
+
+/// Encodes one patient's documents (the plaintext of a patient entry, §12.3.2).
+/// Returns the number of documents encoded.
+fn encode_patient<'a>(cat: &'a Catalog, ids: &[DocumentId], d: &mut Dicts<'a>, out: &mut Vec<u8>) -> u64 {
+    let docs: Vec<(&DocumentId, &'a DocEntry)> = ids.iter().filter_map(|id| cat.docs.get_key_value(id)).collect();
+    let n = docs.len() as u64;
+    wire::put_uv(out, n);
+    let mut prev_created = 0i64;
+    let mut terms = Vec::new();
+    for (id, e) in docs {
+        out.extend_from_slice(&id.0);
+        wire::put_uv(out, u64::from(d.kind(&e.kind)));
+        wire::put_uv(out, u64::from(d.doc_labels(&e.labels)));
+        wire::put_iv(out, e.created_us.wrapping_sub(prev_created));
+        prev_created = e.created_us;
+        wire::put_uv(out, e.commit);
+        wire::put_uv(out, e.versions.len() as u64);
+        let mut prev = e.created_us;
+        for v in &e.versions {
+            wire::put_uv(out, u64::from(v.version));
+            wire::put_uv(out, v.offset);
+            wire::put_iv(out, v.updated_us.wrapping_sub(prev));
+            prev = v.updated_us;
+        }
+        terms.clear();
+        d.terms(&e.terms, &mut terms);
+        wire::put_bytes(out, &terms);
+    }
+    terms.zeroize();
+    n
 }
 
 /// Encodes the catalog as checkpoint frame payloads.
 pub(crate) fn encode(keys: &KeyHierarchy, ring: &Keyring, cat: &Catalog, head: LogHead) -> Vec<Vec<u8>> {
     let vid = keys.vault_id();
-    let mut parts: Vec<Vec<u8>> = vec![vec![b'P']];
-    let mut patients = 0u32;
+    let mut parts: Vec<Vec<u8>> = vec![vec![b'P', CHECKPOINT_VERSION]];
+    let mut patients = 0u64;
+    let mut docs = 0u64;
     let mut slots: Vec<&u32> = cat.by_patient.keys().collect();
     slots.sort();
+    let mut dicts = Dicts::default();
+    let mut pt = Zeroizing::new(Vec::new());
     for slot in slots {
         let Ok(pk) = ring.key(*slot, 0) else { continue };
-        let docs: Vec<SavedDoc> = cat.by_patient[slot]
-            .iter()
-            .filter_map(|id| cat.docs.get(id).map(|e| (id, e)))
-            .map(|(id, e)| SavedDoc {
-                id: *id,
-                kind: e.kind.to_string(),
-                created_us: e.created_us,
-                versions: e.versions.iter().map(|v| (v.version, v.offset, v.updated_us)).collect(),
-                labels: e.labels.iter().cloned().collect(),
-                terms: e.terms.clone(),
-                commit: e.commit,
-            })
-            .collect();
+        pt.clear();
+        docs += encode_patient(cat, &cat.by_patient[slot], &mut dicts, &mut pt);
         let mut sealed = Vec::new();
-        aead::seal(
-            &keys::patient_index_key(pk),
-            &patient_aad(&vid, *slot, head.commit_number),
-            &body::encode(&docs),
-            &mut sealed,
-        );
+        aead::seal(&keys::patient_index_key(pk), &patient_aad(&vid, *slot, head.commit_number), &pt, &mut sealed);
         let last = parts.last_mut().map(|p| p.len()).unwrap_or(0);
-        if last + sealed.len() + 8 > PART_BYTES && last > 1 {
-            parts.push(vec![b'P']);
+        if last + sealed.len() + 8 > PART_BYTES && last > 2 {
+            parts.push(vec![b'P', CHECKPOINT_VERSION]);
         }
         if let Some(p) = parts.last_mut() {
             p.extend_from_slice(&slot.to_le_bytes());
@@ -101,20 +185,212 @@ pub(crate) fn encode(keys: &KeyHierarchy, ring: &Keyring, cat: &Catalog, head: L
         }
         patients += 1;
     }
-    let global = Global {
-        end: head.end,
-        next_seq: head.next_seq,
-        commit_number: head.commit_number,
-        chain: head.chain,
-        frames: cat.frames.iter().map(|(k, v)| (*k, v.clone())).collect(),
-        patients,
-        parts: parts.len() as u32,
-    };
-    let mut g = vec![b'G'];
-    aead::seal(&keys.index, &global_aad(&vid), &body::encode(&global), &mut g);
-    let mut out = vec![g];
+    // The global part.
+    let mut g = Zeroizing::new(Vec::new());
+    g.extend_from_slice(&head.end.to_le_bytes());
+    g.extend_from_slice(&head.next_seq.to_le_bytes());
+    g.extend_from_slice(&head.commit_number.to_le_bytes());
+    g.extend_from_slice(&head.chain);
+    let mut types: Vec<(&u8, &Vec<u64>)> = cat.frames.iter().collect();
+    types.sort();
+    wire::put_uv(&mut g, types.len() as u64);
+    for (ty, offs) in types {
+        g.push(*ty);
+        wire::put_uv(&mut g, offs.len() as u64);
+        let mut prev = 0u64;
+        for o in offs {
+            wire::put_iv(&mut g, o.wrapping_sub(prev) as i64);
+            prev = *o;
+        }
+    }
+    wire::put_uv(&mut g, patients);
+    wire::put_uv(&mut g, parts.len() as u64);
+    wire::put_uv(&mut g, docs);
+    wire::put_uv(&mut g, dicts.kinds.len() as u64);
+    for k in &dicts.kinds {
+        wire::put_bytes(&mut g, k.as_bytes());
+    }
+    wire::put_uv(&mut g, dicts.labelsets.len() as u64);
+    for set in &dicts.labelsets {
+        wire::put_uv(&mut g, set.len() as u64);
+        for l in set {
+            wire::put_bytes(&mut g, l.as_str().as_bytes());
+        }
+    }
+    wire::put_uv(&mut g, dicts.schemas.len() as u64);
+    for (field, ls) in &dicts.schemas {
+        wire::put_bytes(&mut g, field.as_bytes());
+        wire::put_uv(&mut g, u64::from(*ls));
+    }
+    let mut gf = vec![b'G', CHECKPOINT_VERSION];
+    aead::seal(&keys.index, &global_aad(&vid), &g, &mut gf);
+    let mut out = vec![gf];
     out.extend(parts);
     out
+}
+
+/// The decoded global part.
+struct Global {
+    head: LogHead,
+    frames: HashMap<u8, Vec<u64>>,
+    patients: u64,
+    parts: u64,
+    docs: u64,
+    dict: Dict,
+}
+
+/// The dictionaries of a checkpoint, as a loader uses them.
+struct Dict {
+    kinds: Vec<Kind>,
+    labelsets: Vec<Arc<LabelSet>>,
+    schemas: Arc<TermSchemas>,
+}
+
+impl Dict {
+    /// A copy sharing nothing with `self`, so that loader threads do not contend on
+    /// the same reference counts.
+    fn deep_clone(&self) -> Dict {
+        Dict {
+            kinds: self.kinds.iter().map(|k| Kind::new(k.as_str()).unwrap_or_else(|_| k.clone())).collect(),
+            labelsets: self.labelsets.iter().map(|l| Arc::new((**l).clone())).collect(),
+            schemas: Arc::new(TermSchemas { schemas: self.schemas.schemas.clone() }),
+        }
+    }
+}
+
+fn decode_global(b: &[u8]) -> Option<Global> {
+    let mut r = Reader::new(b);
+    let end = u64::from_le_bytes(r.array()?);
+    let next_seq = u64::from_le_bytes(r.array()?);
+    let commit_number = u64::from_le_bytes(r.array()?);
+    let chain: [u8; 32] = r.array()?;
+    let mut frames = HashMap::new();
+    for _ in 0..r.usize()? {
+        let ty = r.u8()?;
+        let n = r.usize()?;
+        if n > r.remaining() {
+            return None;
+        }
+        let mut offs = Vec::with_capacity(n);
+        let mut prev = 0u64;
+        for _ in 0..n {
+            prev = prev.wrapping_add(r.iv()? as u64);
+            offs.push(prev);
+        }
+        if frames.insert(ty, offs).is_some() {
+            return None;
+        }
+    }
+    let patients = r.uv()?;
+    let parts = r.uv()?;
+    let docs = r.uv()?;
+    let n = r.usize()?;
+    let mut kinds = Vec::with_capacity(n.min(r.remaining()));
+    for _ in 0..n {
+        kinds.push(Kind::new(r.str()?).ok()?);
+    }
+    let n = r.usize()?;
+    let mut sets: Vec<Vec<Label>> = Vec::with_capacity(n.min(r.remaining()));
+    for _ in 0..n {
+        let m = r.usize()?;
+        let mut set = Vec::with_capacity(m.min(r.remaining()));
+        for _ in 0..m {
+            set.push(Label::new(r.str()?).ok()?);
+        }
+        sets.push(set);
+    }
+    let n = r.usize()?;
+    let mut schemas = Vec::with_capacity(n.min(r.remaining()));
+    for _ in 0..n {
+        let field = r.str()?.to_string();
+        let ls = sets.get(r.usize()?)?.clone();
+        schemas.push((field, ls));
+    }
+    if !r.done() {
+        return None;
+    }
+    Some(Global {
+        head: LogHead { end, next_seq, commit_number, chain },
+        frames,
+        patients,
+        parts,
+        docs,
+        dict: Dict {
+            kinds,
+            labelsets: sets.into_iter().map(|s| Arc::new(s.into_iter().collect())).collect(),
+            schemas: Arc::new(TermSchemas { schemas }),
+        },
+    })
+}
+
+/// What one loader thread decoded: documents in entry order, each patient's range of
+/// them, and the documents of each kind (by kind id).
+#[derive(Default)]
+struct Decoded {
+    docs: Vec<(DocumentId, DocEntry)>,
+    patients: Vec<(u32, usize, usize)>,
+    by_kind: Vec<Vec<DocumentId>>,
+}
+
+/// Decodes one patient entry's plaintext into `out`.
+fn decode_patient(buf: &Arc<Zeroizing<Vec<u8>>>, slot: u32, g: &Dict, out: &mut Decoded) -> Option<()> {
+    let pt: &[u8] = buf;
+    let mut r = Reader::new(pt);
+    let n = r.usize()?;
+    // A document takes at least 22 bytes.
+    if n > r.remaining() / 22 {
+        return None;
+    }
+    let start = out.docs.len();
+    let mut prev_created = 0i64;
+    let nschemas = g.schemas.schemas.len();
+    for _ in 0..n {
+        let id = DocumentId(r.array()?);
+        let kind_id = r.usize()?;
+        let kind = g.kinds.get(kind_id)?.clone();
+        let labels = g.labelsets.get(r.usize()?)?.clone();
+        let created_us = prev_created.wrapping_add(r.iv()?);
+        prev_created = created_us;
+        let commit = r.uv()?;
+        let nv = r.usize()?;
+        if nv > r.remaining() / 3 {
+            return None;
+        }
+        let mut versions = Vec::with_capacity(nv);
+        let mut prev = created_us;
+        for _ in 0..nv {
+            let version = r.u32v()?;
+            let offset = r.uv()?;
+            let updated_us = prev.wrapping_add(r.iv()?);
+            prev = updated_us;
+            versions.push(VersionLoc { version, offset, updated_us });
+        }
+        let n = r.usize()?;
+        let at = r.pos();
+        let tb = r.take(n)?;
+        if !wire::check_terms(tb, nschemas) {
+            return None;
+        }
+        if versions.is_empty() {
+            continue;
+        }
+        let terms = Terms::packed(g.schemas.clone(), buf.clone(), at..at + n);
+        if out.by_kind.len() <= kind_id {
+            out.by_kind.resize_with(kind_id + 1, Vec::new);
+        }
+        out.by_kind[kind_id].push(id);
+        out.docs.push((id, DocEntry { patient_slot: slot, kind, created_us, versions, labels, terms, commit }));
+    }
+    if !r.done() {
+        return None;
+    }
+    out.patients.push((slot, start, out.docs.len()));
+    Some(())
+}
+
+/// Number of entries whose patient was erased (their keyring record is destroyed).
+fn erased_entries(ring: &Keyring, entries: &[(u32, &[u8])]) -> usize {
+    entries.iter().filter(|(slot, _)| matches!(ring.key(*slot, 0), Err(Error::Erased))).count()
 }
 
 /// Loads the checkpoint at `offset`: the catalog it holds and the log head to resume
@@ -123,6 +399,7 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
     let bytes = map.bytes();
     let bad = |what: &'static str| Error::Integrity { what, offset };
     let mut pos = usize::try_from(offset).map_err(|_| bad("checkpoint pointer"))?;
+    // Each frame is copied out of the map, then checked (the copy is what is used).
     let next = |pos: &mut usize| -> Result<Vec<u8>> {
         let rest = bytes.get(*pos..).ok_or(bad("checkpoint pointer"))?;
         let h = frame::parse_head(rest).map_err(|_| bad("checkpoint frame"))?;
@@ -132,30 +409,36 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             return Err(bad("checkpoint pointer"));
         }
         *pos += h.total();
-        Ok(copy[FRAME_HEADER..].to_vec())
+        Ok(copy)
     };
     let vid = keys.vault_id();
-    let g = next(&mut pos)?;
+    let gframe = next(&mut pos)?;
+    let g = &gframe[FRAME_HEADER..];
     if g.first() != Some(&b'G') {
         return Err(bad("checkpoint frame"));
     }
-    let pt = aead::open(&keys.index, &global_aad(&vid), &g[1..]).map_err(|_| bad("checkpoint"))?;
-    let global: Global = body::decode(&pt, "checkpoint", offset)?;
-    if global.end != offset {
+    if g.get(1) != Some(&CHECKPOINT_VERSION) {
+        return Err(bad("checkpoint version"));
+    }
+    let pt = aead::open(&keys.index, &global_aad(&vid), &g[2..]).map_err(|_| bad("checkpoint"))?;
+    let mut global = decode_global(&pt).ok_or(bad("checkpoint"))?;
+    drop(pt);
+    if global.head.end != offset {
         return Err(bad("checkpoint pointer"));
     }
     // Collect the (still sealed) patient entries of every part frame.
-    let mut sealed_parts: Vec<(u32, &[u8])> = Vec::with_capacity(global.patients as usize);
-    let mut part_bytes: Vec<Vec<u8>> = Vec::with_capacity(global.parts as usize);
+    let mut part_frames: Vec<Vec<u8>> = Vec::with_capacity(global.parts.min(1024) as usize);
     for _ in 0..global.parts {
         let p = next(&mut pos)?;
-        if p.first() != Some(&b'P') {
+        if p.get(FRAME_HEADER) != Some(&b'P') || p.get(FRAME_HEADER + 1) != Some(&CHECKPOINT_VERSION) {
             return Err(bad("checkpoint frame"));
         }
-        part_bytes.push(p);
+        part_frames.push(p);
     }
-    for p in &part_bytes {
-        let mut i = 1;
+    let mut sealed_parts: Vec<(u32, &[u8])> = Vec::with_capacity(global.patients.min(1 << 24) as usize);
+    for p in &part_frames {
+        let p = &p[FRAME_HEADER..];
+        let mut i = 2;
         while i < p.len() {
             if i + 8 > p.len() {
                 return Err(bad("checkpoint frame"));
@@ -167,76 +450,124 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             sealed_parts.push((slot, sealed));
         }
     }
-    let seen = sealed_parts.len() as u32;
-    // Decrypt and decode on every core; apply in slot order on this thread.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-    let chunk = sealed_parts.len().div_ceil(threads).max(1);
-    let commit = global.commit_number;
-    let decoded: Vec<Decoded> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sealed_parts
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || -> Decoded {
-                    let mut out = Vec::with_capacity(part.len());
-                    for &(slot, sealed) in part {
-                        let pk = match ring.key(slot, offset) {
-                            Ok(k) => k,
-                            Err(Error::Erased) => continue,
-                            Err(e) => return Err(e),
-                        };
-                        let pt = aead::open(&keys::patient_index_key(pk), &patient_aad(&vid, slot, commit), sealed)
-                            .map_err(|_| Error::Integrity { what: "checkpoint patient entry", offset })?;
-                        out.push((slot, body::decode(&pt, "checkpoint patient entry", offset)?));
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(Err(Error::Integrity { what: "checkpoint", offset }))).collect()
-    });
-    let mut cat = Catalog { frames: global.frames.into_iter().collect::<HashMap<_, _>>(), ..Default::default() };
-    let total: usize =
-        decoded.iter().map(|r| r.as_ref().map_or(0, |v| v.iter().map(|(_, d)| d.len()).sum::<usize>())).sum();
-    cat.docs.reserve(total);
-    let mut loaded = Vec::with_capacity(total);
-    for part in decoded {
-        for (slot, docs) in part? {
-            for d in docs {
-                let kind = Kind::new(&d.kind).map_err(|_| bad("checkpoint patient entry"))?;
-                let versions: Vec<VersionLoc> = d
-                    .versions
-                    .iter()
-                    .map(|&(v, off, up)| VersionLoc { version: v, offset: off, updated_us: up })
-                    .collect();
-                if versions.is_empty() {
-                    continue;
-                }
-                loaded.push((
-                    d.id,
-                    DocEntry {
-                        patient_slot: slot,
-                        kind,
-                        created_us: d.created_us,
-                        versions,
-                        labels: d.labels.into_iter().collect(),
-                        terms: d.terms,
-                        commit: d.commit,
-                    },
-                ));
-            }
-        }
-    }
-    cat.bulk_load(loaded);
-    if seen != global.patients {
+    if sealed_parts.len() as u64 != global.patients {
         return Err(bad("checkpoint"));
     }
-    let head = LogHead {
-        end: global.end,
-        next_seq: global.next_seq,
-        commit_number: global.commit_number,
-        chain: global.chain,
+    // Decrypt and decode on every core, in batches of patients small enough to stay
+    // in cache: this thread decodes the first share and merges every batch into the
+    // catalog as it comes; the others decode the rest and send their batches here.
+    let commit = global.head.commit_number;
+    let decode = |part: &[(u32, &[u8])], dict: &Dict| -> Result<Decoded> {
+        let mut out = Decoded::default();
+        for &(slot, sealed) in part {
+            let pk = match ring.key(slot, offset) {
+                Ok(k) => k,
+                Err(Error::Erased) => continue,
+                Err(e) => return Err(e),
+            };
+            let pt = aead::open(&keys::patient_index_key(pk), &patient_aad(&vid, slot, commit), sealed)
+                .map_err(|_| Error::Integrity { what: "checkpoint patient entry", offset })?;
+            decode_patient(&Arc::new(pt), slot, dict, &mut out)
+                .ok_or(Error::Integrity { what: "checkpoint patient entry", offset })?;
+        }
+        Ok(out)
     };
-    Ok((cat, head))
+    let mut cat = Catalog::lazy();
+    cat.frames = std::mem::take(&mut global.frames);
+    let sealed_bytes: usize = sealed_parts.iter().map(|(_, s)| s.len()).sum();
+    cat.docs.reserve(usize::try_from(global.docs).unwrap_or(0).min(sealed_bytes / 22));
+    cat.by_patient.reserve(sealed_parts.len());
+    let mut by_kind: Vec<Vec<DocumentId>> = vec![Vec::new(); global.dict.kinds.len()];
+    let mut merge = |d: Decoded| -> Result<()> {
+        for (slot, a, b) in &d.patients {
+            let ids: Vec<DocumentId> = d.docs.get(*a..*b).unwrap_or(&[]).iter().map(|(id, _)| *id).collect();
+            if cat.by_patient.insert(*slot, ids).is_some() {
+                return Err(bad("checkpoint patient entry"));
+            }
+        }
+        for (k, mut ids) in d.by_kind.into_iter().enumerate() {
+            if let Some(all) = by_kind.get_mut(k) {
+                all.append(&mut ids);
+            }
+        }
+        cat.versions += d.docs.iter().map(|(_, e)| e.versions.len() as u64).sum::<u64>();
+        cat.docs.adopt(d.docs).map_err(|_| bad("checkpoint patient entry"))
+    };
+    const BATCH: usize = 64;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let dict = &global.dict;
+    if threads == 1 || sealed_parts.len() < 4 * BATCH {
+        for part in sealed_parts.chunks(BATCH) {
+            merge(decode(part, dict)?)?;
+        }
+    } else {
+        // Batches are taken from a shared counter, so a thread slowed down by other
+        // load on the machine takes fewer; this thread merges whatever is ready before
+        // taking another batch, and waits only when no batch is left.
+        let batches: Vec<&[(u32, &[u8])]> = sealed_parts.chunks(BATCH).collect();
+        let batches = &batches;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let next = &next;
+        let take = move || batches.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)).copied();
+        let decode = &decode;
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded>>(16);
+            let mut handles = Vec::new();
+            for _ in 1..threads {
+                let tx = tx.clone();
+                handles.push(scope.spawn(move || {
+                    let own = dict.deep_clone();
+                    while let Some(part) = take() {
+                        let r = decode(part, &own).map(|mut d| {
+                            d.docs.shrink_to_fit();
+                            d
+                        });
+                        let failed = r.is_err();
+                        if tx.send(r).is_err() || failed {
+                            return;
+                        }
+                    }
+                }));
+            }
+            drop(tx);
+            let mut mine = || -> Result<()> {
+                while let Some(part) = take() {
+                    while let Ok(r) = rx.try_recv() {
+                        merge(r?)?;
+                    }
+                    merge(decode(part, dict)?)?;
+                }
+                // Ends when every sender is done (a panicked thread drops its sender
+                // too: the count check below catches what it did not send).
+                for r in rx.iter() {
+                    merge(r?)?;
+                }
+                Ok(())
+            };
+            let r = mine();
+            // Dropping the receiver first lets a blocked sender finish; joining every
+            // thread keeps a panic in one from propagating out of the scope.
+            drop(rx);
+            let mut joined = true;
+            for h in handles {
+                joined &= h.join().is_ok();
+            }
+            r?;
+            if !joined {
+                return Err(bad("checkpoint"));
+            }
+            Ok(())
+        })?;
+    }
+    if cat.by_patient.len() + erased_entries(ring, &sealed_parts) != sealed_parts.len() {
+        return Err(bad("checkpoint"));
+    }
+    for (k, ids) in global.dict.kinds.iter().zip(by_kind) {
+        if !ids.is_empty() {
+            cat.by_kind.insert(k.clone(), ids);
+        }
+    }
+    Ok((cat, global.head))
 }
 
 impl Store {
@@ -279,5 +610,126 @@ impl Store {
         let off = b.append_frame(FrameType::Checkpoint, payload)?;
         b.commit()?;
         Ok(off)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::body::IndexKey;
+
+    fn global_plaintext() -> Vec<u8> {
+        let mut g = Vec::new();
+        g.extend_from_slice(&8192u64.to_le_bytes());
+        g.extend_from_slice(&7u64.to_le_bytes());
+        g.extend_from_slice(&3u64.to_le_bytes());
+        g.extend_from_slice(&[9; 32]);
+        wire::put_uv(&mut g, 1);
+        g.push(FrameType::Audit as u8);
+        wire::put_uv(&mut g, 2);
+        wire::put_iv(&mut g, 8192);
+        wire::put_iv(&mut g, 100);
+        for n in [1u64, 1, 2] {
+            wire::put_uv(&mut g, n); // patients, parts, docs
+        }
+        wire::put_uv(&mut g, 1);
+        wire::put_bytes(&mut g, b"Observation");
+        wire::put_uv(&mut g, 1);
+        wire::put_uv(&mut g, 2);
+        wire::put_bytes(&mut g, b"hiv-sti");
+        wire::put_bytes(&mut g, b"normal");
+        wire::put_uv(&mut g, 1);
+        wire::put_bytes(&mut g, b"code");
+        wire::put_uv(&mut g, 0);
+        g
+    }
+
+    fn patient_plaintext() -> Vec<u8> {
+        let mut p = Vec::new();
+        wire::put_uv(&mut p, 2);
+        for d in 0..2u8 {
+            p.extend_from_slice(&[d; 16]);
+            wire::put_uv(&mut p, 0);
+            wire::put_uv(&mut p, 0);
+            wire::put_iv(&mut p, 1_700_000_000_000_000);
+            wire::put_uv(&mut p, 5);
+            wire::put_uv(&mut p, 2);
+            for v in 1..=2u64 {
+                wire::put_uv(&mut p, v);
+                wire::put_uv(&mut p, 8192 + 1000 * v);
+                wire::put_iv(&mut p, 10);
+            }
+            let mut t = Vec::new();
+            wire::put_uv(&mut t, 0);
+            wire::put_key(&mut t, &IndexKey::Code("loinc".into(), "4548-4".into()));
+            wire::put_bytes(&mut p, &t);
+        }
+        p
+    }
+
+    fn decode_all(g: &[u8], p: &[u8]) -> Option<usize> {
+        let g = decode_global(g)?;
+        let mut out = Decoded::default();
+        decode_patient(&Arc::new(Zeroizing::new(p.to_vec())), 4, &g.dict, &mut out)?;
+        // Packed terms decode (and index) without panicking either.
+        for (_, e) in &out.docs {
+            let _ = e.terms.as_slice();
+        }
+        Some(out.docs.len())
+    }
+
+    #[test]
+    fn decodes_a_hand_built_checkpoint() {
+        let g = decode_global(&global_plaintext()).unwrap();
+        assert_eq!(g.head.end, 8192);
+        assert_eq!(g.frames[&(FrameType::Audit as u8)], vec![8192, 8292]);
+        let mut out = Decoded::default();
+        decode_patient(&Arc::new(Zeroizing::new(patient_plaintext())), 4, &g.dict, &mut out).unwrap();
+        assert_eq!(out.docs.len(), 2);
+        let e = &out.docs[1].1;
+        assert_eq!((e.patient_slot, e.commit, e.versions.len()), (4, 5, 2));
+        assert_eq!(e.versions[1], VersionLoc { version: 2, offset: 10192, updated_us: 3_400_000_000_000_020 });
+        assert_eq!(e.labels.len(), 2);
+        assert_eq!(e.terms.as_slice()[0].key, IndexKey::Code("loinc".into(), "4548-4".into()));
+        assert_eq!(e.terms.as_slice()[0].labels, vec![Label::hiv_sti(), Label::normal()]);
+    }
+
+    #[test]
+    fn damaged_plaintexts_are_rejected_without_panicking() {
+        let (g, p) = (global_plaintext(), patient_plaintext());
+        assert_eq!(decode_all(&g, &p), Some(2));
+        for n in 0..g.len() {
+            assert!(decode_global(&g[..n]).is_none(), "global cut at {n}");
+        }
+        for n in 0..p.len() {
+            assert!(decode_all(&g, &p[..n]).is_none(), "entry cut at {n}");
+        }
+        for i in 0..g.len().max(p.len()) {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut g2 = g.clone();
+                if let Some(b) = g2.get_mut(i) {
+                    *b ^= x;
+                }
+                let mut p2 = p.clone();
+                if let Some(b) = p2.get_mut(i) {
+                    *b ^= x;
+                }
+                let _ = decode_all(&g2, &p);
+                let _ = decode_all(&g, &p2);
+            }
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..300 {
+            let junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = decode_global(&junk);
+            let _ = decode_all(&g, &junk);
+        }
     }
 }

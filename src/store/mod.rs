@@ -531,7 +531,7 @@ impl Store {
     /// Labels and kinds of a catalog entry, for policy checks without decryption.
     pub fn entry_meta(&self, id: &crate::model::DocumentId) -> Option<(u32, Kind, LabelSet)> {
         let st = self.read_state();
-        st.catalog.docs.get(id).map(|e| (e.patient_slot, e.kind.clone(), e.labels.clone()))
+        st.catalog.docs.get(id).map(|e| (e.patient_slot, e.kind.clone(), (*e.labels).clone()))
     }
 }
 
