@@ -163,7 +163,9 @@ impl Session {
     pub(crate) fn with_pdp<R>(&self, patient: Option<&str>, f: impl FnOnce(&Pdp<'_>) -> R) -> R {
         let policy = self.inner.policy.read().unwrap_or_else(|e| e.into_inner());
         let rules = self.inner.rules.read().unwrap_or_else(|e| e.into_inner());
-        let bg = self.break_glass.lock().unwrap_or_else(|e| e.into_inner());
+        // A copy of the grant, so the mutex is not held while `f` decrypts (reads of one
+        // session run on several threads for charts and query pages).
+        let bg = self.break_glass.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let pdp = Pdp {
             policy: &policy,
             principal: &self.principal,
