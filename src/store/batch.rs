@@ -42,6 +42,10 @@ pub struct Batch<'a> {
 struct Unsealed {
     id: DocumentId,
     version: u32,
+    /// The patient's keyring slot, when it is already durable: its group keys may then
+    /// come from (and go to) the per-patient cache. A slot this batch adds is not
+    /// cached: if the batch fails, the slot number goes to another patient.
+    cached_slot: Option<u32>,
     patient_key: SecretKey,
     envelope: Envelope,
     bodies: Vec<Zeroizing<Vec<u8>>>,
@@ -119,14 +123,16 @@ impl<'a> Batch<'a> {
         fields.iter().flat_map(|(n, f)| self.store.schema().labels_of(kind, n, &f.labels)).collect()
     }
 
-    fn patient_slot_key(&mut self, patient: &str) -> Result<(u32, SecretKey)> {
+    /// The keyring slot and key of `patient`, and whether that slot is already durable
+    /// (false for a patient this batch adds).
+    fn patient_slot_key(&mut self, patient: &str) -> Result<(u32, SecretKey, bool)> {
         if let Some(s) = self.new_slots.get(patient) {
             let i = self.new_patients.iter().position(|(p, _)| p == patient).unwrap_or(0);
-            return Ok((*s, self.new_patients[i].1.clone()));
+            return Ok((*s, self.new_patients[i].1.clone(), false));
         }
         let st = self.store.read_state();
         if let Some(s) = st.keyring.slot_of(patient) {
-            return Ok((s, st.keyring.key(s, 0)?.clone()));
+            return Ok((s, st.keyring.key(s, 0)?.clone(), true));
         }
         if patient.len() > MAX_PATIENT_ID {
             return Err(Error::InvalidDocument(format!(
@@ -138,7 +144,7 @@ impl<'a> Batch<'a> {
         let key = SecretKey::random();
         keys::push_wiping(&mut self.new_patients, (patient.to_string(), key.clone()));
         self.new_slots.insert(patient.to_string(), slot);
-        Ok((slot, key))
+        Ok((slot, key, false))
     }
 
     /// Stages a new document; returns its id.
@@ -206,7 +212,7 @@ impl<'a> Batch<'a> {
                 ));
             }
         }
-        let (slot, pk) = self.patient_slot_key(spec.patient)?;
+        let (slot, pk, durable) = self.patient_slot_key(spec.patient)?;
         let store = self.store;
         let schema = store.schema();
         // Group fields by their full label set.
@@ -262,6 +268,7 @@ impl<'a> Batch<'a> {
             Unsealed {
                 id: spec.id,
                 version: spec.version,
+                cached_slot: durable.then_some(slot),
                 patient_key: pk,
                 envelope: env,
                 bodies,
@@ -416,7 +423,10 @@ fn seal_record(store: &Store, u: &Unsealed) -> Vec<u8> {
     aead::seal(&keys.meta, &record::envelope_aad(&vid, &u.id, u.version), &body::encode(&u.envelope), &mut env_sealed);
     let mut sealed_groups = Vec::with_capacity(u.bodies.len());
     for (i, (pt, meta)) in u.bodies.iter().zip(&u.envelope.groups).enumerate() {
-        let gk = keys.group_key(&meta.labels, &meta.generations, &u.patient_key);
+        let gk = match u.cached_slot {
+            Some(slot) => keys.group_key_for(slot, &meta.labels, &meta.generations, &u.patient_key),
+            None => keys.group_key(&meta.labels, &meta.generations, &u.patient_key),
+        };
         let aad = record::group_aad(&vid, &u.id, u.version, i as u16, &meta.labels, &meta.fields);
         let mut s = Vec::with_capacity(aead::sealed_len(pt.len()));
         aead::seal(&gk, &aad, pt, &mut s);
