@@ -31,3 +31,43 @@ pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     }
     Some(out)
 }
+
+/// Applies `f` to `threads` contiguous parts of `items` (the first on this thread, the
+/// others on scoped threads that are joined before returning) and concatenates the
+/// results in order. A part whose thread panicked is redone on this thread, so the
+/// result is always complete.
+pub(crate) fn split_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
+    if threads < 2 || items.len() < 2 {
+        return f(items);
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let mut parts = items.chunks(chunk);
+        let mine = parts.next().unwrap_or(&[]);
+        let others: Vec<_> = parts.map(|part| (part, scope.spawn(move || f(part)))).collect();
+        let mut out = f(mine);
+        for (part, handle) in others {
+            match handle.join() {
+                Ok(mut v) => out.append(&mut v),
+                Err(_) => out.extend(f(part)),
+            }
+        }
+        out
+    })
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::split_map;
+
+    #[test]
+    fn split_map_keeps_order_for_any_thread_count() {
+        let items: Vec<u32> = (0..101).collect();
+        for threads in 0..5 {
+            let got = split_map(&items, threads, |p| p.iter().map(|x| x * 2).collect());
+            assert_eq!(got, items.iter().map(|x| x * 2).collect::<Vec<_>>());
+        }
+        assert!(split_map(&[] as &[u32], 2, |p| p.to_vec()).is_empty());
+    }
+}

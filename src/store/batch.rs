@@ -54,7 +54,7 @@ struct Unsealed {
     version_entry: Option<NewVersion>,
 }
 
-/// Most parallel jobs (on rayon's pool) one batch uses to seal its records.
+/// Most threads one batch uses to seal its records.
 pub const SEAL_THREADS: usize = 2;
 /// Fewest unsealed records for which sealing uses more than one thread.
 const PARALLEL_SEAL_MIN: usize = 16;
@@ -286,15 +286,12 @@ impl<'a> Batch<'a> {
         }
         let mut work = std::mem::take(&mut self.unsealed);
         let store = self.store;
-        let threads = rayon::current_num_threads().min(SEAL_THREADS);
-        let payloads: Vec<Vec<u8>> = if threads < 2 || work.len() < PARALLEL_SEAL_MIN {
-            work.iter().map(|u| seal_record(store, u)).collect()
+        let serial = |part: &[Unsealed]| part.iter().map(|u| seal_record(store, u)).collect::<Vec<_>>();
+        let payloads: Vec<Vec<u8>> = if work.len() < PARALLEL_SEAL_MIN {
+            serial(&work)
         } else {
-            use rayon::prelude::*;
-            let chunk = work.len().div_ceil(threads);
-            let parts: Vec<Vec<Vec<u8>>> =
-                work.par_chunks(chunk).map(|part| part.iter().map(|u| seal_record(store, u)).collect()).collect();
-            parts.into_iter().flatten().collect()
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(SEAL_THREADS);
+            crate::util::split_map(&work, threads, serial)
         };
         for (u, payload) in work.iter_mut().zip(payloads) {
             let mut pending = std::mem::replace(&mut self.pending, dummy_pending());

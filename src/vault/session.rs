@@ -181,18 +181,16 @@ impl Session {
     }
 
     /// [`Session::read_doc`] of the latest version of each of `ids`, results in the
-    /// same order. Decryption is spread over the cores (rayon's pool, at most
-    /// [`READ_THREADS`] jobs) when there are enough documents to pay for the hand-off.
+    /// same order. Decryption is spread over the cores (at most [`READ_THREADS`]) when
+    /// there are enough documents to pay for a thread. The threads are scoped: they end
+    /// before this returns, so none outlives the call (or the vault).
     pub(crate) fn read_docs(&self, ids: &[DocumentId], op: Operation) -> Vec<Result<(Document, bool)>> {
-        use rayon::prelude::*;
-        let threads = rayon::current_num_threads().min(READ_THREADS);
-        if threads < 2 || ids.len() < PARALLEL_READ_MIN {
-            return ids.iter().map(|id| self.read_doc(id, None, op)).collect();
+        let serial = |part: &[DocumentId]| part.iter().map(|id| self.read_doc(id, None, op)).collect::<Vec<_>>();
+        if ids.len() < PARALLEL_READ_MIN {
+            return serial(ids);
         }
-        let chunk = ids.len().div_ceil(threads);
-        let parts: Vec<Vec<Result<(Document, bool)>>> =
-            ids.par_chunks(chunk).map(|part| part.iter().map(|id| self.read_doc(id, None, op)).collect()).collect();
-        parts.into_iter().flatten().collect()
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(READ_THREADS);
+        crate::util::split_map(ids, threads, serial)
     }
 
     fn read_doc_with_patient(
