@@ -139,6 +139,51 @@ mod tests {
         assert!(parse(&longer).is_none());
     }
 
+    fn unhex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// The envelope and label-group AAD vectors of docs/FORMAT.md §18.
+    #[test]
+    fn format_md_aad_vectors() {
+        let (vid, id) = ([0u8; 16], DocumentId([0x33; 16]));
+        let env = unhex(
+            "63686172747661756c7420656e76656c6f706520763200
+             10000000 00000000000000000000000000000000
+             10000000 33333333333333333333333333333333
+             04000000 01000000",
+        );
+        assert_eq!(envelope_aad(&vid, &id, 1), env);
+        let grp = unhex(
+            "63686172747661756c74206c6162656c2067726f7570207632 00
+             10000000 00000000000000000000000000000000
+             10000000 33333333333333333333333333333333
+             04000000 02000000
+             02000000 0100
+             11000000 6e6f726d616c2c72657374726963746564
+             04000000 61006263",
+        );
+        let labels = [Label::normal(), Label::restricted()];
+        assert_eq!(group_aad(&vid, &id, 2, 1, &labels, &["a".to_string(), "bc".to_string()]), grp);
+    }
+
+    /// The group-body vector of docs/FORMAT.md §18 (values only, format version 2).
+    #[test]
+    fn format_md_group_body_vector() {
+        use crate::format::body::{self, GroupBody};
+        use crate::model::{DateTime, Field, Value};
+        let body: GroupBody = vec![
+            Field::from(Value::Decimal("6.80".parse().unwrap())),
+            Field {
+                value: Value::DateTime(DateTime::parse("1970-01-01T00:00:01-05:00").unwrap()),
+                labels: vec![Label::genetic()],
+            },
+        ];
+        let expect = unhex("01 02 02 04 362e3830 00 05 80d98b8f8601 d704 01 07 67656e65746963");
+        assert_eq!(&body::encode(&body)[..], &expect[..]);
+    }
+
     #[test]
     fn group_aad_is_the_length_prefixed_form() {
         let (vid, id) = ([1u8; 16], DocumentId([2; 16]));
