@@ -57,17 +57,11 @@ pub const fn sealed_len(len: usize) -> usize {
 
 /// Opens a blob made by [`seal`], returning the plaintext in a zeroizing buffer.
 pub fn open(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-    if sealed.len() < SEAL_OVERHEAD {
-        return Err(OpenError);
-    }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut buf = Zeroizing::new(ct.to_vec());
-    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| OpenError)?;
-    let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| OpenError)?;
-    cipher(key)
-        .decrypt_inout_detached(&XNonce::from(nonce), aad, (&mut buf[..]).into(), &tag.into())
-        .map_err(|_| OpenError)?;
+    let mut buf = Zeroizing::new(sealed.to_vec());
+    let len = open_in_place(key, aad, &mut buf)?.len();
+    // Shift the plaintext to the front within the same allocation (no copy is freed).
+    buf.copy_within(NONCE_LEN..NONCE_LEN + len, 0);
+    buf.truncate(len);
     Ok(buf)
 }
 

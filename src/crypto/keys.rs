@@ -137,6 +137,12 @@ struct GroupKeyCache {
     forgotten: std::collections::BTreeSet<u32>,
 }
 
+/// The (label, generation) pairs of a group; a missing generation is 1.
+fn label_generations<'l>(labels: &'l [crate::model::Label], generations: &[u32]) -> Vec<(&'l str, u32)> {
+    let gens = generations.iter().copied().chain(std::iter::repeat(1));
+    labels.iter().map(|l| l.as_str()).zip(gens).collect()
+}
+
 /// Entries the group-key cache holds before it is emptied.
 const GROUP_CACHE_ENTRIES: usize = 16 * 1024;
 
@@ -190,8 +196,7 @@ impl KeyHierarchy {
         generations: &[u32],
         patient_key: &SecretKey,
     ) -> SecretKey {
-        let gens = generations.iter().copied().chain(std::iter::repeat(1));
-        let wanted: Vec<(&str, u32)> = labels.iter().map(|l| l.as_str()).zip(gens).collect();
+        let wanted = label_generations(labels, generations);
         {
             let c = self.group_cache.read().unwrap_or_else(|e| e.into_inner());
             if let Some(k) = c.set_id(&wanted).and_then(|id| c.keys.get(&(slot, id))) {
@@ -244,8 +249,7 @@ impl KeyHierarchy {
     /// generation is 1) of the patient whose key is `patient_key`: see [`group_key`].
     /// Label keys come from a cache, so this costs one BLAKE3 derivation.
     pub fn group_key(&self, labels: &[crate::model::Label], generations: &[u32], patient_key: &SecretKey) -> SecretKey {
-        let gens = generations.iter().copied().chain(std::iter::repeat(1));
-        let wanted: Vec<(&str, u32)> = labels.iter().map(|l| l.as_str()).zip(gens).collect();
+        let wanted = label_generations(labels, generations);
         {
             let cache = self.label_cache.read().unwrap_or_else(|e| e.into_inner());
             let found: Option<Vec<&SecretKey>> = wanted

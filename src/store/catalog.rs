@@ -662,11 +662,15 @@ pub(crate) mod wire {
         }
         /// An unsigned varint (at most 10 bytes, no overflow).
         pub(crate) fn uv(&mut self) -> Option<u64> {
-            let mut v = 0u64;
-            for shift in (0..64).step_by(7) {
+            self.varint(64).map(|v| v as u64)
+        }
+        /// An unsigned varint of at most `bits` bits (groups of 7, no overflow).
+        fn varint(&mut self, bits: u32) -> Option<u128> {
+            let mut v = 0u128;
+            for shift in (0..bits).step_by(7) {
                 let b = self.u8()?;
-                let part = u64::from(b & 0x7f);
-                if shift == 63 && part > 1 {
+                let part = u128::from(b & 0x7f);
+                if part >> (bits - shift).min(7) != 0 {
                     return None;
                 }
                 v |= part << shift;
@@ -690,19 +694,7 @@ pub(crate) mod wire {
             Some(((u >> 1) as i64) ^ -((u & 1) as i64))
         }
         fn u128v(&mut self) -> Option<u128> {
-            let mut v = 0u128;
-            for shift in (0..128).step_by(7) {
-                let b = self.u8()?;
-                let part = u128::from(b & 0x7f);
-                if shift == 126 && part > 3 {
-                    return None;
-                }
-                v |= part << shift;
-                if b & 0x80 == 0 {
-                    return Some(v);
-                }
-            }
-            None
+            self.varint(128)
         }
         /// A length-prefixed byte string.
         pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {

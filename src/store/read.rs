@@ -84,22 +84,38 @@ pub fn decode_catalog_entry(
 
 /// Opens label group `i` of `rec` (described by `g` in its envelope) with the key `pk`
 /// of the patient at keyring slot `slot`, returning one value per field name of `g`,
-/// in order.
+/// in order. Works on a wiped copy of the group; [`Store::read_version`] opens groups
+/// in its own copy of the frame with [`open_group_in_place`].
 pub(crate) fn open_group(
     keys: &KeyHierarchy,
     rec: &record::SealedRecord<'_>,
     i: usize,
     g: &GroupMeta,
+    patient: (u32, &SecretKey),
+    offset: u64,
+) -> Result<GroupBody> {
+    let sealed = rec.groups.get(i).ok_or(Error::Integrity { what: "label group", offset })?;
+    let mut copy = Zeroizing::new(sealed.to_vec());
+    open_group_in_place(keys, (&rec.id, rec.version), i, g, patient, &mut copy, offset)
+}
+
+/// [`open_group`] on the sealed bytes `sealed` of group `i` of document version
+/// `(id, version)`, decrypted in place.
+fn open_group_in_place(
+    keys: &KeyHierarchy,
+    (id, version): (&crate::model::DocumentId, u32),
+    i: usize,
+    g: &GroupMeta,
     (slot, pk): (u32, &SecretKey),
+    sealed: &mut [u8],
     offset: u64,
 ) -> Result<GroupBody> {
     let bad = || Error::Integrity { what: "label group", offset };
-    let sealed = rec.groups.get(i).ok_or_else(bad)?;
     let index = u16::try_from(i).map_err(|_| bad())?;
     let gk = keys.group_key_for(slot, &g.labels, &g.generations, pk);
-    let aad = record::group_aad(&keys.vault_id(), &rec.id, rec.version, index, &g.labels, &g.fields);
-    let pt = aead::open(&gk, &aad, sealed).map_err(|_| bad())?;
-    let values: GroupBody = body::decode(&pt, "label group", offset)?;
+    let aad = record::group_aad(&keys.vault_id(), id, version, index, &g.labels, &g.fields);
+    let pt = aead::open_in_place(&gk, &aad, sealed).map_err(|_| bad())?;
+    let values: GroupBody = body::decode(pt, "label group", offset)?;
     if values.len() != g.fields.len() {
         return Err(bad());
     }
@@ -161,14 +177,7 @@ impl Store {
                 }
                 continue;
             }
-            let index = u16::try_from(i).map_err(|_| bad("label group"))?;
-            let gk = keys.group_key_for(slot, &g.labels, &g.generations, &pk);
-            let aad = record::group_aad(&vid, &id, version, index, &g.labels, &g.fields);
-            let pt = aead::open_in_place(&gk, &aad, &mut payload[range]).map_err(|_| bad("label group"))?;
-            let values: GroupBody = body::decode(pt, "label group", offset)?;
-            if values.len() != g.fields.len() {
-                return Err(bad("label group"));
-            }
+            let values = open_group_in_place(keys, (&id, version), i, &g, (slot, &pk), &mut payload[range], offset)?;
             fields.extend(g.fields.into_iter().zip(values));
         }
         Ok(Document {
