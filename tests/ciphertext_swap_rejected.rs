@@ -111,18 +111,30 @@ fn build() -> Fixture {
     }
 }
 
+/// A part of a record frame.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// The record nonce every part's nonce derives from.
+    Nonce,
+    /// The sealed envelope.
+    Envelope,
+    /// Sealed label group `i`.
+    Group(usize),
+}
+
 impl Fixture {
     fn offset(&self, id: DocumentId, v: u32) -> usize {
         self.records[&(id, v)].0 as usize
     }
 
-    /// Absolute byte range of a record part: `None` for the envelope, `Some(i)` for group `i`.
-    fn part(&self, id: DocumentId, v: u32, group: Option<usize>) -> Range<usize> {
+    /// Absolute byte range of a record part.
+    fn part(&self, id: DocumentId, v: u32, part: Part) -> Range<usize> {
         let off = self.offset(id, v);
         let layout = record_layout(&self.data[off..]);
-        let r = match group {
-            None => layout.envelope,
-            Some(i) => layout.groups[i].clone(),
+        let r = match part {
+            Part::Nonce => layout.nonce,
+            Part::Envelope => layout.envelope,
+            Part::Group(i) => layout.groups[i].clone(),
         };
         off + r.start..off + r.end
     }
@@ -206,15 +218,18 @@ fn swapped_ciphertexts_are_rejected() {
 
     let (a, b, p2) = (f.a, f.b, f.p2);
     // (name, part x, part y, records tampered)
-    type Part = (DocumentId, u32, Option<usize>);
-    let cases: Vec<(&str, Part, Part)> = vec![
-        ("groups within one document", (a, 1, Some(0)), (a, 1, Some(1))),
-        ("groups between two documents", (a, 1, Some(0)), (b, 1, Some(0))),
-        ("groups between documents of two patients", (b, 1, Some(1)), (p2, 1, Some(1))),
-        ("groups between two versions", (a, 1, Some(0)), (a, 2, Some(0))),
-        ("second groups between two versions", (a, 1, Some(1)), (a, 2, Some(1))),
-        ("envelopes between two documents", (a, 1, None), (b, 1, None)),
-        ("envelopes between two versions", (a, 1, None), (a, 2, None)),
+    use Part::{Envelope, Group, Nonce};
+    type At = (DocumentId, u32, Part);
+    let cases: Vec<(&str, At, At)> = vec![
+        ("groups within one document", (a, 1, Group(0)), (a, 1, Group(1))),
+        ("groups between two documents", (a, 1, Group(0)), (b, 1, Group(0))),
+        ("groups between documents of two patients", (b, 1, Group(1)), (p2, 1, Group(1))),
+        ("groups between two versions", (a, 1, Group(0)), (a, 2, Group(0))),
+        ("second groups between two versions", (a, 1, Group(1)), (a, 2, Group(1))),
+        ("envelopes between two documents", (a, 1, Envelope), (b, 1, Envelope)),
+        ("envelopes between two versions", (a, 1, Envelope), (a, 2, Envelope)),
+        ("record nonces between two documents", (a, 1, Nonce), (b, 1, Nonce)),
+        ("record nonces between two versions", (a, 1, Nonce), (a, 2, Nonce)),
     ];
     for (name, (xi, xv, xg), (yi, yv, yg)) in cases {
         let (fx, fy) = (f.offset(xi, xv), f.offset(yi, yv));

@@ -191,7 +191,7 @@ fn seeds(dir: &Path) -> Vec<(&'static str, String, Vec<u8>)> {
             },
         ],
     };
-    out.push(("body_codec", "gen-envelope".into(), body::encode(&env).to_vec()));
+    out.push(("body_codec", "gen-envelope".into(), chartvault::format::envelope::encode(&env).to_vec()));
     let mut g: GroupBody = vec![
         Field::from(Value::Text("x".into())),
         Field::from(Value::Integer(-5)),
@@ -208,7 +208,9 @@ fn seeds(dir: &Path) -> Vec<(&'static str, String, Vec<u8>)> {
     let mut grp = BTreeMap::new();
     grp.insert("a".to_string(), Value::Boolean(false));
     g.push(Field::from(Value::Group(grp)));
-    out.push(("body_codec", "gen-groupbody-all-types".into(), body::encode(&g).to_vec()));
+    let refs: Vec<&Field> = g.iter().collect();
+    let group = body::encode_group(&refs, &Label::builtin()).expect("labels are built in");
+    out.push(("body_codec", "gen-groupbody-all-types".into(), group.to_vec()));
     let terms = vec![
         IndexTerm {
             field: "code".into(),

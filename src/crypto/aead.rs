@@ -39,15 +39,55 @@ fn cipher(key: &SecretKey) -> XChaCha20Poly1305 {
 /// assert!(aead::open(&key, b"other context", &sealed).is_err());
 /// ```
 pub fn seal(key: &SecretKey, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
+    let nonce = random_nonce();
+    out.extend_from_slice(&nonce);
+    seal_detached_nonce(key, &nonce, aad, plaintext, out);
+}
+
+/// A fresh random nonce from the thread-local CSPRNG.
+pub fn random_nonce() -> [u8; NONCE_LEN] {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rng().fill_bytes(&mut nonce);
+    nonce
+}
+
+/// Seals `plaintext` under `key` with a nonce the caller supplies, appending
+/// `ct || tag` (no nonce) to `out`. The caller stores the nonce and MUST never use the
+/// same (key, nonce) pair twice: record frames derive one nonce per part from a random
+/// record nonce (docs/FORMAT.md §8.1).
+///
+/// ```
+/// use chartvault::crypto::{aead, SecretKey};
+/// let (key, nonce) = (SecretKey::random(), aead::random_nonce());
+/// let mut sealed = Vec::new();
+/// aead::seal_detached_nonce(&key, &nonce, b"ctx", b"secret", &mut sealed);
+/// assert_eq!(aead::open_detached_nonce(&key, &nonce, b"ctx", &mut sealed).unwrap(), b"secret");
+/// ```
+pub fn seal_detached_nonce(key: &SecretKey, nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
-    out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
     let tag = cipher(key)
-        .encrypt_inout_detached(&XNonce::from(nonce), aad, (&mut out[start + NONCE_LEN..]).into())
+        .encrypt_inout_detached(&XNonce::from(*nonce), aad, (&mut out[start..]).into())
         .expect("XChaCha20-Poly1305 accepts messages up to 256 GiB; callers bound sizes far lower");
     out.extend_from_slice(&tag);
+}
+
+/// Opens `ct || tag` made by [`seal_detached_nonce`] in place, with the nonce it was
+/// sealed with; on success the plaintext overwrites the ciphertext and is returned as
+/// a sub-slice. On failure the buffer holds unauthenticated bytes and must not be used.
+pub fn open_detached_nonce<'b>(
+    key: &SecretKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    sealed: &'b mut [u8],
+) -> Result<&'b [u8], OpenError> {
+    let split = sealed.len().checked_sub(TAG_LEN).ok_or(OpenError)?;
+    let (ct, tag) = sealed.split_at_mut(split);
+    let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| OpenError)?;
+    cipher(key)
+        .decrypt_inout_detached(&XNonce::from(*nonce), aad, (&mut ct[..]).into(), &tag.into())
+        .map_err(|_| OpenError)?;
+    Ok(&sealed[..split])
 }
 
 /// Length of the sealed form of a plaintext of `len` bytes.
@@ -74,14 +114,9 @@ pub fn open_in_place<'b>(key: &SecretKey, aad: &[u8], sealed: &'b mut [u8]) -> R
         return Err(OpenError);
     }
     let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
-    let split = rest.len() - TAG_LEN;
-    let (ct, tag) = rest.split_at_mut(split);
     let nonce: [u8; NONCE_LEN] = (&*nonce).try_into().map_err(|_| OpenError)?;
-    let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| OpenError)?;
-    cipher(key)
-        .decrypt_inout_detached(&XNonce::from(nonce), aad, (&mut ct[..]).into(), &tag.into())
-        .map_err(|_| OpenError)?;
-    Ok(&sealed[NONCE_LEN..NONCE_LEN + split])
+    let len = open_detached_nonce(key, &nonce, aad, rest)?.len();
+    Ok(&sealed[NONCE_LEN..NONCE_LEN + len])
 }
 
 /// Builds an AAD from a domain string and length-prefixed parts.

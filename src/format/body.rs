@@ -15,34 +15,7 @@ use crate::model::{Field, Label};
 /// Version byte of the body codec.
 pub const BODY_VERSION: u8 = 1;
 
-/// Metadata of one label group, kept in the envelope so a reader can show redaction
-/// markers (field names and labels) for groups it may not decrypt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupMeta {
-    /// The labels protecting the group (sorted).
-    pub labels: Vec<Label>,
-    /// The key generation of each label, in the same order.
-    pub generations: Vec<u32>,
-    /// Names of the fields in the group.
-    pub fields: Vec<String>,
-}
-
-/// The envelope of a document version, sealed under the vault's meta key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
-    /// The patient's record number in the keyring.
-    pub patient_slot: u32,
-    /// The document kind.
-    pub kind: String,
-    /// Creation time of version 1, Unix microseconds.
-    pub created_us: i64,
-    /// Time of this version, Unix microseconds.
-    pub updated_us: i64,
-    /// Author (user id) of this version.
-    pub author: String,
-    /// The label groups, in the order their ciphertexts follow.
-    pub groups: Vec<GroupMeta>,
-}
+pub use super::envelope::{Envelope, GroupMeta};
 
 /// A typed, ordered key for an index.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -97,10 +70,83 @@ pub fn decode<T: DeserializeOwned>(b: &[u8], what: &'static str, offset: u64) ->
     }
 }
 
-/// A group body: the values of one label group's fields, in the order of the names in
+/// A decoded group body: the fields of one label group, in the order of the names in
 /// its [`GroupMeta::fields`] (the names are in the envelope and bound into the group's
 /// AAD, so they are not stored twice).
 pub type GroupBody = Vec<Field>;
+
+/// Version byte of a label-group body (file format version 3): each field is its value
+/// and its own labels as positions in the group's label list.
+pub const GROUP_BODY_VERSION: u8 = 3;
+
+/// The stored form of one group: `(value, own label positions)` per field.
+struct GroupOut<'a> {
+    fields: &'a [&'a Field],
+    labels: &'a [Label],
+}
+
+struct OwnLabels<'a> {
+    own: &'a [Label],
+    group: &'a [Label],
+}
+
+impl Serialize for GroupOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.fields.iter().map(|f| (&f.value, OwnLabels { own: &f.labels, group: self.labels })))
+    }
+}
+
+impl Serialize for OwnLabels<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.own.len()))?;
+        for l in self.own {
+            let i = self.group.iter().position(|g| g == l).ok_or_else(|| S::Error::custom("label not in group"))?;
+            seq.serialize_element(&(i as u32))?;
+        }
+        seq.end()
+    }
+}
+
+/// Encodes the fields of one label group whose (sorted) label list is `group_labels`:
+/// `GROUP_BODY_VERSION || postcard(Vec<(Value, Vec<u32>)>)`, where the `u32`s are the
+/// positions of the field's own labels in `group_labels` (so a label's name is stored
+/// once, in the envelope). Allocated once at the exact size.
+///
+/// Fails only if a field has a label its group lacks (a writer bug, never user input).
+pub fn encode_group(fields: &[&Field], group_labels: &[Label]) -> Result<Zeroizing<Vec<u8>>> {
+    let v = GroupOut { fields, labels: group_labels };
+    let bug = || Error::InvalidArgument("a field label is missing from its label group".into());
+    let size = postcard::experimental::serialized_size(&v).map_err(|_| bug())?;
+    let mut out = Zeroizing::new(Vec::with_capacity(1 + size));
+    out.push(GROUP_BODY_VERSION);
+    let taken = std::mem::take(&mut *out);
+    *out = postcard::to_extend(&v, taken).map_err(|_| bug())?;
+    Ok(out)
+}
+
+/// Decodes a group body written by [`encode_group`] for a group labelled
+/// `group_labels`; a label position outside the list is an integrity error.
+pub fn decode_group(b: &[u8], group_labels: &[Label], offset: u64) -> Result<GroupBody> {
+    let bad = || Error::Integrity { what: "label group", offset };
+    let stored: Vec<(crate::model::Value, Vec<u32>)> = match b.split_first() {
+        Some((&GROUP_BODY_VERSION, rest)) => postcard::from_bytes(rest).map_err(|_| bad())?,
+        Some((v, _)) => {
+            return Err(Error::UnsupportedVersion { found: u16::from(*v), supported: u16::from(GROUP_BODY_VERSION) });
+        }
+        None => return Err(bad()),
+    };
+    stored
+        .into_iter()
+        .map(|(value, own)| {
+            let labels = own
+                .iter()
+                .map(|i| group_labels.get(*i as usize).cloned().ok_or_else(bad))
+                .collect::<Result<Vec<Label>>>()?;
+            Ok(Field { value, labels })
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {
@@ -109,12 +155,32 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let g: GroupBody = vec![Field::from(Value::Integer(3))];
+        let g = vec![Value::Integer(3), Value::Boolean(true)];
         let b = encode(&g);
-        assert_eq!(decode::<GroupBody>(&b, "g", 0).unwrap(), g);
-        assert!(decode::<GroupBody>(&b[..1], "g", 0).is_err());
+        assert_eq!(decode::<Vec<Value>>(&b, "g", 0).unwrap(), g);
+        assert!(decode::<Vec<Value>>(&b[..1], "g", 0).is_err());
         let mut v = b.to_vec();
         v[0] = 9;
-        assert!(matches!(decode::<GroupBody>(&v, "g", 0), Err(Error::UnsupportedVersion { .. })));
+        assert!(matches!(decode::<Vec<Value>>(&v, "g", 0), Err(Error::UnsupportedVersion { .. })));
+    }
+
+    #[test]
+    fn group_bodies_store_label_positions() {
+        let labels = [Label::financial(), Label::normal()];
+        let a = Field { value: Value::Integer(3), labels: vec![Label::normal(), Label::financial(), Label::normal()] };
+        let b = Field::from(Value::Boolean(false));
+        let enc = encode_group(&[&a, &b], &labels).unwrap();
+        assert_eq!(&enc[..], &[3, 2, 1, 6, 3, 1, 0, 1, 3, 0, 0][..]);
+        assert_eq!(decode_group(&enc, &labels, 0).unwrap(), vec![a.clone(), b]);
+        // A position outside the group's labels, a wrong version, truncation.
+        assert!(matches!(decode_group(&enc, &labels[..1], 0), Err(Error::Integrity { .. })));
+        let mut v = enc.to_vec();
+        v[0] = 1;
+        assert!(matches!(decode_group(&v, &labels, 0), Err(Error::UnsupportedVersion { .. })));
+        for cut in 0..enc.len() {
+            assert!(decode_group(&enc[..cut], &labels, 0).is_err());
+        }
+        // A field whose label is not in its group is refused at encoding.
+        assert!(encode_group(&[&a], &labels[1..]).is_err());
     }
 }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"CHARTVLT";
 /// Current format version.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Size of one header copy.
 pub const HEADER_SIZE: usize = 4096;
 /// Bytes reserved for both header copies; frames start here.

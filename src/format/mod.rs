@@ -4,9 +4,12 @@
 //! Byte layouts are specified in `docs/FORMAT.md`; keep the two in step.
 
 pub mod body;
+pub mod envelope;
 pub mod frame;
 pub mod header;
 pub mod keyring;
+pub mod names;
+pub(crate) mod wire;
 
 /// Reads a little-endian u16 at `at` (caller guarantees bounds).
 pub(crate) fn le_u16(b: &[u8], at: usize) -> u16 {

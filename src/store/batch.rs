@@ -9,7 +9,8 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{SecretKey, aead, keys};
 use crate::error::{Error, Result};
-use crate::format::body::{self, Envelope, GroupBody, GroupMeta, IndexKey, IndexTerm};
+use crate::format::body::{self, Envelope, GroupMeta, IndexKey, IndexTerm};
+use crate::format::envelope;
 use crate::format::frame::FrameType;
 use crate::format::keyring::MAX_PATIENT_ID;
 use crate::log::LogWriter;
@@ -216,7 +217,7 @@ impl<'a> Batch<'a> {
         let store = self.store;
         let schema = store.schema();
         // Group fields by their full label set.
-        let mut groups: BTreeMap<Vec<Label>, (Vec<String>, GroupBody)> = BTreeMap::new();
+        let mut groups: BTreeMap<Vec<Label>, (Vec<String>, Vec<&Field>)> = BTreeMap::new();
         let mut terms = Vec::new();
         let labeler = schema.labeler(spec.kind);
         for (name, f) in spec.fields {
@@ -226,13 +227,13 @@ impl<'a> Batch<'a> {
             }
             let g = groups.entry(labels).or_default();
             g.0.push(name.clone());
-            g.1.push(f.clone());
+            g.1.push(f);
         }
         let now = crate::util::now_micros();
         let mut bodies = Vec::with_capacity(groups.len());
         let mut metas = Vec::with_capacity(groups.len());
         for (labels, (names, values)) in groups {
-            let pt = body::encode(&values);
+            let pt = body::encode_group(&values, &labels)?;
             if pt.len() > limits::GROUP_BYTES {
                 return Err(Error::TooLarge {
                     what: "label group of a document",
@@ -242,6 +243,12 @@ impl<'a> Batch<'a> {
             }
             bodies.push(pt);
             metas.push(GroupMeta { generations: vec![1; labels.len()], labels, fields: names });
+        }
+        if metas.len() > record::MAX_GROUPS {
+            return Err(Error::InvalidDocument(format!(
+                "a document may have at most {} label groups",
+                record::MAX_GROUPS
+            )));
         }
         let env = Envelope {
             patient_slot: slot,
@@ -412,24 +419,29 @@ impl<'a> Batch<'a> {
 }
 
 /// Seals one prepared version into its record payload: the envelope under the meta
-/// key, each label group under its group key.
+/// key, each label group under its group key, every part with its own nonce derived
+/// from one random record nonce (docs/FORMAT.md §8.1).
 fn seal_record(store: &Store, u: &Unsealed) -> Vec<u8> {
     let keys = store.keys();
     let vid = store.vault_id();
-    let mut env_sealed = Vec::new();
-    aead::seal(&keys.meta, &record::envelope_aad(&vid, &u.id, u.version), &body::encode(&u.envelope), &mut env_sealed);
+    let nonce = aead::random_nonce();
+    let env_pt = envelope::encode(&u.envelope);
+    let mut env_sealed = Vec::with_capacity(env_pt.len() + aead::TAG_LEN);
+    let env_aad = record::envelope_aad(&vid, &u.id, u.version);
+    aead::seal_detached_nonce(&keys.meta, &record::part_nonce(&nonce, 0), &env_aad, &env_pt, &mut env_sealed);
     let mut sealed_groups = Vec::with_capacity(u.bodies.len());
     for (i, (pt, meta)) in u.bodies.iter().zip(&u.envelope.groups).enumerate() {
         let gk = match u.cached_slot {
             Some(slot) => keys.group_key_for(slot, &meta.labels, &meta.generations, &u.patient_key),
             None => keys.group_key(&meta.labels, &meta.generations, &u.patient_key),
         };
+        // `stage_version` bounds the group count by `record::MAX_GROUPS`.
         let aad = record::group_aad(&vid, &u.id, u.version, i as u16, &meta.labels, &meta.fields);
-        let mut s = Vec::with_capacity(aead::sealed_len(pt.len()));
-        aead::seal(&gk, &aad, pt, &mut s);
+        let mut s = Vec::with_capacity(pt.len() + aead::TAG_LEN);
+        aead::seal_detached_nonce(&gk, &record::part_nonce(&nonce, i as u16 + 1), &aad, pt, &mut s);
         sealed_groups.push(s);
     }
-    record::encode(&u.id, u.version, &env_sealed, &sealed_groups)
+    record::encode(&u.id, u.version, &nonce, &env_sealed, &sealed_groups)
 }
 
 fn dummy_pending() -> PendingCommit {

@@ -552,35 +552,8 @@ fn remove_posting(values: &mut Values, field: &str, key: &IndexKey, id: &Documen
 /// (docs/FORMAT.md §12.3): LEB128 varints, zigzag for signed values.
 pub(crate) mod wire {
     use crate::format::body::IndexKey;
+    pub(crate) use crate::format::wire::{Reader, put_bytes, put_iv, put_u128, put_uv};
     use crate::model::value::Decimal;
-
-    /// Appends an unsigned LEB128 varint.
-    pub(crate) fn put_uv(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-
-    /// Appends a zigzag varint.
-    pub(crate) fn put_iv(out: &mut Vec<u8>, v: i64) {
-        put_uv(out, ((v << 1) ^ (v >> 63)) as u64);
-    }
-
-    fn put_u128(out: &mut Vec<u8>, mut v: u128) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-
-    /// Appends a length-prefixed byte string.
-    pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-        put_uv(out, b.len() as u64);
-        out.extend_from_slice(b);
-    }
 
     /// Appends a packed index key.
     pub(crate) fn put_key(out: &mut Vec<u8>, k: &IndexKey) {
@@ -616,94 +589,6 @@ pub(crate) mod wire {
                 out.push(6);
                 out.push(u8::from(*b));
             }
-        }
-    }
-
-    /// A cursor over untrusted bytes: every read checks bounds and returns `None`
-    /// past the end.
-    pub(crate) struct Reader<'a> {
-        b: &'a [u8],
-        pos: usize,
-    }
-
-    impl<'a> Reader<'a> {
-        /// A reader at the start of `b`.
-        pub(crate) fn new(b: &'a [u8]) -> Self {
-            Reader { b, pos: 0 }
-        }
-        /// Bytes left.
-        pub(crate) fn remaining(&self) -> usize {
-            self.b.len() - self.pos
-        }
-        /// Whether everything was read.
-        pub(crate) fn done(&self) -> bool {
-            self.pos == self.b.len()
-        }
-        /// Current position.
-        pub(crate) fn pos(&self) -> usize {
-            self.pos
-        }
-        /// One byte.
-        pub(crate) fn u8(&mut self) -> Option<u8> {
-            let v = *self.b.get(self.pos)?;
-            self.pos += 1;
-            Some(v)
-        }
-        /// `n` raw bytes.
-        pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-            let end = self.pos.checked_add(n)?;
-            let s = self.b.get(self.pos..end)?;
-            self.pos = end;
-            Some(s)
-        }
-        /// A fixed-size array.
-        pub(crate) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-            self.take(N)?.try_into().ok()
-        }
-        /// An unsigned varint (at most 10 bytes, no overflow).
-        pub(crate) fn uv(&mut self) -> Option<u64> {
-            self.varint(64).map(|v| v as u64)
-        }
-        /// An unsigned varint of at most `bits` bits (groups of 7, no overflow).
-        fn varint(&mut self, bits: u32) -> Option<u128> {
-            let mut v = 0u128;
-            for shift in (0..bits).step_by(7) {
-                let b = self.u8()?;
-                let part = u128::from(b & 0x7f);
-                if part >> (bits - shift).min(7) != 0 {
-                    return None;
-                }
-                v |= part << shift;
-                if b & 0x80 == 0 {
-                    return Some(v);
-                }
-            }
-            None
-        }
-        /// An unsigned varint that must fit a `u32`.
-        pub(crate) fn u32v(&mut self) -> Option<u32> {
-            u32::try_from(self.uv()?).ok()
-        }
-        /// A varint used as an index or count.
-        pub(crate) fn usize(&mut self) -> Option<usize> {
-            usize::try_from(self.uv()?).ok()
-        }
-        /// A zigzag varint.
-        pub(crate) fn iv(&mut self) -> Option<i64> {
-            let u = self.uv()?;
-            Some(((u >> 1) as i64) ^ -((u & 1) as i64))
-        }
-        fn u128v(&mut self) -> Option<u128> {
-            self.varint(128)
-        }
-        /// A length-prefixed byte string.
-        pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
-            let n = self.usize()?;
-            self.take(n)
-        }
-        /// A length-prefixed UTF-8 string.
-        pub(crate) fn str(&mut self) -> Option<&'a str> {
-            std::str::from_utf8(self.bytes()?).ok()
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use crate::crypto::{KdfParams, KeyHierarchy, SecretKey};
 use crate::error::{Error, Result};
-use crate::format::body::{self, Envelope};
+use crate::format::envelope::{self, Envelope};
 use crate::format::frame::{self, Commit, FrameType};
 use crate::format::header::{HEADER_REGION, HEADER_SIZE, Header, HeaderError, KeySlot, MAX_SLOTS, Unlock};
 use crate::log::scan::{self, ScanOutcome, ScannedFrame};
@@ -535,12 +535,13 @@ impl Store {
     }
 }
 
-/// Decodes envelope and index terms (helper shared with verify).
+/// Opens and decodes the envelope of a record (helper shared with verify).
 pub(crate) fn open_envelope(keys: &KeyHierarchy, rec: &record::SealedRecord<'_>, offset: u64) -> Result<Envelope> {
     let aad = record::envelope_aad(&keys.vault_id(), &rec.id, rec.version);
-    let pt = crate::crypto::aead::open(&keys.meta, &aad, rec.envelope)
+    let mut buf = zeroize::Zeroizing::new(rec.envelope.to_vec());
+    let pt = crate::crypto::aead::open_detached_nonce(&keys.meta, &record::part_nonce(&rec.nonce, 0), &aad, &mut buf)
         .map_err(|_| Error::Integrity { what: "document envelope", offset })?;
-    body::decode(&pt, "document envelope", offset)
+    envelope::decode(pt, offset)
 }
 
 fn lock_exclusive(file: &File, path: &Path) -> Result<()> {

@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{KeyHierarchy, SecretKey, aead, keys};
 use crate::error::{Error, Result};
 use crate::format::body::{self, GroupBody, GroupMeta};
+use crate::format::envelope;
 use crate::format::frame::{self, FRAME_HEADER, FrameType};
 use crate::log::Region;
 use crate::model::{AttachmentRef, DateTime, Document, Kind, Label, LabelSet, Schema};
@@ -96,14 +97,14 @@ pub(crate) fn open_group(
 ) -> Result<GroupBody> {
     let sealed = rec.groups.get(i).ok_or(Error::Integrity { what: "label group", offset })?;
     let mut copy = Zeroizing::new(sealed.to_vec());
-    open_group_in_place(keys, (&rec.id, rec.version), i, g, patient, &mut copy, offset)
+    open_group_in_place(keys, (&rec.id, rec.version, &rec.nonce), i, g, patient, &mut copy, offset)
 }
 
 /// [`open_group`] on the sealed bytes `sealed` of group `i` of document version
-/// `(id, version)`, decrypted in place.
+/// `(id, version)` with record nonce `nonce`, decrypted in place.
 fn open_group_in_place(
     keys: &KeyHierarchy,
-    (id, version): (&crate::model::DocumentId, u32),
+    (id, version, nonce): (&crate::model::DocumentId, u32, &[u8; aead::NONCE_LEN]),
     i: usize,
     g: &GroupMeta,
     (slot, pk): (u32, &SecretKey),
@@ -111,11 +112,14 @@ fn open_group_in_place(
     offset: u64,
 ) -> Result<GroupBody> {
     let bad = || Error::Integrity { what: "label group", offset };
-    let index = u16::try_from(i).map_err(|_| bad())?;
+    let index = u16::try_from(i).ok().filter(|i| usize::from(*i) < record::MAX_GROUPS).ok_or_else(bad)?;
+    if g.generations.len() != g.labels.len() {
+        return Err(bad());
+    }
     let gk = keys.group_key_for(slot, &g.labels, &g.generations, pk);
     let aad = record::group_aad(&keys.vault_id(), id, version, index, &g.labels, &g.fields);
-    let pt = aead::open_in_place(&gk, &aad, sealed).map_err(|_| bad())?;
-    let values: GroupBody = body::decode(pt, "label group", offset)?;
+    let pt = aead::open_detached_nonce(&gk, &record::part_nonce(nonce, index + 1), &aad, sealed).map_err(|_| bad())?;
+    let values: GroupBody = body::decode_group(pt, &g.labels, offset)?;
     if values.len() != g.fields.len() {
         return Err(bad());
     }
@@ -143,22 +147,24 @@ impl Store {
         // the buffer is zeroizing.
         let mut payload = Zeroizing::new(copy_frame(&*st.map, offset, FrameType::Record)?);
         let bad = |what| Error::Integrity { what, offset };
-        let (id, version, env_range, group_ranges) = {
+        let (id, version, nonce, env_range, group_ranges) = {
             let rec = record::parse(&payload).ok_or(bad("record frame"))?;
             let base = payload.as_ptr() as usize;
             let range = |s: &[u8]| {
                 let start = s.as_ptr() as usize - base;
                 start..start + s.len()
             };
-            (rec.id, rec.version, range(rec.envelope), rec.groups.iter().map(|g| range(g)).collect::<Vec<_>>())
+            let groups = rec.groups.iter().map(|g| range(g)).collect::<Vec<_>>();
+            (rec.id, rec.version, rec.nonce, range(rec.envelope), groups)
         };
         let keys = self.keys();
         let vid = keys.vault_id();
-        let env: body::Envelope = {
+        let env: envelope::Envelope = {
             let aad = record::envelope_aad(&vid, &id, version);
             let pt =
-                aead::open_in_place(&keys.meta, &aad, &mut payload[env_range]).map_err(|_| bad("document envelope"))?;
-            body::decode(pt, "document envelope", offset)?
+                aead::open_detached_nonce(&keys.meta, &record::part_nonce(&nonce, 0), &aad, &mut payload[env_range])
+                    .map_err(|_| bad("document envelope"))?;
+            envelope::decode(pt, offset)?
         };
         let slot = env.patient_slot;
         let pk = st.keyring.key(slot, offset)?.clone();
@@ -177,7 +183,8 @@ impl Store {
                 }
                 continue;
             }
-            let values = open_group_in_place(keys, (&id, version), i, &g, (slot, &pk), &mut payload[range], offset)?;
+            let values =
+                open_group_in_place(keys, (&id, version, &nonce), i, &g, (slot, &pk), &mut payload[range], offset)?;
             fields.extend(g.fields.into_iter().zip(values));
         }
         Ok(Document {

@@ -3,19 +3,28 @@
 //! ```text
 //! 0   16  document id
 //! 16  4   version, u32 LE
-//! 20  4   E = envelope length, u32 LE
-//! 24  E   envelope, sealed under the meta key
+//! 20  24  record nonce R (random)
+//! 44  4   E = envelope length, u32 LE
+//! 48  E   envelope: ciphertext || tag under the meta key, nonce part_nonce(R, 0)
 //! ..  2   G = group count, u16 LE
-//! then G times: 4-byte length L, L bytes: one label group sealed under its group key
+//! then G times: 4-byte length L, L bytes: label group i, ciphertext || tag under its
+//! group key, nonce part_nonce(R, i + 1)
 //! ```
 //!
 //! The index terms of a version are not stored separately: they are a function of the
 //! field values and the schema, recomputed from the decrypted groups when the catalog
 //! is rebuilt without a checkpoint.
 
-use crate::crypto::aead;
+use crate::crypto::aead::{self, NONCE_LEN, TAG_LEN};
 use crate::format::{le_u16, le_u32};
 use crate::model::{DocumentId, Label};
+
+/// Bytes of a record payload before the envelope: id, version, record nonce, `E`.
+pub const RECORD_HEAD: usize = 16 + 4 + NONCE_LEN + 4;
+
+/// Most label groups a record may have (part 0 is the envelope, so group `i` is part
+/// `i + 1` and every part number fits a `u16`).
+pub const MAX_GROUPS: usize = u16::MAX as usize - 1;
 
 /// A parsed (still sealed) record payload.
 #[derive(Debug)]
@@ -24,17 +33,33 @@ pub struct SealedRecord<'a> {
     pub id: DocumentId,
     /// Version.
     pub version: u32,
-    /// Sealed envelope.
+    /// The record nonce every part's nonce is derived from ([`part_nonce`]).
+    pub nonce: [u8; NONCE_LEN],
+    /// Sealed envelope (ciphertext and tag).
     pub envelope: &'a [u8],
-    /// Sealed label groups.
+    /// Sealed label groups (ciphertext and tag each).
     pub groups: Vec<&'a [u8]>,
 }
 
+/// The nonce of part `part` of a record (0: the envelope; `i + 1`: label group `i`):
+/// the record nonce with `u16le(part)` XORed into its last two bytes. The parts of one
+/// record have distinct nonces, and records have independent random nonces, so no
+/// (key, nonce) pair repeats.
+pub fn part_nonce(record_nonce: &[u8; NONCE_LEN], part: u16) -> [u8; NONCE_LEN] {
+    let mut n = *record_nonce;
+    let p = part.to_le_bytes();
+    n[NONCE_LEN - 2] ^= p[0];
+    n[NONCE_LEN - 1] ^= p[1];
+    n
+}
+
 /// Encodes a record payload.
-pub fn encode(id: &DocumentId, version: u32, envelope: &[u8], groups: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(26 + envelope.len() + groups.iter().map(|g| g.len() + 4).sum::<usize>());
+pub fn encode(id: &DocumentId, version: u32, nonce: &[u8; NONCE_LEN], envelope: &[u8], groups: &[Vec<u8>]) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(RECORD_HEAD + 2 + envelope.len() + groups.iter().map(|g| g.len() + 4).sum::<usize>());
     out.extend_from_slice(&id.0);
     out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(nonce);
     out.extend_from_slice(&(envelope.len() as u32).to_le_bytes());
     out.extend_from_slice(envelope);
     out.extend_from_slice(&(groups.len() as u16).to_le_bytes());
@@ -52,28 +77,36 @@ fn take<'a>(b: &'a [u8], pos: &mut usize, n: usize) -> Option<&'a [u8]> {
     Some(s)
 }
 
-/// Parses a record payload; `None` if malformed.
+/// Parses a record payload; `None` if malformed (a part shorter than a tag, more than
+/// [`MAX_GROUPS`] groups, a length past the end, trailing bytes).
 pub fn parse(b: &[u8]) -> Option<SealedRecord<'_>> {
     let mut pos = 0;
     let id = DocumentId(take(b, &mut pos, 16)?.try_into().ok()?);
     let version = le_u32(take(b, &mut pos, 4)?, 0);
+    let nonce: [u8; NONCE_LEN] = take(b, &mut pos, NONCE_LEN)?.try_into().ok()?;
     let elen = le_u32(take(b, &mut pos, 4)?, 0) as usize;
     let envelope = take(b, &mut pos, elen)?;
     let g = le_u16(take(b, &mut pos, 2)?, 0) as usize;
+    if elen < TAG_LEN || g > MAX_GROUPS {
+        return None;
+    }
     let mut groups = Vec::with_capacity(g.min(1024));
     for _ in 0..g {
         let l = le_u32(take(b, &mut pos, 4)?, 0) as usize;
+        if l < TAG_LEN {
+            return None;
+        }
         groups.push(take(b, &mut pos, l)?);
     }
     if pos != b.len() {
         return None;
     }
-    Some(SealedRecord { id, version, envelope, groups })
+    Some(SealedRecord { id, version, nonce, envelope, groups })
 }
 
 /// AAD of an envelope.
 pub fn envelope_aad(vault: &[u8; 16], id: &DocumentId, version: u32) -> Vec<u8> {
-    aead::aad("chartvault envelope v2", &[vault, &id.0, &version.to_le_bytes()])
+    aead::aad("chartvault envelope v3", &[vault, &id.0, &version.to_le_bytes()])
 }
 
 /// AAD of label group `i`: binds vault, document, version, group position, its labels
@@ -81,7 +114,7 @@ pub fn envelope_aad(vault: &[u8; 16], id: &DocumentId, version: u32) -> Vec<u8> 
 /// so the AAD is what ties each value to its name).
 ///
 /// Built in one buffer with the same bytes as
-/// `aead::aad("chartvault label group v2", [vault, id, version, i, labels joined by ",",
+/// `aead::aad("chartvault label group v3", [vault, id, version, i, labels joined by ",",
 /// field names joined by NUL])`.
 pub fn group_aad(
     vault: &[u8; 16],
@@ -103,7 +136,7 @@ pub fn group_aad(
         let len = (out.len() - at - 4) as u32;
         out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     };
-    let domain = b"chartvault label group v2\0";
+    let domain = b"chartvault label group v3\0";
     let mut v = Vec::with_capacity(domain.len() + 64 + fields.iter().map(|f| f.len() + 1).sum::<usize>());
     v.extend_from_slice(domain);
     for p in [&vault[..], &id.0[..], &version.to_le_bytes()[..], &i.to_le_bytes()[..]] {
@@ -127,10 +160,14 @@ mod tests {
     #[test]
     fn round_trip_and_reject_garbage() {
         let id = DocumentId([9; 16]);
-        let b = encode(&id, 3, b"env", &[b"g1".to_vec(), b"group2".to_vec()]);
+        let (env, g1, g2) = ([1u8; 17], [2u8; 16], [3u8; 20]);
+        let b = encode(&id, 3, &[7; NONCE_LEN], &env, &[g1.to_vec(), g2.to_vec()]);
         let r = parse(&b).unwrap();
-        assert_eq!((r.id, r.version, r.envelope), (id, 3, &b"env"[..]));
-        assert_eq!(r.groups, vec![&b"g1"[..], &b"group2"[..]]);
+        assert_eq!((r.id, r.version, r.nonce, r.envelope), (id, 3, [7; NONCE_LEN], &env[..]));
+        assert_eq!(r.groups, vec![&g1[..], &g2[..]]);
+        // A part shorter than a tag is malformed.
+        assert!(parse(&encode(&id, 3, &[7; NONCE_LEN], &env[..15], &[])).is_none());
+        assert!(parse(&encode(&id, 3, &[7; NONCE_LEN], &env, &[vec![0; 15]])).is_none());
         for cut in 0..b.len() {
             assert!(parse(&b[..cut]).is_none());
         }
@@ -149,14 +186,14 @@ mod tests {
     fn format_md_aad_vectors() {
         let (vid, id) = ([0u8; 16], DocumentId([0x33; 16]));
         let env = unhex(
-            "63686172747661756c7420656e76656c6f706520763200
+            "63686172747661756c7420656e76656c6f706520763300
              10000000 00000000000000000000000000000000
              10000000 33333333333333333333333333333333
              04000000 01000000",
         );
         assert_eq!(envelope_aad(&vid, &id, 1), env);
         let grp = unhex(
-            "63686172747661756c74206c6162656c2067726f7570207632 00
+            "63686172747661756c74206c6162656c2067726f7570207633 00
              10000000 00000000000000000000000000000000
              10000000 33333333333333333333333333333333
              04000000 02000000
@@ -185,12 +222,22 @@ mod tests {
     }
 
     #[test]
+    fn part_nonces_differ_only_in_the_last_two_bytes() {
+        let r = [0xaa; NONCE_LEN];
+        assert_eq!(part_nonce(&r, 0), r);
+        let n = part_nonce(&r, 0x0102);
+        assert_eq!((&n[..22], n[22], n[23]), (&r[..22], 0xaa ^ 0x02, 0xaa ^ 0x01));
+        let all: std::collections::HashSet<_> = (0..=u16::MAX).map(|p| part_nonce(&r, p)).collect();
+        assert_eq!(all.len(), 65_536);
+    }
+
+    #[test]
     fn group_aad_is_the_length_prefixed_form() {
         let (vid, id) = ([1u8; 16], DocumentId([2; 16]));
         let labels = [Label::demographics(), Label::normal()];
         let fields = ["name".to_string(), "phone".to_string()];
         let expect = aead::aad(
-            "chartvault label group v2",
+            "chartvault label group v3",
             &[&vid, &id.0, &7u32.to_le_bytes(), &3u16.to_le_bytes(), b"demographics,normal", b"name\0phone"],
         );
         assert_eq!(group_aad(&vid, &id, 7, 3, &labels, &fields), expect);

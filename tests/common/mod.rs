@@ -153,6 +153,7 @@ pub fn rewrite_payload(data: &mut [u8], offset: usize, new_payload: &[u8]) {
 /// Byte ranges (relative to the frame start) of the sealed parts of a record frame.
 #[derive(Debug, Clone)]
 pub struct RecordLayout {
+    pub nonce: std::ops::Range<usize>,
     pub envelope: std::ops::Range<usize>,
     pub groups: Vec<std::ops::Range<usize>>,
 }
@@ -167,7 +168,8 @@ pub fn record_layout(frame_bytes: &[u8]) -> RecordLayout {
     let h = frame::parse(frame_bytes).expect("record frame parses");
     assert_eq!(h.ty, FrameType::Record);
     let p = FRAME_HEADER;
-    let mut pos = p + 16 + 4;
+    let nonce = p + 20..p + 44;
+    let mut pos = nonce.end;
     let elen = le32(frame_bytes, pos);
     pos += 4;
     let envelope = pos..pos + elen;
@@ -182,7 +184,7 @@ pub fn record_layout(frame_bytes: &[u8]) -> RecordLayout {
         pos += l;
     }
     assert_eq!(pos, h.total(), "record layout covers the whole frame");
-    RecordLayout { envelope, groups }
+    RecordLayout { nonce, envelope, groups }
 }
 
 /// A small deterministic PRNG (xorshift64*), so tests need no extra dependency.
