@@ -191,8 +191,9 @@ mod tests {
         }
     }
 
+    /// The envelope vector of docs/FORMAT.md §18.
     #[test]
-    fn round_trips_and_uses_one_byte_codes() {
+    fn format_md_envelope_vector() {
         let env = sample();
         let b = encode(&env);
         assert_eq!(decode(&b, 0).unwrap(), env);

@@ -205,20 +205,30 @@ mod tests {
         assert_eq!(group_aad(&vid, &id, 2, 1, &labels, &["a".to_string(), "bc".to_string()]), grp);
     }
 
-    /// The group-body vector of docs/FORMAT.md §18 (values only, format version 2).
+    /// The group-body vector of docs/FORMAT.md §18 (format version 3: values, and
+    /// extra labels as positions in the group's labels).
     #[test]
     fn format_md_group_body_vector() {
-        use crate::format::body::{self, GroupBody};
+        use crate::format::body;
         use crate::model::{DateTime, Field, Value};
-        let body: GroupBody = vec![
-            Field::from(Value::Decimal("6.80".parse().unwrap())),
-            Field {
-                value: Value::DateTime(DateTime::parse("1970-01-01T00:00:01-05:00").unwrap()),
-                labels: vec![Label::genetic()],
-            },
-        ];
-        let expect = unhex("01 02 02 04 362e3830 00 05 80d98b8f8601 d704 01 07 67656e65746963");
-        assert_eq!(&body::encode(&body)[..], &expect[..]);
+        let value = Field::from(Value::Decimal("6.80".parse().unwrap()));
+        let when = Field {
+            value: Value::DateTime(DateTime::parse("1970-01-01T00:00:01-05:00").unwrap()),
+            labels: vec![Label::genetic()],
+        };
+        let labels = [Label::genetic(), Label::normal()];
+        let expect = unhex("03 02 02 04 362e3830 00 05 80d98b8f8601 d704 01 00");
+        assert_eq!(&body::encode_group(&[&value, &when], &labels).unwrap()[..], &expect[..]);
+        assert_eq!(body::decode_group(&expect, &labels, 0).unwrap(), vec![value, when]);
+    }
+
+    /// The part-nonce vector of docs/FORMAT.md §18.
+    #[test]
+    fn format_md_part_nonce_vector() {
+        let rn: [u8; NONCE_LEN] = std::array::from_fn(|i| i as u8);
+        assert_eq!(part_nonce(&rn, 0), rn);
+        assert_eq!(part_nonce(&rn, 1).to_vec(), unhex("000102030405060708090a0b0c0d0e0f1011121314151717"));
+        assert_eq!(part_nonce(&rn, 0x0102).to_vec(), unhex("000102030405060708090a0b0c0d0e0f1011121314151416"));
     }
 
     #[test]
