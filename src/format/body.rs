@@ -5,7 +5,7 @@
 //! implementation) behind a one-byte format version, isolated in this module so the
 //! codec can change without touching the frame format.
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned, de::DeserializeSeed};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -126,26 +126,98 @@ pub fn encode_group(fields: &[&Field], group_labels: &[Label]) -> Result<Zeroizi
 }
 
 /// Decodes a group body written by [`encode_group`] for a group labelled
-/// `group_labels`; a label position outside the list is an integrity error.
+/// `group_labels`; a label position outside the list is an integrity error. The fields
+/// are built as they are decoded (no intermediate list).
 pub fn decode_group(b: &[u8], group_labels: &[Label], offset: u64) -> Result<GroupBody> {
     let bad = || Error::Integrity { what: "label group", offset };
-    let stored: Vec<(crate::model::Value, Vec<u32>)> = match b.split_first() {
-        Some((&GROUP_BODY_VERSION, rest)) => postcard::from_bytes(rest).map_err(|_| bad())?,
-        Some((v, _)) => {
-            return Err(Error::UnsupportedVersion { found: u16::from(*v), supported: u16::from(GROUP_BODY_VERSION) });
+    match b.split_first() {
+        Some((&GROUP_BODY_VERSION, rest)) => {
+            let mut de = postcard::Deserializer::from_bytes(rest);
+            seed::Group(group_labels).deserialize(&mut de).map_err(|_| bad())
         }
-        None => return Err(bad()),
-    };
-    stored
-        .into_iter()
-        .map(|(value, own)| {
-            let labels = own
-                .iter()
-                .map(|i| group_labels.get(*i as usize).cloned().ok_or_else(bad))
-                .collect::<Result<Vec<Label>>>()?;
+        Some((v, _)) => {
+            Err(Error::UnsupportedVersion { found: u16::from(*v), supported: u16::from(GROUP_BODY_VERSION) })
+        }
+        None => Err(bad()),
+    }
+}
+
+/// The serde seeds of [`decode_group`]: they carry the group's labels down to each
+/// field, so a field's label positions become labels while it is decoded.
+mod seed {
+    use serde::de::{DeserializeSeed, Deserializer, Error as _, SeqAccess, Visitor};
+
+    use crate::model::{Field, Label, Value};
+
+    /// A whole group body: a sequence of fields.
+    pub(super) struct Group<'a>(pub &'a [Label]);
+    /// One field: the tuple `(value, own label positions)`.
+    struct OneField<'a>(&'a [Label]);
+    /// A field's own label positions.
+    struct Own<'a>(&'a [Label]);
+
+    impl<'de> DeserializeSeed<'de> for Group<'_> {
+        type Value = Vec<Field>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Group<'_> {
+        type Value = Vec<Field>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a group body")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            // Every field takes at least two bytes, so the hint is bounded by the input.
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(f) = seq.next_element_seed(OneField(self.0))? {
+                out.push(f);
+            }
+            Ok(out)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for OneField<'_> {
+        type Value = Field;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_tuple(2, self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for OneField<'_> {
+        type Value = Field;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a field (value, label positions)")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let value: Value = seq.next_element()?.ok_or_else(|| A::Error::custom("missing value"))?;
+            let labels = seq.next_element_seed(Own(self.0))?.ok_or_else(|| A::Error::custom("missing labels"))?;
             Ok(Field { value, labels })
-        })
-        .collect()
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Own<'_> {
+        type Value = Vec<Label>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Own<'_> {
+        type Value = Vec<Label>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("label positions")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(i) = seq.next_element::<u32>()? {
+                let l = self.0.get(i as usize).ok_or_else(|| A::Error::custom("label position outside the group"))?;
+                out.push(l.clone());
+            }
+            Ok(out)
+        }
+    }
 }
 
 #[cfg(test)]

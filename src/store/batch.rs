@@ -86,6 +86,9 @@ pub(crate) struct VersionSpec<'d> {
     pub created_us: i64,
     pub author: &'d str,
     pub fields: &'d BTreeMap<String, Field>,
+    /// The label set of each field, in the order of `fields`, when the caller already
+    /// computed them (the session does, for its policy check); `None` computes them.
+    pub field_labels: Option<&'d [Vec<Label>]>,
 }
 
 impl<'a> Batch<'a> {
@@ -151,6 +154,21 @@ impl<'a> Batch<'a> {
     /// Stages a new document; returns its id.
     pub fn put(&mut self, doc: &NewDocument, author: &str) -> Result<DocumentId> {
         doc.validate()?;
+        self.put_validated(doc, author, None)
+    }
+
+    /// [`Batch::put`] of a document the caller has validated, with the label set of each
+    /// field (in the order of `doc.fields`) when it computed them already: they must be
+    /// [`crate::model::Labeler::field_labels`] of this store's schema.
+    pub(crate) fn put_validated(
+        &mut self,
+        doc: &NewDocument,
+        author: &str,
+        field_labels: Option<&[Vec<Label>]>,
+    ) -> Result<DocumentId> {
+        if field_labels.is_some_and(|l| l.len() != doc.fields.len()) {
+            return Err(Error::InvalidArgument("one label set per field is needed".into()));
+        }
         let id = DocumentId::random();
         let now = crate::util::now_micros();
         self.stage_version(VersionSpec {
@@ -161,6 +179,7 @@ impl<'a> Batch<'a> {
             created_us: now,
             author,
             fields: &doc.fields,
+            field_labels,
         })?;
         Ok(id)
     }
@@ -192,6 +211,7 @@ impl<'a> Batch<'a> {
             created_us: created,
             author,
             fields,
+            field_labels: None,
         })?;
         Ok(next)
     }
@@ -220,8 +240,11 @@ impl<'a> Batch<'a> {
         let mut groups: BTreeMap<Vec<Label>, (Vec<String>, Vec<&Field>)> = BTreeMap::new();
         let mut terms = Vec::new();
         let labeler = schema.labeler(spec.kind);
-        for (name, f) in spec.fields {
-            let labels: Vec<Label> = labeler.field_labels(name, &f.labels);
+        for (n, (name, f)) in spec.fields.iter().enumerate() {
+            let labels: Vec<Label> = match spec.field_labels.and_then(|l| l.get(n)) {
+                Some(l) => l.clone(),
+                None => labeler.field_labels(name, &f.labels),
+            };
             if schema.is_indexed(name) {
                 index_terms(name, &labels, &f.value, &mut terms);
             }

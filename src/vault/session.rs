@@ -574,10 +574,14 @@ impl<'s> SessionBatch<'s> {
     pub fn put(&mut self, doc: &NewDocument) -> Result<DocumentId> {
         self.session.touch()?;
         doc.validate()?;
+        // Each field's labels, computed once: for the policy check here and for
+        // grouping in the store.
+        let field_labels: Vec<Vec<Label>> = {
+            let labeler = self.session.inner.store.schema().labeler(&doc.kind);
+            doc.fields.iter().map(|(n, f)| labeler.field_labels(n, &f.labels)).collect()
+        };
         let labels: Vec<Label> = {
-            let schema = self.session.inner.store.schema();
-            let labeler = schema.labeler(&doc.kind);
-            let mut all: Vec<Label> = doc.fields.iter().flat_map(|(n, f)| labeler.field_labels(n, &f.labels)).collect();
+            let mut all: Vec<Label> = field_labels.iter().flatten().cloned().collect();
             all.sort_unstable();
             all.dedup();
             all
@@ -585,7 +589,7 @@ impl<'s> SessionBatch<'s> {
         let bg =
             self.check_write(Operation::Create, Action::Create, &doc.patient, doc.kind.as_str(), labels.clone(), None)?;
         let author = self.session.principal.user.clone();
-        let id = self.batch()?.put(doc, &author)?;
+        let id = self.batch()?.put_validated(doc, &author, Some(&field_labels))?;
         // One audit entry per patient and action in a batch, listing every document.
         match self.create_entries.get(&(doc.patient.clone(), bg)).and_then(|&i| self.entries.get_mut(i)) {
             Some(e) => {
