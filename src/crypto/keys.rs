@@ -155,10 +155,16 @@ impl GroupKeyCache {
         }
     }
 
-    fn set_id(&self, wanted: &[(&str, u32)]) -> Option<u32> {
+    /// The id of the label set `labels` at `generations` (a missing generation is 1),
+    /// compared in place (a read looks one up per label group, so it allocates nothing).
+    fn set_id(&self, labels: &[crate::model::Label], generations: &[u32]) -> Option<u32> {
+        let gens = || generations.iter().copied().chain(std::iter::repeat(1));
         self.sets
             .iter()
-            .position(|s| s.len() == wanted.len() && s.iter().zip(wanted).all(|((a, g), (b, h))| a == b && g == h))
+            .position(|s| {
+                s.len() == labels.len()
+                    && s.iter().zip(labels.iter().zip(gens())).all(|((a, g), (b, h))| a == b.as_str() && *g == h)
+            })
             .map(|i| i as u32)
     }
 }
@@ -196,10 +202,9 @@ impl KeyHierarchy {
         generations: &[u32],
         patient_key: &SecretKey,
     ) -> SecretKey {
-        let wanted = label_generations(labels, generations);
         {
             let c = self.group_cache.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(k) = c.set_id(&wanted).and_then(|id| c.keys.get(&(slot, id))) {
+            if let Some(k) = c.set_id(labels, generations).and_then(|id| c.keys.get(&(slot, id))) {
                 return k.clone();
             }
         }
@@ -208,10 +213,11 @@ impl KeyHierarchy {
         if c.forgotten.contains(&slot) {
             return key;
         }
-        let id = match c.set_id(&wanted) {
+        let id = match c.set_id(labels, generations) {
             Some(id) => id,
             None if c.sets.len() < 1024 => {
-                c.sets.push(wanted.iter().map(|(l, g)| (l.to_string(), *g)).collect());
+                let set = label_generations(labels, generations).iter().map(|(l, g)| (l.to_string(), *g)).collect();
+                c.sets.push(set);
                 (c.sets.len() - 1) as u32
             }
             None => return key,
