@@ -151,9 +151,12 @@ impl Storage for FileStorage {
             return Ok(Arc::new(MapView { map: m.clone(), len }));
         }
         // SAFETY: the map is read-only and chartvault never writes through it. The
-        // writer only appends past the committed length and never shrinks a mapped
-        // file (truncation happens at open, before any view is used, and drops the
-        // cached mapping); readers copy bytes out of the map before verifying them.
+        // writer only writes past the committed log end (appending, or overwriting
+        // the zero reserve that follows the log end in place) and never shrinks a
+        // mapped file (truncation happens at open, before any view is used, and drops
+        // the cached mapping). Bytes past the log end may therefore change under a
+        // view; readers copy bytes out of the map before verifying them and use
+        // nothing past the log end they verified.
         // The mapping may extend past the end of the file (headroom for appends), but
         // every view covers only bytes the file had when the view was taken, so no
         // page past the end of the file is ever accessed. Another process truncating

@@ -1,5 +1,15 @@
 //! The log writer: stages frames of one commit, writes them with one `write` and
 //! one `fsync` (group commit), and latches after any I/O failure.
+//!
+//! **Zero reserve.** The file is kept longer than the log: past the log end lie
+//! pre-written zeros, and a small commit overwrites them in place. On ext4 (and other
+//! journaling file systems) an `fdatasync` that does not change the file size need not
+//! commit the journal, which makes a small durable commit markedly cheaper. When a small
+//! commit leaves less room than it would need again, the zeros that extend the reserve
+//! are appended to its own frames, in the same `write` and before its single `fsync`, so
+//! the size change is paid once per many commits and no fsync is added. Large commits
+//! never extend the reserve (a bulk load writes no megabytes of zeros). Recovery treats
+//! an all-zero frame header as the end of the log (docs/FORMAT.md §14).
 
 use std::sync::Arc;
 
@@ -28,11 +38,36 @@ pub struct LogHead {
 /// Staging buffers up to this capacity are kept for the next commit.
 const KEEP_BUFFER: usize = FLUSH_THRESHOLD + 64 * 1024;
 
+/// Size of the zero reserve a small commit leaves after the log end when it extends it
+/// (the file end is then rounded up to a multiple of [`RESERVE_ALIGN`]).
+///
+/// 256 KiB holds ~100 single-document commits (~2.3 KiB each with their audit frame),
+/// so the file size, and with it the journal, changes once per ~100 commits. Every
+/// reserve byte is written twice (as zero, then as a frame) whatever the reserve size,
+/// so a larger reserve only trades a rarer, longer extending commit (one 256 KiB write)
+/// against a smaller number of journal commits; 256 KiB keeps that one write well
+/// under a millisecond and wastes at most 256 KiB of disk per vault.
+pub const RESERVE: u64 = 256 * 1024;
+
+/// Commits with more bytes than this (frames and commit frame together) are *large*:
+/// they never extend the reserve, they overwrite what is left of it and append.
+pub const SMALL_COMMIT: u64 = 64 * 1024;
+
+/// The file end after a reserve extension is a multiple of this (whole blocks).
+pub const RESERVE_ALIGN: u64 = 4096;
+
 /// The single writer of a vault file.
 pub struct LogWriter {
     storage: Arc<dyn Storage>,
     head: LogHead,
     latched: bool,
+    /// The file length as this writer last made it (at least `head.end`).
+    file_end: u64,
+    /// Bytes from here to `file_end` are zeros; bytes from `head.end` to here are
+    /// uncommitted frames flushed by a batch that was then dropped (none usually, when
+    /// this equals `head.end`). The next commit zero-fills them, so that the bytes after
+    /// the log end stay zero.
+    zero_from: u64,
     /// The staging buffer of the last commit, reused by the next one: a fresh 64 KiB
     /// allocation and free per commit cost more than the small commit itself
     /// (glibc consolidates its heap on every free of that size).
@@ -76,9 +111,26 @@ impl PendingCommit {
 }
 
 impl LogWriter {
-    /// A writer positioned after a verified scan.
+    /// A writer positioned after a verified scan. Every byte of the file after
+    /// `head.end` must be zero (a clean end, or a file truncated to `head.end`): the
+    /// writer overwrites them in place.
     pub fn new(storage: Arc<dyn Storage>, head: LogHead) -> Self {
-        LogWriter { storage, head, latched: false, spare: std::sync::Mutex::new(Vec::new()) }
+        // If the length cannot be read, assume there is no reserve: the first small
+        // commit then writes a new one, over whatever zeros are there.
+        let file_end = storage.len().unwrap_or(head.end).max(head.end);
+        LogWriter {
+            storage,
+            head,
+            latched: false,
+            file_end,
+            zero_from: head.end,
+            spare: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The file length as this writer last made it: the log end plus the zero reserve.
+    pub fn file_end(&self) -> u64 {
+        self.file_end
     }
 
     /// The log position after the last commit.
@@ -145,6 +197,8 @@ impl LogWriter {
             }
             p.buf_offset += p.buf.len() as u64;
             p.buf.clear();
+            self.file_end = self.file_end.max(p.buf_offset);
+            self.zero_from = self.zero_from.max(p.buf_offset);
         }
         Ok(offset)
     }
@@ -170,8 +224,11 @@ impl LogWriter {
         let at = p.buf.len();
         frame::encode(&mut p.buf, FrameType::Commit, p.next_seq, &c.encode());
         let chain = frame::chain_step(&p.chain, &p.buf[at..]);
-        let written = self.storage.write_at(p.buf_offset, &p.buf).and_then(|()| self.storage.sync());
         let end = p.buf_offset + p.buf.len() as u64;
+        let zeros_to = self.zeros_after(p.start.end, p.buf_offset, end);
+        // The zeros go into the same write as the frames, before the one fsync.
+        p.buf.resize(p.buf.len() + (zeros_to - end) as usize, 0);
+        let written = self.storage.write_at(p.buf_offset, &p.buf).and_then(|()| self.storage.sync());
         if p.buf.capacity() <= KEEP_BUFFER {
             p.buf.clear();
             *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = std::mem::take(&mut p.buf);
@@ -180,7 +237,27 @@ impl LogWriter {
             return Err(self.io_fail(e));
         }
         self.head = LogHead { end, next_seq: p.next_seq + 1, commit_number: c.number, chain };
+        self.file_end = self.file_end.max(zeros_to);
+        self.zero_from = end;
         Ok(self.head)
+    }
+
+    /// Where the zeros written after a commit ending at `end` must end (`end` for
+    /// none). `start` is the log end before the commit, `buf_offset` where its last
+    /// write starts (past `start` when the batch flushed frames early).
+    ///
+    /// Zeros are written (a) over uncommitted frames a dropped batch left past `end`,
+    /// so that the bytes after the log end stay zero, and (b) for a small commit that
+    /// leaves less than twice its own size of reserve: up to `end + RESERVE`, rounded
+    /// up to [`RESERVE_ALIGN`].
+    fn zeros_after(&self, start: u64, buf_offset: u64, end: u64) -> u64 {
+        let mut to = end.max(self.zero_from);
+        let size = end - start;
+        let small = buf_offset == start && size <= SMALL_COMMIT;
+        if small && self.file_end.saturating_sub(end) < 2 * size {
+            to = to.max((end + RESERVE).div_ceil(RESERVE_ALIGN) * RESERVE_ALIGN);
+        }
+        to
     }
 
     /// Size of a frame with a payload of `len` bytes.
