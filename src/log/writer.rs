@@ -265,3 +265,100 @@ impl LogWriter {
         FRAME_HEADER + len
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::fault::FaultStorage;
+    use crate::log::scan;
+
+    const START: u64 = 8192;
+
+    fn writer() -> (Arc<FaultStorage>, LogWriter) {
+        let f = Arc::new(FaultStorage::new("data"));
+        f.write_at(0, &[0x11; START as usize]).unwrap();
+        let head = LogHead { end: START, next_seq: 1, commit_number: 0, chain: frame::chain_start(&[7; 16]) };
+        (f.clone(), LogWriter::new(f, head))
+    }
+
+    fn commit(w: &mut LogWriter, key: &SecretKey, payloads: &[usize]) -> LogHead {
+        let mut p = w.begin().unwrap();
+        for &n in payloads {
+            w.append(&mut p, FrameType::Record, &vec![0xab; n]).unwrap();
+        }
+        w.commit(p, key, 0).unwrap()
+    }
+
+    /// Scans the image: (commits, clean end, zero bytes after the log end).
+    fn scanned(f: &FaultStorage, key: &SecretKey) -> (u64, bool, u64) {
+        let img = f.volatile_image();
+        let start = LogHead { end: START, next_seq: 1, commit_number: 0, chain: frame::chain_start(&[7; 16]) };
+        let out = scan::scan(&img, start, key, &mut |_, _| Ok(())).unwrap();
+        (out.commits, out.torn_tail.is_none() && out.corrupt.is_none(), out.reserve)
+    }
+
+    #[test]
+    fn small_commits_overwrite_the_reserve_and_extend_it_in_their_own_write() {
+        let (f, mut w) = writer();
+        let key = SecretKey::random();
+        let h = commit(&mut w, &key, &[1500]);
+        let len = f.volatile_image().len() as u64;
+        assert_eq!(len, (h.end + RESERVE).div_ceil(RESERVE_ALIGN) * RESERVE_ALIGN, "the first commit writes a reserve");
+        assert_eq!(w.file_end(), len);
+        // One write and one sync per commit, the zeros included.
+        let before = f.controller().counts();
+        let mut n = 1;
+        while f.volatile_image().len() as u64 == len {
+            let c = f.controller().counts();
+            let h = commit(&mut w, &key, &[1500]);
+            n += 1;
+            let d = f.controller().counts();
+            assert_eq!((d.writes - c.writes, d.syncs - c.syncs), (1, 1));
+            assert!(f.volatile_image()[h.end as usize..].iter().all(|&b| b == 0), "zeros after the log end");
+            assert!(n < 1000);
+        }
+        // The commit that extended the reserve was the first to leave less than twice
+        // its size: about RESERVE / commit size commits fit.
+        assert!(n > 100, "{n} commits");
+        let after = f.controller().counts();
+        assert_eq!(after.growths - before.growths, 1, "the file grew once, in the extending commit");
+        let (commits, clean, reserve) = scanned(&f, &key);
+        assert_eq!(commits, n);
+        assert!(clean && reserve >= 2 * 1524 && reserve <= RESERVE + RESERVE_ALIGN, "{reserve}");
+    }
+
+    #[test]
+    fn large_commits_write_no_reserve() {
+        let (f, mut w) = writer();
+        let key = SecretKey::random();
+        let h = commit(&mut w, &key, &[40_000, 40_000]);
+        assert_eq!(f.volatile_image().len() as u64, h.end, "a large commit appends its frames only");
+        let h = commit(&mut w, &key, &[100]);
+        assert!(f.volatile_image().len() as u64 > h.end + RESERVE / 2, "a small one then writes a reserve");
+        let len = f.volatile_image().len() as u64;
+        let h = commit(&mut w, &key, &[300_000]);
+        assert_eq!(f.volatile_image().len() as u64, h.end.max(len), "a large one overwrites it and appends");
+        assert_eq!(scanned(&f, &key).0, 3);
+    }
+
+    #[test]
+    fn frames_a_dropped_batch_flushed_are_zeroed_by_the_next_commit() {
+        let (f, mut w) = writer();
+        let key = SecretKey::random();
+        commit(&mut w, &key, &[100]);
+        // A batch big enough to flush, then dropped.
+        let mut p = w.begin().unwrap();
+        for _ in 0..5 {
+            w.append(&mut p, FrameType::AttachmentChunk, &vec![0xcd; 1 << 20]).unwrap();
+        }
+        let flushed = p.buf_offset;
+        assert!(flushed > w.head().end + (4 << 20));
+        drop(p);
+        let h = commit(&mut w, &key, &[100]);
+        let img = f.volatile_image();
+        assert!(img.len() as u64 >= flushed);
+        assert!(img[h.end as usize..].iter().all(|&b| b == 0), "no uncommitted frame is left after the log end");
+        let (commits, clean, _) = scanned(&f, &key);
+        assert_eq!((commits, clean), (2, true));
+    }
+}
