@@ -324,7 +324,7 @@ mod tests {
         assert_eq!(after.growths - before.growths, 1, "the file grew once, in the extending commit");
         let (commits, clean, reserve) = scanned(&f, &key);
         assert_eq!(commits, n);
-        assert!(clean && reserve >= 2 * 1524 && reserve <= RESERVE + RESERVE_ALIGN, "{reserve}");
+        assert!(clean && (2 * 1524..=RESERVE + RESERVE_ALIGN).contains(&reserve), "{reserve}");
     }
 
     #[test]
