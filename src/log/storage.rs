@@ -26,7 +26,8 @@ impl Region for Vec<u8> {
 
 /// Where a vault file's bytes live.
 pub trait Storage: Send + Sync {
-    /// Current length of the file.
+    /// Current length of the file (a handle that writes may answer from its own
+    /// bookkeeping rather than ask the kernel).
     fn len(&self) -> io::Result<u64>;
     /// Whether the file is empty.
     fn is_empty(&self) -> io::Result<bool> {

@@ -61,13 +61,13 @@ pub struct LogWriter {
     storage: Arc<dyn Storage>,
     head: LogHead,
     latched: bool,
-    /// The file length as this writer last made it (at least `head.end`).
+    /// The file length as this writer last made it (at least `head.end`). The bytes
+    /// from `head.end` to here are the zero reserve, except after a batch that flushed
+    /// frames and was then dropped: its uncommitted frames stay there (and are not
+    /// zeroed, which could mean rewriting gigabytes for a large attachment), later
+    /// commits overwrite them in place, and the next read-write open discards what is
+    /// left of them as a torn tail, as it always did.
     file_end: u64,
-    /// Bytes from here to `file_end` are zeros; bytes from `head.end` to here are
-    /// uncommitted frames flushed by a batch that was then dropped (none usually, when
-    /// this equals `head.end`). The next commit zero-fills them, so that the bytes after
-    /// the log end stay zero.
-    zero_from: u64,
     /// The staging buffer of the last commit, reused by the next one: a fresh 64 KiB
     /// allocation and free per commit cost more than the small commit itself
     /// (glibc consolidates its heap on every free of that size).
@@ -118,14 +118,7 @@ impl LogWriter {
         // If the length cannot be read, assume there is no reserve: the first small
         // commit then writes a new one, over whatever zeros are there.
         let file_end = storage.len().unwrap_or(head.end).max(head.end);
-        LogWriter {
-            storage,
-            head,
-            latched: false,
-            file_end,
-            zero_from: head.end,
-            spare: std::sync::Mutex::new(Vec::new()),
-        }
+        LogWriter { storage, head, latched: false, file_end, spare: std::sync::Mutex::new(Vec::new()) }
     }
 
     /// The file length as this writer last made it: the log end plus the zero reserve.
@@ -198,7 +191,6 @@ impl LogWriter {
             p.buf_offset += p.buf.len() as u64;
             p.buf.clear();
             self.file_end = self.file_end.max(p.buf_offset);
-            self.zero_from = self.zero_from.max(p.buf_offset);
         }
         Ok(offset)
     }
@@ -238,7 +230,6 @@ impl LogWriter {
         }
         self.head = LogHead { end, next_seq: p.next_seq + 1, commit_number: c.number, chain };
         self.file_end = self.file_end.max(zeros_to);
-        self.zero_from = end;
         Ok(self.head)
     }
 
@@ -246,18 +237,16 @@ impl LogWriter {
     /// none). `start` is the log end before the commit, `buf_offset` where its last
     /// write starts (past `start` when the batch flushed frames early).
     ///
-    /// Zeros are written (a) over uncommitted frames a dropped batch left past `end`,
-    /// so that the bytes after the log end stay zero, and (b) for a small commit that
-    /// leaves less than twice its own size of reserve: up to `end + RESERVE`, rounded
-    /// up to [`RESERVE_ALIGN`].
+    /// A small commit that leaves less than twice its own size of reserve writes zeros
+    /// up to `end + RESERVE`, rounded up to [`RESERVE_ALIGN`]; other commits none.
     fn zeros_after(&self, start: u64, buf_offset: u64, end: u64) -> u64 {
-        let mut to = end.max(self.zero_from);
         let size = end - start;
         let small = buf_offset == start && size <= SMALL_COMMIT;
         if small && self.file_end.saturating_sub(end) < 2 * size {
-            to = to.max((end + RESERVE).div_ceil(RESERVE_ALIGN) * RESERVE_ALIGN);
+            (end + RESERVE).div_ceil(RESERVE_ALIGN) * RESERVE_ALIGN
+        } else {
+            end
         }
-        to
     }
 
     /// Size of a frame with a payload of `len` bytes.
@@ -342,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn frames_a_dropped_batch_flushed_are_zeroed_by_the_next_commit() {
+    fn frames_a_dropped_batch_flushed_are_a_torn_tail_after_later_commits() {
         let (f, mut w) = writer();
         let key = SecretKey::random();
         commit(&mut w, &key, &[100]);
@@ -354,11 +343,15 @@ mod tests {
         let flushed = p.buf_offset;
         assert!(flushed > w.head().end + (4 << 20));
         drop(p);
+        let before = f.controller().counts().bytes_written;
         let h = commit(&mut w, &key, &[100]);
+        assert!(f.controller().counts().bytes_written - before < 4096, "the next commit writes no megabytes of zeros");
+        assert!(f.volatile_image().len() as u64 >= flushed && w.file_end() >= flushed);
         let img = f.volatile_image();
-        assert!(img.len() as u64 >= flushed);
-        assert!(img[h.end as usize..].iter().all(|&b| b == 0), "no uncommitted frame is left after the log end");
-        let (commits, clean, _) = scanned(&f, &key);
-        assert_eq!((commits, clean), (2, true));
+        let start = LogHead { end: START, next_seq: 1, commit_number: 0, chain: frame::chain_start(&[7; 16]) };
+        let out = scan::scan(&img, start, &key, &mut |_, _| Ok(())).unwrap();
+        assert_eq!(out.commits, 2, "both commits verify");
+        assert!(out.corrupt.is_none());
+        assert_eq!(out.torn_tail.map(|t| t.0), Some(h.end), "what the dropped batch left is a torn tail");
     }
 }
