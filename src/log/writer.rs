@@ -355,3 +355,74 @@ mod tests {
         assert_eq!(out.torn_tail.map(|t| t.0), Some(h.end), "what the dropped batch left is a torn tail");
     }
 }
+
+#[cfg(test)]
+mod log_end_tests {
+    use super::*;
+    use crate::log::scan;
+
+    const START: u64 = 8192;
+
+    fn head() -> LogHead {
+        LogHead { end: START, next_seq: 1, commit_number: 0, chain: frame::chain_start(&[7; 16]) }
+    }
+
+    /// A log of `n` commits of one record frame each, then `tail`.
+    fn image(key: &SecretKey, n: usize, tail: &[u8]) -> (Vec<u8>, u64) {
+        let f = Arc::new(crate::log::fault::FaultStorage::new("data"));
+        f.write_at(0, &[0x11; START as usize]).unwrap();
+        let mut w = LogWriter::new(f.clone(), head());
+        for _ in 0..n {
+            let mut p = w.begin().unwrap();
+            w.append(&mut p, FrameType::Record, &[0xab; 300]).unwrap();
+            // Large enough to write no reserve, so the image ends at the log end.
+            w.append(&mut p, FrameType::AttachmentChunk, &[0xcd; SMALL_COMMIT as usize]).unwrap();
+            w.commit(p, key, 0).unwrap();
+        }
+        let mut img = f.volatile_image();
+        let end = w.head().end;
+        assert_eq!(img.len() as u64, end);
+        img.extend_from_slice(tail);
+        (img, end)
+    }
+
+    fn run(img: &[u8], key: &SecretKey) -> scan::ScanOutcome {
+        scan::scan(img, head(), key, &mut |_, _| Ok(())).unwrap()
+    }
+
+    #[test]
+    fn zeros_shorter_than_a_header_are_a_clean_end() {
+        let key = SecretKey::random();
+        for n in [1, 23, 24, 25, 4096] {
+            let (img, end) = image(&key, 2, &vec![0; n]);
+            let out = run(&img, &key);
+            assert_eq!((out.commits, out.head.unwrap().end, out.reserve), (2, end, n as u64), "{n} zeros");
+            assert!(out.torn_tail.is_none() && out.corrupt.is_none(), "{n} zeros");
+            assert_eq!(scan::snapshot_end(&img, START), end);
+        }
+    }
+
+    #[test]
+    fn a_zero_header_after_uncommitted_frames_is_a_torn_tail() {
+        let key = SecretKey::random();
+        let (mut img, end) = image(&key, 2, &[]);
+        // An uncommitted frame, then zeros.
+        let mut fr = Vec::new();
+        // Two commits of three frames each (record, chunk, commit): the next is 7.
+        frame::encode(&mut fr, FrameType::Record, 7, &[0xee; 100]);
+        img.extend_from_slice(&fr);
+        img.extend_from_slice(&[0; 4096]);
+        let out = run(&img, &key);
+        assert_eq!(out.commits, 2);
+        let (at, len, why) = out.torn_tail.expect("torn tail");
+        assert_eq!((at, len, why), (end, img.len() as u64 - end, "frames without a commit"));
+        assert!(out.corrupt.is_none());
+        // Garbage after a zero header is a torn tail too, and the read-only snapshot
+        // then covers the whole file (the scan decides).
+        let (mut img, end) = image(&key, 2, &[0; 100]);
+        img[end as usize + 60] = 1;
+        let out = run(&img, &key);
+        assert_eq!(out.torn_tail.map(|t| (t.0, t.2)), Some((end, "non-zero bytes after the end of the log")));
+        assert_eq!(scan::snapshot_end(&img, START), img.len() as u64);
+    }
+}
