@@ -41,8 +41,9 @@ const KEEP_BUFFER: usize = FLUSH_THRESHOLD + 64 * 1024;
 /// Size of the zero reserve a small commit leaves after the log end when it extends it
 /// (the file end is then rounded up to a multiple of [`RESERVE_ALIGN`]).
 ///
-/// 256 KiB holds ~100 single-document commits (~2.3 KiB each with their audit frame),
-/// so the file size, and with it the journal, changes once per ~100 commits. Every
+/// 256 KiB holds ~150 single-document commits (1.5–1.7 KB each, measured in
+/// `examples/single_commit_probe.rs` and the benchmark), so the file size, and with it
+/// the journal, changes once per ~150 commits. Every
 /// reserve byte is written twice (as zero, then as a frame) whatever the reserve size,
 /// so a larger reserve only trades a rarer, longer extending commit (one 256 KiB write)
 /// against a smaller number of journal commits; 256 KiB keeps that one write well
