@@ -90,7 +90,8 @@ fn build() -> Fixture {
     vault.close().unwrap();
     let data = std::fs::read(&path).unwrap();
     let keyring = std::fs::read(keyring_path(&path)).unwrap();
-    assert_eq!(data.len() as u64, docs[&id4][0].commit_end, "nothing after the last commit");
+    let last = docs[&id4][0].commit_end as usize;
+    assert!(data.len() > last && data[last..].iter().all(|&b| b == 0), "only the zero reserve follows the last commit");
     Fixture { data, keyring, docs }
 }
 
@@ -257,7 +258,8 @@ fn run(
 #[test]
 fn any_flipped_bit_is_an_error_or_exact_data() {
     let f = build();
-    let log_len = f.data.len() - HEADER_REGION as usize;
+    let log_end = common::log_end(&f.data);
+    let log_len = log_end - HEADER_REGION as usize;
     eprintln!("log: {log_len} bytes, keyring: {} bytes", f.keyring.len());
     assert!((2048..=16 * 1024).contains(&log_len), "keep the fixture small: {log_len} bytes of frames");
     let frames = frames(&f.data);
@@ -298,6 +300,25 @@ fn any_flipped_bit_is_an_error_or_exact_data() {
     assert!(tally.reads_ok > 0 && tally.reads_err > 0 && tally.opened_ro > 0 && tally.opened_rw > 0);
     // Sanity: the prefixes used above line up with the recorded commits.
     assert!(commit_ends.iter().all(|e| frames.iter().any(|x| (x.offset + x.len) as u64 == *e)));
+
+    // The zero reserve after the log end: every byte of its first frame header and a
+    // bit more, then a sample up to its last byte. The committed data stays readable
+    // (read-write open succeeds and serves every commit) and the damage is reported
+    // as a torn tail at the log end (which the read-write open truncates).
+    let mut rtally = Tally::default();
+    let reserve: Vec<usize> =
+        (log_end..log_end + 64).chain((log_end + 64..data.len()).step_by(4093)).chain([data.len() - 1]).collect();
+    assert!(data.len() - log_end >= 64 * 1024, "the fixture has a reserve: {} bytes", data.len() - log_end);
+    for &off in &reserve {
+        data[off] ^= 0x01;
+        let ctx = format!("reserve flip at {off} (log end {log_end})");
+        run(&f, &data, &f.keyring, Expect::Prefix(log_end as u64), None, &mut rtally, &ctx);
+        data[off] ^= 0x01;
+    }
+    eprintln!("reserve flips: {rtally:?}");
+    assert_eq!(rtally.opened_rw, reserve.len() as u64, "every reserve flip opens read-write");
+    assert_eq!((rtally.opened_ro, rtally.refused), (0, 0));
+    assert!(rtally.reads_ok > 0);
 
     // A sample of the header region: every byte of the fixed fields of both copies,
     // and every 17th byte elsewhere.

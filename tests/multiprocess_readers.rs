@@ -16,6 +16,11 @@
 //!
 //! When the writer is done it publishes its final commit number and counts; each
 //! reader must then reach exactly that state.
+//!
+//! The writer's small commits overwrite the zero reserve after the log end in place
+//! (docs/FORMAT.md §13.3): each reader also counts the refreshes whose new commits lie
+//! entirely inside bytes it had already mapped (zeros when it mapped them), and must
+//! have seen some.
 
 mod common;
 
@@ -161,6 +166,8 @@ struct ReaderStats {
     refreshes_with_commits: u64,
     keyring_reloads: u64,
     versions_checked: u64,
+    /// Refreshes that found new commits inside bytes already mapped (the reserve).
+    commits_in_reserve: u64,
 }
 
 fn check_version(d: &Document, want_version: u32, ctx: &str) {
@@ -240,6 +247,7 @@ fn run_reader(path: &Path) {
         // A commit may name a patient this handle does not know yet: reload the
         // keyring and refresh again (more patients may have arrived meanwhile, so a
         // few rounds may be needed; each round applies more commits).
+        let mapped_before = v.store().read_state().map.bytes().len() as u64;
         let mut new = 0;
         for round in 0.. {
             match v.store().refresh(&mut |_| Ok(())) {
@@ -255,6 +263,7 @@ fn run_reader(path: &Path) {
             }
         }
         stats.refreshes_with_commits += u64::from(new > 0);
+        stats.commits_in_reserve += u64::from(new > 0 && v.store().read_state().head.end <= mapped_before);
         head = check_view(&v, &mut checked, head, &mut stats);
         stats.passes += 1;
         if let Some(done) = done {
@@ -340,6 +349,7 @@ fn read_only_reader_processes_never_see_past_a_commit() {
     for line in &r {
         assert!(field(line, "refreshes_with_commits") >= 5, "the reader ran alongside the writer: {line}");
         assert!(field(line, "keyring_reloads") >= 1, "new patients reached the reader: {line}");
+        assert!(field(line, "commits_in_reserve") >= 1, "commits overwrote the reserve under the reader: {line}");
     }
     let v = Vault::open(&path, VaultKey::Raw(&key()), opts()).expect("reopen");
     let rep = v.verify().expect("verify");

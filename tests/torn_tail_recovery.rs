@@ -93,7 +93,9 @@ fn build() -> Fixture {
     drop(dr);
     vault.close().unwrap();
     let data = std::fs::read(&path).unwrap();
-    assert_eq!(data.len() as u64, points.last().unwrap().end, "the file ends with the last commit");
+    let last = points.last().unwrap().end;
+    assert!(data.len() as u64 > last, "a zero reserve follows the last commit");
+    assert!(data[last as usize..].iter().all(|&b| b == 0), "the reserve is zeros");
     Fixture { data, keyring: std::fs::read(keyring_path(&path)).unwrap(), points, all_docs }
 }
 
@@ -205,5 +207,101 @@ fn damage_before_valid_commits_is_corruption_not_a_torn_tail() {
             assert_eq!(f.points[j - 1].docs.len(), 2);
             check_point(&v, &f, &f.points[j - 1], &ctx);
         }
+    }
+}
+
+/// A torn write of the last commit into the zero reserve: the commit's first `k` bytes
+/// reached the disk, the rest of it still reads as the reserve's zeros. For every `k`,
+/// the commit is discarded as a torn tail (nothing written at all is simply a clean end,
+/// with the reserve kept), everything committed before it reads back exactly, and the
+/// vault takes new writes.
+#[test]
+fn a_torn_write_into_the_reserve_is_a_torn_tail_at_every_byte() {
+    let f = build();
+    let n = f.points.len();
+    let (from, to) = (f.points[n - 2].end, f.points[n - 1].end);
+    let p = &f.points[n - 2];
+    let file_len = f.data.len() as u64;
+    eprintln!("tearing the last commit ({from}..{to}) at every byte, file length {file_len}");
+    for k in from..to {
+        let ctx = format!("last commit written up to {k} of {from}..{to}");
+        let mut data = f.data.clone();
+        data[k as usize..to as usize].fill(0);
+        let dir = scratch_dir();
+        let path = write_vault(dir.path(), "v.cv", &data, &f.keyring);
+        // A read-only open first: it serves the same commits and writes nothing.
+        let ro = Vault::open(&path, VaultKey::Raw(&key()), opts_ro()).unwrap_or_else(|e| panic!("{ctx}: ro: {e}"));
+        assert_eq!(ro.head(), p.head, "{ctx}: read-only head");
+        assert!(ro.open_report().corrupt.is_none(), "{ctx}: {:?}", ro.open_report());
+        check_point(&ro, &f, p, &ctx);
+        drop(ro);
+        assert_eq!(std::fs::read(&path).unwrap(), data, "{ctx}: a read-only open writes nothing");
+        let v = Vault::open(&path, VaultKey::Raw(&key()), opts()).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        let rep = v.open_report().clone();
+        assert!(rep.corrupt.is_none(), "{ctx}: {rep:?}");
+        if k == from {
+            assert!(rep.torn_tail.is_none(), "{ctx}: nothing of the commit was written: a clean end: {rep:?}");
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), file_len, "{ctx}: the reserve stays");
+        } else {
+            let (at, len, _) = rep.torn_tail.unwrap_or_else(|| panic!("{ctx}: torn tail not reported: {rep:?}"));
+            assert_eq!((at, len), (from, file_len - from), "{ctx}: torn tail position and size");
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), from, "{ctx}: torn tail truncated");
+        }
+        assert_eq!(v.head(), p.head, "{ctx}: head is that of the last complete commit");
+        check_point(&v, &f, p, &ctx);
+        let s = v.session(physician(PATIENTS)).unwrap();
+        let id = s.put(&doc("P2", 9999)).unwrap();
+        drop(s);
+        v.close().unwrap();
+        let v = Vault::open(&path, VaultKey::Raw(&key()), opts()).unwrap();
+        assert!(v.open_report().torn_tail.is_none(), "{ctx}: {:?}", v.open_report());
+        let got = v.session(physician(PATIENTS)).unwrap().get(&id).unwrap();
+        assert_eq!(got.get("value"), Some(&Value::Integer(9999)), "{ctx}");
+        check_point_plus(&v, &f, p, id, &ctx);
+    }
+}
+
+/// After a torn tail is recovered and a new document committed, the earlier
+/// documents are unchanged.
+fn check_point_plus(v: &Vault, f: &Fixture, p: &Point, new: DocumentId, ctx: &str) {
+    let s = v.session(physician(PATIENTS)).unwrap();
+    for (id, e) in &p.docs {
+        assert_doc(&s.get(id).unwrap_or_else(|e| panic!("{ctx}: {id}: {e}")), e, ctx);
+    }
+    assert!(f.all_docs.iter().all(|id| *id != new));
+}
+
+/// A zero frame header ends the log, but a MAC-valid commit numbered `N + 2` or more
+/// later in the file is acknowledged data after it: corruption, not a clean end.
+#[test]
+fn a_valid_commit_after_a_zero_header_is_corruption() {
+    let f = build();
+    let n = f.points.len();
+    // Zero the second-to-last commit (wholly, or only its first frame header): the
+    // log then "ends" after commit N = n - 3, and commit N + 2 follows.
+    let (lo, hi) = (f.points[n - 3].end, f.points[n - 2].end);
+    for zeroed in [lo..hi, lo..lo + 24] {
+        let ctx = format!("zeros at {zeroed:?}");
+        let mut data = f.data.clone();
+        data[zeroed.start as usize..zeroed.end as usize].fill(0);
+        let dir = scratch_dir();
+        let path = write_vault(dir.path(), "v.cv", &data, &f.keyring);
+        match Vault::open(&path, VaultKey::Raw(&key()), opts()) {
+            Err(Error::Corrupt { offset, reason }) => {
+                assert_eq!(offset, lo, "{ctx}: Corrupt names the zero header ({reason})");
+            }
+            Err(e) => panic!("{ctx}: read-write open refused with {e:?}, expected Corrupt"),
+            Ok(v) => {
+                panic!("{ctx}: read-write open accepted a valid commit after a zero header: {:?}", v.open_report())
+            }
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), data, "{ctx}: a refused open changes nothing");
+        let v = Vault::open(&path, VaultKey::Raw(&key()), opts_ro()).unwrap_or_else(|e| panic!("{ctx}: ro: {e}"));
+        let (at, _) = v.open_report().corrupt.clone().unwrap_or_else(|| panic!("{ctx}: corruption reported"));
+        assert_eq!(at, lo, "{ctx}");
+        assert_eq!(v.head(), f.points[n - 3].head, "{ctx}: head of the intact prefix");
+        check_point(&v, &f, &f.points[n - 3], &ctx);
+        let rep = v.verify().unwrap();
+        assert!(rep.problems.iter().any(|(o, _)| *o == lo), "{ctx}: verify reports it: {rep:?}");
     }
 }

@@ -12,6 +12,13 @@
 //! (an interrupted write) and everything from the last good commit on is discarded.
 //! If there is one, valid data follows damage: that is corruption, reported with
 //! its offset, and the vault refuses to open read-write.
+//!
+//! End of the log: the file may be longer than the log (the writer keeps a reserve of
+//! zeros after it, see `log::writer`). An all-zero frame header (or, with fewer than
+//! 24 bytes left, all-zero remaining bytes) ends the log: no frame has one, the magic
+//! is non-zero. If every byte after it is zero too, that is a clean end; otherwise the
+//! bytes after it go through the torn-tail-versus-corruption decision above, like any
+//! other damage.
 
 use crate::crypto::SecretKey;
 use crate::crypto::keys::ct_eq;
@@ -49,15 +56,70 @@ pub struct ScanOutcome {
     pub torn_tail: Option<(u64, u64, &'static str)>,
     /// Corruption: offset and what was wrong, when valid commits follow damage.
     pub corrupt: Option<(u64, String)>,
+    /// Zero bytes after the log end (the writer's reserve), on a clean end.
+    pub reserve: u64,
 }
 
-/// Scans `bytes` from `start.end` to the end of the file.
+/// Whether every byte of `b` is zero.
+pub fn all_zero(b: &[u8]) -> bool {
+    // 16 bytes at a time: this runs over the whole reserve at every open and refresh.
+    let (words, tail) = b.as_chunks::<16>();
+    words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && tail.iter().all(|&x| x == 0)
+}
+
+/// Where the frames that are in `bytes` right now end, walking frame headers only
+/// from `from` (a frame boundary): the first all-zero frame header, if only zeros
+/// follow it. Otherwise (non-zero bytes after a zero header, a non-zero header that
+/// does not parse, a frame running past the end) the answer is the end of `bytes`:
+/// there is damage or a write in flight, and the scan decides as usual (torn tail or
+/// corruption).
+///
+/// A read-only open beside a writer calls this before it loads the keyring, and
+/// accepts no commit past the answer (see [`scan_until`]): bytes after the log end
+/// are overwritten in place by the writer while the map is in use, so a map is not a
+/// snapshot, and a commit written after the keyring was loaded may name a patient
+/// the loaded keyring does not have yet.
+pub fn snapshot_end(bytes: &[u8], from: u64) -> u64 {
+    let len = bytes.len() as u64;
+    let mut pos = from;
+    while pos < len {
+        let rest = &bytes[pos as usize..];
+        let mut hdr = [0u8; FRAME_HEADER];
+        let hn = rest.len().min(FRAME_HEADER);
+        hdr[..hn].copy_from_slice(&rest[..hn]);
+        if hdr == [0u8; FRAME_HEADER] {
+            return if all_zero(rest) { pos } else { len };
+        }
+        match frame::parse_head(&hdr[..hn]) {
+            Ok(h) if h.total() as u64 <= len - pos => pos += h.total() as u64,
+            _ => return len,
+        }
+    }
+    len
+}
+
+/// Scans `bytes` from `start.end` to the end of the log (the end of `bytes`, or an
+/// all-zero frame header).
 pub fn scan(
     bytes: &[u8],
     start: LogHead,
     mac_key: &SecretKey,
     on_commit: &mut dyn FnMut(&[ScannedFrame], &Commit) -> Result<()>,
 ) -> Result<ScanOutcome> {
+    scan_until(bytes, start, u64::MAX, mac_key, on_commit)
+}
+
+/// Like [`scan`], but treats `limit` (from [`snapshot_end`]) as the end of the file:
+/// nothing from `limit` on is read, so commits written there after the snapshot was
+/// taken are neither accepted nor mistaken for damage.
+pub fn scan_until(
+    bytes: &[u8],
+    start: LogHead,
+    limit: u64,
+    mac_key: &SecretKey,
+    on_commit: &mut dyn FnMut(&[ScannedFrame], &Commit) -> Result<()>,
+) -> Result<ScanOutcome> {
+    let bytes = &bytes[..usize::try_from(limit).map_or(bytes.len(), |l| l.min(bytes.len()))];
     let mut out = ScanOutcome { head: Some(start), ..Default::default() };
     let mut head = start;
     let mut pos = start.end;
@@ -66,11 +128,27 @@ pub fn scan(
     let mut next_seq = start.next_seq;
     let len = bytes.len() as u64;
     let fail: Option<&'static str> = loop {
-        if pos == len {
+        if pos >= len {
             break if pending.is_empty() { None } else { Some("frames without a commit") };
         }
         let rest = &bytes[pos as usize..];
-        let h = match frame::parse_head(rest) {
+        // Copy the header out of the map first: bytes past the log end may be
+        // changing under the map (a writer overwriting its zero reserve).
+        let mut hdr = [0u8; FRAME_HEADER];
+        let hn = rest.len().min(FRAME_HEADER);
+        hdr[..hn].copy_from_slice(&rest[..hn]);
+        if hdr == [0u8; FRAME_HEADER] {
+            // The end of the log (no frame header is all zero).
+            if !pending.is_empty() {
+                break Some("frames without a commit");
+            }
+            if !all_zero(rest) {
+                break Some("non-zero bytes after the end of the log");
+            }
+            out.reserve = rest.len() as u64;
+            break None;
+        }
+        let h = match frame::parse_head(&hdr[..hn]) {
             Ok(h) => h,
             Err(e) => break Some(e.describe()),
         };
@@ -79,6 +157,9 @@ pub fn scan(
         }
         // Copy out of the map before verifying: nothing is checked in one read and used in another.
         let copy = rest[..h.total()].to_vec();
+        if copy[..FRAME_HEADER] != hdr {
+            break Some("frame changed while it was read");
+        }
         if let Err(e) = frame::check(&h, &copy) {
             break Some(e.describe());
         }

@@ -207,6 +207,14 @@ impl Store {
         // Map the log before loading the keyring: keyring records are synced before the
         // commits that use them, so every patient a mapped commit names is loaded.
         let map = data.map().map_err(io)?;
+        // Bytes after the log end change under the map while a writer overwrites its
+        // zero reserve: a read-only open accepts only the frames already there now.
+        let limit = if read_only {
+            let from = if header.checkpoint_offset != 0 { header.checkpoint_offset } else { HEADER_REGION };
+            scan::snapshot_end(map.bytes(), from)
+        } else {
+            u64::MAX
+        };
         let ring = Keyring::load(keyring, &keys)?;
         let schema_ref = &schema;
         let empty = Self::empty_head(&header.vault_id);
@@ -226,7 +234,7 @@ impl Store {
                 }
                 Ok(())
             };
-            scan::scan(map.bytes(), start, &keys.commit_mac, &mut apply)?
+            scan::scan_until(map.bytes(), start, limit, &keys.commit_mac, &mut apply)?
         };
         let ScanOutcome { head, torn_tail, corrupt, commits, frames, last_commit_start, .. } = outcome;
         let head = head.unwrap_or(start);

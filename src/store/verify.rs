@@ -11,8 +11,12 @@ use crate::store::{Store, open_envelope, record};
 /// The result of [`Store::verify`].
 #[derive(Debug, Clone, Default)]
 pub struct VerifyReport {
-    /// Bytes of log examined.
+    /// Bytes of log examined: from the end of the header region to the log end (the
+    /// end of the last verified commit, or of the tail after it when there is one).
     pub bytes: u64,
+    /// Zero bytes after the log end (the writer's reserve, docs/FORMAT.md §13.3). Not
+    /// part of the log; any non-zero byte there is reported as a torn tail.
+    pub reserve: u64,
     /// Frames whose checksum verified.
     pub frames: u64,
     /// Commits whose chain and MAC verified.
@@ -49,8 +53,7 @@ impl Store {
         let bytes = map.bytes();
         let keys = self.keys();
         let vid = self.vault_id();
-        let mut rep =
-            VerifyReport { bytes: bytes.len() as u64 - HEADER_REGION.min(bytes.len() as u64), ..Default::default() };
+        let mut rep = VerifyReport::default();
         let start = LogHead {
             end: HEADER_REGION,
             next_seq: 1,
@@ -119,6 +122,9 @@ impl Store {
         rep.frames = out.frames;
         rep.commits = out.commits;
         rep.torn_tail = out.torn_tail;
+        rep.reserve = out.reserve;
+        let file = bytes.len() as u64;
+        rep.bytes = file.saturating_sub(out.reserve).saturating_sub(HEADER_REGION);
         if let Some((off, reason)) = out.corrupt {
             rep.problems.push((off, reason));
         }

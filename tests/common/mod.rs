@@ -124,17 +124,25 @@ pub struct FrameAt {
     pub len: usize,
 }
 
-/// Walks the frames of an intact data file from the end of the header region.
+/// Walks the frames of an intact data file from the end of the header region to
+/// the log end (an all-zero frame header, or the end of the file); every byte after
+/// the log end (the writer's zero reserve) must be zero.
 pub fn frames(data: &[u8]) -> Vec<FrameAt> {
     let mut out = Vec::new();
     let mut pos = HEADER_REGION as usize;
-    while pos < data.len() {
+    while pos < data.len() && data[pos..data.len().min(pos + FRAME_HEADER)].iter().any(|&b| b != 0) {
         let h = frame::parse(&data[pos..]).unwrap_or_else(|e| panic!("frame at {pos} does not parse: {e:?}"));
         out.push(FrameAt { offset: pos, ty: h.ty, seq: h.seq, len: h.total() });
         pos += h.total();
     }
-    assert_eq!(pos, data.len(), "frames must end exactly at the end of the file");
+    assert!(data[pos..].iter().all(|&b| b == 0), "only zeros may follow the frames (the reserve)");
     out
+}
+
+/// The log end of an intact data file: where its frames end (its zero reserve, if
+/// any, follows).
+pub fn log_end(data: &[u8]) -> usize {
+    frames(data).last().map_or(HEADER_REGION as usize, |f| f.offset + f.len)
 }
 
 /// Replaces the payload of the frame at `offset` (same length), re-encoding its

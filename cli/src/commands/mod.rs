@@ -87,19 +87,38 @@ pub fn open_vault_keeping_secret(
     Ok((vault, secret))
 }
 
+/// Whether every byte of the file at `path` from `from` on is zero.
+fn only_zeros_after(path: &Path, from: u64) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    if f.seek(SeekFrom::Start(from)).is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) if buf[..n].iter().all(|&b| b == 0) => {}
+            Ok(_) => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Closes a vault after a write that failed part-way. Pending audit entries (such as
 /// a denial) are made durable. A batch that streamed a large attachment may have
 /// written uncommitted bytes past the last commit before it failed; they are never
 /// read, but `verify` would report them as a torn tail, so the vault is reopened
 /// read-write, which discards them. All sessions on `vault` must be dropped first.
+/// (Only zeros after the last commit are the writer's zero reserve: nothing to do.)
 pub fn close_after_failed_write(path: &Path, secret: &unlock::Secret, vault: Vault) {
     if let Err(e) = vault.flush_audit() {
         eprintln!("warning: could not record pending audit entries: {e}");
     }
     let committed_end = vault.store().read_state().head.end;
     drop(vault);
-    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if len > committed_end {
+    if !only_zeros_after(path, committed_end) {
         match Vault::open(path, secret.vault_key(), VaultOptions::default()).and_then(Vault::close) {
             Ok(()) => {}
             Err(e) => eprintln!(

@@ -55,6 +55,7 @@ pub fn run(key_file: Option<&Path>, a: VerifyArgs) -> CliResult<()> {
             "vault": a.vault.display().to_string(),
             "clean": clean,
             "bytes": rep.bytes,
+            "reserve_bytes": rep.reserve,
             "frames": rep.frames,
             "commits": rep.commits,
             "records": rep.records,
@@ -71,6 +72,7 @@ pub fn run(key_file: Option<&Path>, a: VerifyArgs) -> CliResult<()> {
             println!("verified {} (opened read-only)", a.vault.display());
             let line = |k: &str, v: String| println!("  {k:<20} {v}");
             line("log bytes", rep.bytes.to_string());
+            line("zero reserve", format!("{} bytes after the log end", rep.reserve));
             line("frames", format!("{} (checksums verified)", rep.frames));
             line("commits", format!("{} (hash chain and MAC verified)", rep.commits));
             line("records", format!("{} document versions decrypted and checked", rep.records));
