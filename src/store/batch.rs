@@ -88,7 +88,7 @@ pub(crate) struct VersionSpec<'d> {
     pub fields: &'d BTreeMap<String, Field>,
     /// The label set of each field, in the order of `fields`, when the caller already
     /// computed them (the session does, for its policy check); `None` computes them.
-    pub field_labels: Option<&'d [Vec<Label>]>,
+    pub field_labels: Option<Vec<Vec<Label>>>,
 }
 
 impl<'a> Batch<'a> {
@@ -164,9 +164,9 @@ impl<'a> Batch<'a> {
         &mut self,
         doc: &NewDocument,
         author: &str,
-        field_labels: Option<&[Vec<Label>]>,
+        field_labels: Option<Vec<Vec<Label>>>,
     ) -> Result<DocumentId> {
-        if field_labels.is_some_and(|l| l.len() != doc.fields.len()) {
+        if field_labels.as_ref().is_some_and(|l| l.len() != doc.fields.len()) {
             return Err(Error::InvalidArgument("one label set per field is needed".into()));
         }
         let id = DocumentId::random();
@@ -240,9 +240,10 @@ impl<'a> Batch<'a> {
         let mut groups: BTreeMap<Vec<Label>, (Vec<String>, Vec<&Field>)> = BTreeMap::new();
         let mut terms = Vec::new();
         let labeler = schema.labeler(spec.kind);
-        for (n, (name, f)) in spec.fields.iter().enumerate() {
-            let labels: Vec<Label> = match spec.field_labels.and_then(|l| l.get(n)) {
-                Some(l) => l.clone(),
+        let mut given = spec.field_labels.map(Vec::into_iter);
+        for (name, f) in spec.fields {
+            let labels: Vec<Label> = match given.as_mut().and_then(Iterator::next) {
+                Some(l) => l,
                 None => labeler.field_labels(name, &f.labels),
             };
             if schema.is_indexed(name) {

@@ -589,7 +589,7 @@ impl<'s> SessionBatch<'s> {
         let bg =
             self.check_write(Operation::Create, Action::Create, &doc.patient, doc.kind.as_str(), labels.clone(), None)?;
         let author = self.session.principal.user.clone();
-        let id = self.batch()?.put_validated(doc, &author, Some(&field_labels))?;
+        let id = self.batch()?.put_validated(doc, &author, Some(field_labels))?;
         // One audit entry per patient and action in a batch, listing every document.
         match self.create_entries.get(&(doc.patient.clone(), bg)).and_then(|&i| self.entries.get_mut(i)) {
             Some(e) => {
