@@ -138,9 +138,12 @@ struct GroupKeyCache {
 }
 
 /// The (label, generation) pairs of a group; a missing generation is 1.
-fn label_generations<'l>(labels: &'l [crate::model::Label], generations: &[u32]) -> Vec<(&'l str, u32)> {
+fn label_generations<'l>(
+    labels: &'l [crate::model::Label],
+    generations: &'l [u32],
+) -> impl Iterator<Item = (&'l str, u32)> + 'l {
     let gens = generations.iter().copied().chain(std::iter::repeat(1));
-    labels.iter().map(|l| l.as_str()).zip(gens).collect()
+    labels.iter().map(|l| l.as_str()).zip(gens)
 }
 
 /// Entries the group-key cache holds before it is emptied.
@@ -158,12 +161,11 @@ impl GroupKeyCache {
     /// The id of the label set `labels` at `generations` (a missing generation is 1),
     /// compared in place (a read looks one up per label group, so it allocates nothing).
     fn set_id(&self, labels: &[crate::model::Label], generations: &[u32]) -> Option<u32> {
-        let gens = || generations.iter().copied().chain(std::iter::repeat(1));
         self.sets
             .iter()
             .position(|s| {
                 s.len() == labels.len()
-                    && s.iter().zip(labels.iter().zip(gens())).all(|((a, g), (b, h))| a == b.as_str() && *g == h)
+                    && s.iter().zip(label_generations(labels, generations)).all(|((a, g), (b, h))| a == b && *g == h)
             })
             .map(|i| i as u32)
     }
@@ -216,7 +218,7 @@ impl KeyHierarchy {
         let id = match c.set_id(labels, generations) {
             Some(id) => id,
             None if c.sets.len() < 1024 => {
-                let set = label_generations(labels, generations).iter().map(|(l, g)| (l.to_string(), *g)).collect();
+                let set = label_generations(labels, generations).map(|(l, g)| (l.to_string(), g)).collect();
                 c.sets.push(set);
                 (c.sets.len() - 1) as u32
             }
@@ -255,7 +257,7 @@ impl KeyHierarchy {
     /// generation is 1) of the patient whose key is `patient_key`: see [`group_key`].
     /// Label keys come from a cache, so this costs one BLAKE3 derivation.
     pub fn group_key(&self, labels: &[crate::model::Label], generations: &[u32], patient_key: &SecretKey) -> SecretKey {
-        let wanted = label_generations(labels, generations);
+        let wanted: Vec<(&str, u32)> = label_generations(labels, generations).collect();
         {
             let cache = self.label_cache.read().unwrap_or_else(|e| e.into_inner());
             let found: Option<Vec<&SecretKey>> = wanted

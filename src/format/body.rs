@@ -118,11 +118,9 @@ pub fn encode_group(fields: &[&Field], group_labels: &[Label]) -> Result<Zeroizi
     let v = GroupOut { fields, labels: group_labels };
     let bug = || Error::InvalidArgument("a field label is missing from its label group".into());
     let size = postcard::experimental::serialized_size(&v).map_err(|_| bug())?;
-    let mut out = Zeroizing::new(Vec::with_capacity(1 + size));
+    let mut out = Vec::with_capacity(1 + size);
     out.push(GROUP_BODY_VERSION);
-    let taken = std::mem::take(&mut *out);
-    *out = postcard::to_extend(&v, taken).map_err(|_| bug())?;
-    Ok(out)
+    postcard::to_extend(&v, out).map(Zeroizing::new).map_err(|_| bug())
 }
 
 /// Decodes a group body written by [`encode_group`] for a group labelled

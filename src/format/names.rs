@@ -10,8 +10,31 @@
 //! Synthea bundles in the project's test data), by frequency, with choice-type
 //! suffixes removed (`valueQuantity` is `value`), as chartvault documents name them.
 
-/// Field names with a one-byte code: entry `i` has code `i + 1`.
-pub const FIELD_NAMES: &[&str] = &[
+/// Defines a dictionary's entry list and its lookup from one list of literals. The
+/// lookup compares in list order, as a `match` on string literals compiles to, so it
+/// needs neither a hash table (which valgrind reports as "possibly lost" when it lives
+/// in a static) nor an allocation, and the list is written once.
+macro_rules! dictionary {
+    ($(#[$doc:meta])* $list:ident, $lookup:ident: [$($entry:literal),* $(,)?]) => {
+        $(#[$doc])*
+        pub const $list: &[&str] = &[$($entry),*];
+
+        fn $lookup(s: &str) -> Option<u8> {
+            let mut code = 0u8;
+            $(
+                code += 1;
+                if s == $entry {
+                    return Some(code);
+                }
+            )*
+            None
+        }
+    };
+}
+
+dictionary!(
+    /// Field names with a one-byte code: entry `i` has code `i + 1`.
+    FIELD_NAMES, field_code: [
     "code",
     "category",
     "status",
@@ -139,10 +162,11 @@ pub const FIELD_NAMES: &[&str] = &[
     "container",
     "followUp",
     "informationSource",
-];
+]);
 
-/// Labels with a one-byte code (the built-in labels, in their declaration order).
-pub const LABELS: &[&str] = &[
+dictionary!(
+    /// Labels with a one-byte code (the built-in labels, in their declaration order).
+    LABELS, label_code: [
     "normal",
     "restricted",
     "very-restricted",
@@ -154,10 +178,11 @@ pub const LABELS: &[&str] = &[
     "hiv-sti",
     "genetic",
     "reproductive",
-];
+]);
 
-/// Kinds with a one-byte code (the built-in kinds, in their declaration order).
-pub const KINDS: &[&str] = &[
+dictionary!(
+    /// Kinds with a one-byte code (the built-in kinds, in their declaration order).
+    KINDS, kind_code: [
     "Patient",
     "Observation",
     "Condition",
@@ -174,10 +199,9 @@ pub const KINDS: &[&str] = &[
     "Coverage",
     "Claim",
     "Consent",
-];
+]);
 
-/// One static dictionary: entries by code, and codes by entry (a `match`, so a lookup
-/// neither hashes nor allocates).
+/// One static dictionary: entries by code, and codes by entry.
 pub struct Table {
     entries: &'static [&'static str],
     lookup: fn(&str) -> Option<u8>,
@@ -203,179 +227,6 @@ pub static LABEL_TABLE: Table = Table { entries: LABELS, lookup: label_code };
 /// The kind dictionary.
 pub static KIND_TABLE: Table = Table { entries: KINDS, lookup: kind_code };
 
-// The arms repeat the lists above; `match_arms_agree_with_the_lists` checks that.
-fn field_code(s: &str) -> Option<u8> {
-    Some(match s {
-        "code" => 1,
-        "category" => 2,
-        "status" => 3,
-        "effective" => 4,
-        "date" => 5,
-        "onset" => 6,
-        "issued" => 7,
-        "authored" => 8,
-        "performed" => 9,
-        "occurrence" => 10,
-        "identifier" => 11,
-        "birthDate" => 12,
-        "value" => 13,
-        "type" => 14,
-        "note" => 15,
-        "text" => 16,
-        "conclusion" => 17,
-        "subject" => 18,
-        "encounter" => 19,
-        "performer" => 20,
-        "referenceRange" => 21,
-        "patient" => 22,
-        "name" => 23,
-        "interpretation" => 24,
-        "address" => 25,
-        "gender" => 26,
-        "telecom" => 27,
-        "total" => 28,
-        "insurance" => 29,
-        "created" => 30,
-        "use" => 31,
-        "billablePeriod" => 32,
-        "provider" => 33,
-        "item" => 34,
-        "intent" => 35,
-        "period" => 36,
-        "dosageInstruction" => 37,
-        "result" => 38,
-        "reasonCode" => 39,
-        "requester" => 40,
-        "priority" => 41,
-        "careTeam" => 42,
-        "participant" => 43,
-        "medication" => 44,
-        "active" => 45,
-        "authoredOn" => 46,
-        "class" => 47,
-        "managingOrganization" => 48,
-        "serviceProvider" => 49,
-        "outcome" => 50,
-        "entry" => 51,
-        "insurer" => 52,
-        "referral" => 53,
-        "claim" => 54,
-        "payment" => 55,
-        "specimen" => 56,
-        "clinicalStatus" => 57,
-        "component" => 58,
-        "verificationStatus" => 59,
-        "recordedDate" => 60,
-        "diagnosis" => 61,
-        "authorizingPrescription" => 62,
-        "vaccineCode" => 63,
-        "primarySource" => 64,
-        "quantity" => 65,
-        "daysSupply" => 66,
-        "whenPrepared" => 67,
-        "organization" => 68,
-        "dispenseRequest" => 69,
-        "bodySite" => 70,
-        "form" => 71,
-        "basedOn" => 72,
-        "reasonReference" => 73,
-        "supportingInfo" => 74,
-        "description" => 75,
-        "derivedFrom" => 76,
-        "ingredient" => 77,
-        "substitution" => 78,
-        "addresses" => 79,
-        "activity" => 80,
-        "whenHandedOver" => 81,
-        "location" => 82,
-        "dosage" => 83,
-        "request" => 84,
-        "contact" => 85,
-        "practitioner" => 86,
-        "link" => 87,
-        "connectionType" => 88,
-        "payloadType" => 89,
-        "payloadMimeType" => 90,
-        "manufacturer" => 91,
-        "specialty" => 92,
-        "context" => 93,
-        "hasMember" => 94,
-        "goal" => 95,
-        "scope" => 96,
-        "dateTime" => 97,
-        "policyRule" => 98,
-        "provision" => 99,
-        "relationship" => 100,
-        "lifecycleStatus" => 101,
-        "coordinateSystem" => 102,
-        "referenceSeq" => 103,
-        "observedSeq" => 104,
-        "procedure" => 105,
-        "partOf" => 106,
-        "severity" => 107,
-        "achievementStatus" => 108,
-        "prescription" => 109,
-        "batch" => 110,
-        "abatement" => 111,
-        "source" => 112,
-        "asserter" => 113,
-        "recorder" => 114,
-        "deceased" => 115,
-        "mode" => 116,
-        "accessionIdentifier" => 117,
-        "collection" => 118,
-        "statusReason" => 119,
-        "supportingInformation" => 120,
-        "author" => 121,
-        "dateAsserted" => 122,
-        "communication" => 123,
-        "photo" => 124,
-        "container" => 125,
-        "followUp" => 126,
-        "informationSource" => 127,
-        _ => return None,
-    })
-}
-
-fn label_code(s: &str) -> Option<u8> {
-    Some(match s {
-        "normal" => 1,
-        "restricted" => 2,
-        "very-restricted" => 3,
-        "demographics" => 4,
-        "financial" => 5,
-        "mental-health" => 6,
-        "psychotherapy" => 7,
-        "substance-use" => 8,
-        "hiv-sti" => 9,
-        "genetic" => 10,
-        "reproductive" => 11,
-        _ => return None,
-    })
-}
-
-fn kind_code(s: &str) -> Option<u8> {
-    Some(match s {
-        "Patient" => 1,
-        "Observation" => 2,
-        "Condition" => 3,
-        "MedicationRequest" => 4,
-        "AllergyIntolerance" => 5,
-        "Encounter" => 6,
-        "DiagnosticReport" => 7,
-        "ImagingStudy" => 8,
-        "Procedure" => 9,
-        "Immunization" => 10,
-        "ClinicalNote" => 11,
-        "PsychotherapyNote" => 12,
-        "DocumentReference" => 13,
-        "Coverage" => 14,
-        "Claim" => 15,
-        "Consent" => 16,
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn match_arms_agree_with_the_lists() {
+    fn lookups_agree_with_the_lists() {
         for t in [&FIELDS, &LABEL_TABLE, &KIND_TABLE] {
             for (i, e) in t.entries.iter().enumerate() {
                 assert_eq!(t.code(e), Some(i as u8 + 1), "{e}");

@@ -543,11 +543,23 @@ impl Store {
     }
 }
 
-/// Opens and decodes the envelope of a record (helper shared with verify).
+/// Opens and decodes the envelope of a record (helper shared with verify), in a wiped
+/// copy of its sealed bytes.
 pub(crate) fn open_envelope(keys: &KeyHierarchy, rec: &record::SealedRecord<'_>, offset: u64) -> Result<Envelope> {
-    let aad = record::envelope_aad(&keys.vault_id(), &rec.id, rec.version);
     let mut buf = zeroize::Zeroizing::new(rec.envelope.to_vec());
-    let pt = crate::crypto::aead::open_detached_nonce(&keys.meta, &record::part_nonce(&rec.nonce, 0), &aad, &mut buf)
+    open_envelope_in_place(keys, (&rec.id, rec.version, &rec.nonce), &mut buf, offset)
+}
+
+/// Opens the sealed envelope `sealed` of document version `(id, version)` with record
+/// nonce `nonce` in place, and decodes it.
+pub(crate) fn open_envelope_in_place(
+    keys: &KeyHierarchy,
+    (id, version, nonce): (&crate::model::DocumentId, u32, &[u8; crate::crypto::aead::NONCE_LEN]),
+    sealed: &mut [u8],
+    offset: u64,
+) -> Result<Envelope> {
+    let aad = record::envelope_aad(&keys.vault_id(), id, version);
+    let pt = crate::crypto::aead::open_detached_nonce(&keys.meta, &record::part_nonce(nonce, 0), &aad, sealed)
         .map_err(|_| Error::Integrity { what: "document envelope", offset })?;
     envelope::decode(pt, offset)
 }

@@ -8,14 +8,13 @@ use zeroize::Zeroizing;
 use crate::crypto::{KeyHierarchy, SecretKey, aead, keys};
 use crate::error::{Error, Result};
 use crate::format::body::{self, GroupBody, GroupMeta};
-use crate::format::envelope;
 use crate::format::frame::{self, FRAME_HEADER, FrameType};
 use crate::log::Region;
 use crate::model::{AttachmentRef, DateTime, Document, Kind, Label, LabelSet, Schema};
 use crate::store::batch::index_terms;
 use crate::store::catalog::{NewVersion, VersionLoc};
 use crate::store::keyring::Keyring;
-use crate::store::{Store, open_envelope, record};
+use crate::store::{Store, open_envelope, open_envelope_in_place, record};
 
 /// Copies the frame at `offset` out of the map, checks its CRC and type, and returns its payload.
 pub fn copy_frame(map: &dyn Region, offset: u64, expect: FrameType) -> Result<Vec<u8>> {
@@ -113,9 +112,6 @@ fn open_group_in_place(
 ) -> Result<GroupBody> {
     let bad = || Error::Integrity { what: "label group", offset };
     let index = u16::try_from(i).ok().filter(|i| usize::from(*i) < record::MAX_GROUPS).ok_or_else(bad)?;
-    if g.generations.len() != g.labels.len() {
-        return Err(bad());
-    }
     let gk = keys.group_key_for(slot, &g.labels, &g.generations, pk);
     let aad = record::group_aad(&keys.vault_id(), id, version, index, &g.labels, &g.fields);
     let pt = aead::open_detached_nonce(&gk, &record::part_nonce(nonce, index + 1), &aad, sealed).map_err(|_| bad())?;
@@ -158,14 +154,7 @@ impl Store {
             (rec.id, rec.version, rec.nonce, range(rec.envelope), groups)
         };
         let keys = self.keys();
-        let vid = keys.vault_id();
-        let env: envelope::Envelope = {
-            let aad = record::envelope_aad(&vid, &id, version);
-            let pt =
-                aead::open_detached_nonce(&keys.meta, &record::part_nonce(&nonce, 0), &aad, &mut payload[env_range])
-                    .map_err(|_| bad("document envelope"))?;
-            envelope::decode(pt, offset)?
-        };
+        let env = open_envelope_in_place(keys, (&id, version, &nonce), &mut payload[env_range], offset)?;
         let slot = env.patient_slot;
         let pk = st.keyring.key(slot, offset)?.clone();
         let patient = st.keyring.patient(slot).unwrap_or_default().to_string();
