@@ -229,6 +229,16 @@ fn a_torn_write_into_the_reserve_is_a_torn_tail_at_every_byte() {
         data[k as usize..to as usize].fill(0);
         let dir = scratch_dir();
         let path = write_vault(dir.path(), "v.cv", &data, &f.keyring);
+        if data == f.data {
+            // The commit's last bytes happen to be zeros (its MAC is random, so one run
+            // in 256 or so): a write torn there leaves exactly the complete commit on
+            // disk, and no reader could tell. It is the complete commit.
+            let v = Vault::open(&path, VaultKey::Raw(&key()), opts()).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            assert!(v.open_report().torn_tail.is_none() && v.open_report().corrupt.is_none(), "{ctx}");
+            assert_eq!(v.head(), f.points[n - 1].head, "{ctx}: the commit is complete on disk");
+            check_point(&v, &f, &f.points[n - 1], &ctx);
+            continue;
+        }
         // A read-only open first: it serves the same commits and writes nothing.
         let ro = Vault::open(&path, VaultKey::Raw(&key()), opts_ro()).unwrap_or_else(|e| panic!("{ctx}: ro: {e}"));
         assert_eq!(ro.head(), p.head, "{ctx}: read-only head");
