@@ -119,6 +119,9 @@ struct BlockEntryOut<'a> {
     detail: u32,
 }
 
+/// Interns a block's strings, principals and label sets. A commit usually carries one
+/// or a few entries, so lookups scan the block's short lists; past [`LINEAR_MAX`]
+/// items a list gets a hash index.
 #[derive(Default)]
 struct Interner<'a> {
     strings: HashMap<&'a str, u32>,
@@ -126,18 +129,35 @@ struct Interner<'a> {
     label_sets: HashMap<&'a [Label], u32>,
 }
 
+/// Longest list an [`Interner`] scans instead of indexing.
+const LINEAR_MAX: usize = 16;
+
+/// The position of `item` in `list` (appended if new), scanning while `list` is short
+/// and through `index` (built from `list` when it outgrows the scan) after that.
+fn intern<K: Eq + std::hash::Hash + Clone>(list: &mut Vec<K>, index: &mut HashMap<K, u32>, item: K) -> u32 {
+    if list.len() < LINEAR_MAX {
+        if let Some(i) = list.iter().position(|x| *x == item) {
+            return i as u32;
+        }
+    } else {
+        if index.is_empty() {
+            index.extend(list.iter().cloned().enumerate().map(|(i, k)| (k, i as u32)));
+        }
+        if let Some(i) = index.get(&item) {
+            return *i;
+        }
+        index.insert(item.clone(), list.len() as u32);
+    }
+    list.push(item);
+    (list.len() - 1) as u32
+}
+
 impl<'a> Interner<'a> {
     fn string(&mut self, b: &mut BlockOut<'a>, s: &'a str) -> u32 {
-        *self.strings.entry(s).or_insert_with(|| {
-            b.strings.push(s);
-            (b.strings.len() - 1) as u32
-        })
+        intern(&mut b.strings, &mut self.strings, s)
     }
     fn labels(&mut self, b: &mut BlockOut<'a>, l: &'a [Label]) -> u32 {
-        *self.label_sets.entry(l).or_insert_with(|| {
-            b.label_sets.push(l);
-            (b.label_sets.len() - 1) as u32
-        })
+        intern(&mut b.label_sets, &mut self.label_sets, l)
     }
     fn principal(&mut self, b: &mut BlockOut<'a>, e: &'a AuditEntry) -> u32 {
         let p = BlockPrincipal {
@@ -146,12 +166,7 @@ impl<'a> Interner<'a> {
             organization: self.string(b, &e.organization),
             purpose: self.string(b, &e.purpose),
         };
-        let next = b.principals.len() as u32;
-        let id = *self.principals.entry(p.clone()).or_insert(next);
-        if id == next {
-            b.principals.push(p);
-        }
-        id
+        intern(&mut b.principals, &mut self.principals, p)
     }
 }
 
@@ -502,6 +517,39 @@ mod tests {
         assert!(ps.len() > 1 && ps.iter().all(|p| p.len() <= 2 * BLOCK_TARGET), "{}", ps.len());
         let got: Vec<AuditEntry> = ps.iter().flat_map(|p| open(&keys, p, 0).unwrap().0).collect();
         assert_eq!(got, es);
+    }
+
+    /// Past `LINEAR_MAX` distinct strings, principals and label sets the interner
+    /// switches from scanning to a hash index: every item is still stored once and
+    /// every entry comes back as it was.
+    #[test]
+    fn interning_past_the_scan_limit_keeps_items_unique() {
+        let keys = KeyHierarchy::new(SecretKey::from_bytes([3; 32]), [9; 16]);
+        let all = Label::builtin();
+        let mut es: Vec<AuditEntry> = (0..120usize)
+            .map(|i| {
+                let p = Principal::new(&format!("user-{}", i % 40), Role::physician(), "org", Purpose::Treat);
+                AuditEntry::new(&p, Action::Read, Outcome::Success)
+                    .patient(Some(&format!("P{}", i % 50)))
+                    .labels(vec![all[i % all.len()].clone(), all[(i / all.len()) % all.len()].clone()])
+                    .detail(&format!("d{}", i % 3))
+            })
+            .collect();
+        let mut pos = ChainPos::default();
+        let ps = seal(&keys, &mut es, &mut pos);
+        assert_eq!(ps.len(), 1);
+        assert_eq!(open(&keys, &ps[0], 0).unwrap().0, es);
+        let pt = aead::open(&keys.audit, &aad(&keys.vault_id(), 0), &ps[0][8..]).unwrap();
+        let b: Block = postcard::from_bytes(&pt[1..]).unwrap();
+        let unique = |n: usize, m: usize| n == m;
+        let strings: std::collections::HashSet<_> = b.strings.iter().collect();
+        assert!(unique(strings.len(), b.strings.len()), "strings interned once");
+        // 40 users, the role, "org", the purpose, 50 patients, 3 details.
+        assert_eq!(b.strings.len(), 40 + 1 + 1 + 1 + 50 + 3);
+        let principals: std::collections::HashSet<_> = b.principals.iter().collect();
+        assert!(unique(principals.len(), b.principals.len()) && b.principals.len() == 40);
+        let sets: std::collections::HashSet<_> = b.label_sets.iter().collect();
+        assert!(unique(sets.len(), b.label_sets.len()) && b.label_sets.len() > LINEAR_MAX);
     }
 
     /// The block of docs/FORMAT.md §18: the entry of the version-1 vector (index 1)

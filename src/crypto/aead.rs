@@ -95,6 +95,12 @@ pub const fn sealed_len(len: usize) -> usize {
     len + SEAL_OVERHEAD
 }
 
+/// Length of the [`seal_detached_nonce`] form (`ct || tag`, no nonce) of a plaintext
+/// of `len` bytes.
+pub const fn sealed_len_detached(len: usize) -> usize {
+    len + TAG_LEN
+}
+
 /// Opens a blob made by [`seal`], returning the plaintext in a zeroizing buffer.
 pub fn open(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
     let mut buf = Zeroizing::new(sealed.to_vec());
@@ -121,7 +127,7 @@ pub fn open_in_place<'b>(key: &SecretKey, aad: &[u8], sealed: &'b mut [u8]) -> R
 
 /// Builds an AAD from a domain string and length-prefixed parts.
 pub fn aad(domain: &str, parts: &[&[u8]]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(64);
+    let mut v = Vec::with_capacity(domain.len() + 1 + parts.iter().map(|p| 4 + p.len()).sum::<usize>());
     v.extend_from_slice(domain.as_bytes());
     v.push(0);
     for p in parts {

@@ -61,15 +61,19 @@ impl SecretKey {
 
     /// Derives a sub-key for `context`, binding each of `parts` (length-prefixed).
     pub fn derive(&self, context: &str, parts: &[&[u8]]) -> SecretKey {
-        let mut h = blake3::Hasher::new_derive_key(context);
+        self.derive_parts(blake3::Hasher::new_derive_key(context), parts.iter().copied())
+    }
+
+    /// [`SecretKey::derive`] from a hasher already set up for the context (a hot
+    /// derivation clones one prepared hasher instead of hashing the context string each
+    /// time; the output is the same).
+    fn derive_parts<'p>(&self, mut h: blake3::Hasher, parts: impl Iterator<Item = &'p [u8]>) -> SecretKey {
         h.update(&self.0);
         for p in parts {
             h.update(&(p.len() as u64).to_le_bytes());
             h.update(p);
         }
-        let mut out = [0u8; 32];
-        h.finalize_xof().fill(&mut out);
-        SecretKey(out)
+        SecretKey(finish(h))
     }
 
     /// A keyed BLAKE3 MAC of `data` under this key.
@@ -78,8 +82,21 @@ impl SecretKey {
         for d in data {
             h.update(d);
         }
-        *h.finalize().as_bytes()
+        let mac = *h.finalize().as_bytes();
+        h.zeroize();
+        mac
     }
+}
+
+/// The 32-byte output of a derivation hasher; the hasher and its output reader, which
+/// hold key bytes, are wiped.
+fn finish(mut h: blake3::Hasher) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut reader = h.finalize_xof();
+    reader.fill(&mut out);
+    reader.zeroize();
+    h.zeroize();
+    out
 }
 
 impl fmt::Debug for SecretKey {
@@ -257,30 +274,52 @@ impl KeyHierarchy {
     /// generation is 1) of the patient whose key is `patient_key`: see [`group_key`].
     /// Label keys come from a cache, so this costs one BLAKE3 derivation.
     pub fn group_key(&self, labels: &[crate::model::Label], generations: &[u32], patient_key: &SecretKey) -> SecretKey {
-        let wanted: Vec<(&str, u32)> = label_generations(labels, generations).collect();
         {
             let cache = self.label_cache.read().unwrap_or_else(|e| e.into_inner());
-            let found: Option<Vec<&SecretKey>> = wanted
-                .iter()
-                .map(|(l, g)| cache.iter().find(|(cl, cg, _)| cl == l && cg == g).map(|(_, _, k)| k))
-                .collect();
-            if let Some(lks) = found {
-                return group_key_of(&lks, patient_key);
+            if let Some(k) = group_key_from_cache(&cache, labels, generations, patient_key) {
+                return k;
             }
         }
         let mut cache = self.label_cache.write().unwrap_or_else(|e| e.into_inner());
-        for (l, g) in &wanted {
-            if !cache.iter().any(|(cl, cg, _)| cl == l && cg == g) {
-                push_wiping(&mut cache, (l.to_string(), *g, self.label_key(l, *g)));
+        for (l, g) in label_generations(labels, generations) {
+            if !cache.iter().any(|(cl, cg, _)| cl == l && *cg == g) {
+                push_wiping(&mut cache, (l.to_string(), g, self.label_key(l, g)));
             }
         }
-        let lks: Vec<&SecretKey> = wanted
-            .iter()
-            .filter_map(|(l, g)| cache.iter().find(|(cl, cg, _)| cl == l && cg == g).map(|(_, _, k)| k))
-            .collect();
-        group_key_of(&lks, patient_key)
+        // Every label key is in the cache now.
+        group_key_from_cache(&cache, labels, generations, patient_key)
+            .unwrap_or_else(|| unreachable!("label keys were just cached"))
     }
 }
+
+/// The group key of `labels` at `generations` for `patient_key` from the label keys in
+/// `cache`, or `None` if one of them is missing. Allocates nothing.
+fn group_key_from_cache(
+    cache: &[(String, u32, SecretKey)],
+    labels: &[crate::model::Label],
+    generations: &[u32],
+    patient_key: &SecretKey,
+) -> Option<SecretKey> {
+    let mut h = GROUP_KEY_HASHER.clone();
+    h.update(patient_key.expose());
+    for (l, g) in label_generations(labels, generations) {
+        let (_, _, k) = cache.iter().find(|(cl, cg, _)| cl == l && *cg == g)?;
+        h.update(&32u64.to_le_bytes());
+        h.update(k.expose());
+    }
+    // The last part is the patient key itself (see `group_key_of`).
+    h.update(&32u64.to_le_bytes());
+    h.update(patient_key.expose());
+    Some(SecretKey(finish(h)))
+}
+
+/// The context of group keys, hashed once: every first read or write of a patient's
+/// label group derives a group key from it.
+static GROUP_KEY_HASHER: std::sync::LazyLock<blake3::Hasher> =
+    std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(GROUP_KEY_CONTEXT));
+
+/// The derivation context of group keys.
+const GROUP_KEY_CONTEXT: &str = "chartvault 2026 group key v1";
 
 /// Pushes onto a vector holding secrets without leaving a copy behind. A plain `push`
 /// that must grow the vector moves the elements to a new buffer and frees the old one
@@ -306,7 +345,7 @@ pub fn group_key(label_keys: &[SecretKey], patient_key: &SecretKey) -> SecretKey
 fn group_key_of(label_keys: &[&SecretKey], patient_key: &SecretKey) -> SecretKey {
     let mut parts: Vec<&[u8]> = label_keys.iter().map(|k| &k.expose()[..]).collect();
     parts.push(&patient_key.expose()[..]);
-    patient_key.derive("chartvault 2026 group key v1", &parts)
+    patient_key.derive(GROUP_KEY_CONTEXT, &parts)
 }
 
 /// The key that seals a patient's index terms and checkpoint entries.

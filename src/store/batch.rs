@@ -450,22 +450,24 @@ fn seal_record(store: &Store, u: &Unsealed) -> Vec<u8> {
     let vid = store.vault_id();
     let nonce = aead::random_nonce();
     let env_pt = envelope::encode(&u.envelope);
-    let mut env_sealed = Vec::with_capacity(env_pt.len() + aead::TAG_LEN);
+    let capacity = record::RECORD_HEAD
+        + aead::sealed_len_detached(env_pt.len())
+        + 2
+        + u.bodies.iter().map(|b| 4 + aead::sealed_len_detached(b.len())).sum::<usize>();
+    let mut w = record::RecordWriter::new(&u.id, u.version, &nonce, capacity);
     let env_aad = record::envelope_aad(&vid, &u.id, u.version);
-    aead::seal_detached_nonce(&keys.meta, &record::part_nonce(&nonce, 0), &env_aad, &env_pt, &mut env_sealed);
-    let mut sealed_groups = Vec::with_capacity(u.bodies.len());
+    w.envelope(|out| aead::seal_detached_nonce(&keys.meta, &record::part_nonce(&nonce, 0), &env_aad, &env_pt, out));
+    // `stage_version` bounds the group count by `record::MAX_GROUPS`.
+    w.group_count(u.bodies.len() as u16);
     for (i, (pt, meta)) in u.bodies.iter().zip(&u.envelope.groups).enumerate() {
         let gk = match u.cached_slot {
             Some(slot) => keys.group_key_for(slot, &meta.labels, &meta.generations, &u.patient_key),
             None => keys.group_key(&meta.labels, &meta.generations, &u.patient_key),
         };
-        // `stage_version` bounds the group count by `record::MAX_GROUPS`.
         let aad = record::group_aad(&vid, &u.id, u.version, i as u16, &meta.labels, &meta.fields);
-        let mut s = Vec::with_capacity(pt.len() + aead::TAG_LEN);
-        aead::seal_detached_nonce(&gk, &record::part_nonce(&nonce, i as u16 + 1), &aad, pt, &mut s);
-        sealed_groups.push(s);
+        w.group(|out| aead::seal_detached_nonce(&gk, &record::part_nonce(&nonce, i as u16 + 1), &aad, pt, out));
     }
-    record::encode(&u.id, u.version, &nonce, &env_sealed, &sealed_groups)
+    w.finish()
 }
 
 fn dummy_pending() -> PendingCommit {

@@ -55,19 +55,65 @@ pub fn part_nonce(record_nonce: &[u8; NONCE_LEN], part: u16) -> [u8; NONCE_LEN] 
 
 /// Encodes a record payload.
 pub fn encode(id: &DocumentId, version: u32, nonce: &[u8; NONCE_LEN], envelope: &[u8], groups: &[Vec<u8>]) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(RECORD_HEAD + 2 + envelope.len() + groups.iter().map(|g| g.len() + 4).sum::<usize>());
-    out.extend_from_slice(&id.0);
-    out.extend_from_slice(&version.to_le_bytes());
-    out.extend_from_slice(nonce);
-    out.extend_from_slice(&(envelope.len() as u32).to_le_bytes());
-    out.extend_from_slice(envelope);
-    out.extend_from_slice(&(groups.len() as u16).to_le_bytes());
+    let capacity = RECORD_HEAD + envelope.len() + 2 + groups.iter().map(|g| g.len() + 4).sum::<usize>();
+    let mut w = RecordWriter::new(id, version, nonce, capacity);
+    w.envelope(|out| out.extend_from_slice(envelope));
+    w.group_count(groups.len() as u16);
     for g in groups {
-        out.extend_from_slice(&(g.len() as u32).to_le_bytes());
-        out.extend_from_slice(g);
+        w.group(|out| out.extend_from_slice(g));
     }
-    out
+    w.finish()
+}
+
+/// Writes a record payload front to back, each part straight into place (the write
+/// path seals every part into the payload itself, without a copy per part).
+///
+/// Call [`RecordWriter::envelope`], then [`RecordWriter::group_count`], then
+/// [`RecordWriter::group`] that many times, then [`RecordWriter::finish`].
+#[derive(Debug)]
+pub struct RecordWriter {
+    out: Vec<u8>,
+}
+
+impl RecordWriter {
+    /// Starts a payload with its id, version and record nonce; `capacity` is the
+    /// expected total size.
+    pub fn new(id: &DocumentId, version: u32, nonce: &[u8; NONCE_LEN], capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity.max(RECORD_HEAD));
+        out.extend_from_slice(&id.0);
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(nonce);
+        RecordWriter { out }
+    }
+
+    /// One length-prefixed part: `write` appends its bytes.
+    fn part(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let at = self.out.len();
+        self.out.extend_from_slice(&[0; 4]);
+        write(&mut self.out);
+        let len = (self.out.len() - at - 4) as u32;
+        self.out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// The sealed envelope: `write` appends ciphertext and tag.
+    pub fn envelope(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        self.part(write);
+    }
+
+    /// The number of label groups that follow.
+    pub fn group_count(&mut self, n: u16) {
+        self.out.extend_from_slice(&n.to_le_bytes());
+    }
+
+    /// One sealed label group: `write` appends ciphertext and tag.
+    pub fn group(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        self.part(write);
+    }
+
+    /// The payload.
+    pub fn finish(self) -> Vec<u8> {
+        self.out
+    }
 }
 
 fn take<'a>(b: &'a [u8], pos: &mut usize, n: usize) -> Option<&'a [u8]> {
@@ -137,7 +183,12 @@ pub fn group_aad(
         out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     };
     let domain = b"chartvault label group v3\0";
-    let mut v = Vec::with_capacity(domain.len() + 64 + fields.iter().map(|f| f.len() + 1).sum::<usize>());
+    // Four length-prefixed fixed parts (16 + 16 + 4 + 2 bytes), then the two lists.
+    let fixed = 4 * 4 + 16 + 16 + 4 + 2;
+    let lists = 8
+        + labels.iter().map(|l| l.as_str().len() + 1).sum::<usize>()
+        + fields.iter().map(|f| f.len() + 1).sum::<usize>();
+    let mut v = Vec::with_capacity(domain.len() + fixed + lists);
     v.extend_from_slice(domain);
     for p in [&vault[..], &id.0[..], &version.to_le_bytes()[..], &i.to_le_bytes()[..]] {
         v.extend_from_slice(&(p.len() as u32).to_le_bytes());
