@@ -532,7 +532,7 @@ mod tests {
                 AuditEntry::new(&p, Action::Read, Outcome::Success)
                     .patient(Some(&format!("P{}", i % 50)))
                     .labels(vec![all[i % all.len()].clone(), all[(i / all.len()) % all.len()].clone()])
-                    .detail(&format!("d{}", i % 3))
+                    .detail(format!("d{}", i % 3))
             })
             .collect();
         let mut pos = ChainPos::default();
