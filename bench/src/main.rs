@@ -5,8 +5,12 @@
 //! ```text
 //! cargo run --release -p chartvault-bench -- compare [--docs N] [--json OUT] [--markdown OUT]
 //!     [--dir DIR] [--engines chartvault,sqlcipher-raw,sqlcipher-passphrase,sqlite,redb,raw]
-//!     [--point-reads N] [--charts N] [--opens N] [--sql-cache-mib N] [--seed N]
+//!     [--point-reads N] [--charts N] [--opens N] [--sql-cache-mib N] [--seed N] [--rounds N]
 //! ```
+//! With `--rounds N` every engine runs the whole workload N times, the engines taking
+//! turns (the order reversed every other round), and the report gives per-engine
+//! medians and the median of the rounds' own ratios: on a shared, noisy machine one
+//! slow minute then moves one round, not the result.
 //! `chartvault-bench profile ...` runs one chartvault operation in a loop for a
 //! profiler (see `profile.rs`).
 //!
@@ -44,12 +48,13 @@ struct Cli {
     json: Option<PathBuf>,
     markdown: Option<PathBuf>,
     engines: Vec<String>,
+    rounds: u32,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: chartvault-bench compare [--docs N] [--json OUT] [--markdown OUT] [--dir DIR]\n\
-         \x20      [--engines {}] [--point-reads N] [--charts N] [--opens N] [--sql-cache-mib N] [--seed N]",
+         \x20      [--engines {}] [--point-reads N] [--charts N] [--opens N] [--sql-cache-mib N] [--seed N] [--rounds N]",
         ENGINES.iter().map(|e| e.0).collect::<Vec<_>>().join(",")
     );
     std::process::exit(2)
@@ -75,6 +80,7 @@ fn parse_cli() -> Cli {
         dir: std::env::temp_dir().display().to_string(),
     };
     let (mut json, mut markdown) = (None, None);
+    let mut rounds = 1;
     let mut engines: Vec<String> = ENGINES.iter().map(|e| e.0.to_string()).collect();
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
@@ -95,10 +101,11 @@ fn parse_cli() -> Cli {
             "--opens" => p.opens = num(val()).clamp(1, 100) as u32,
             "--sql-cache-mib" => p.sql_cache_mib = num(val()),
             "--seed" => p.seed = num(val()),
+            "--rounds" => rounds = num(val()).clamp(1, 20) as u32,
             _ => usage(),
         }
     }
-    Cli { params: p, json, markdown, engines }
+    Cli { params: p, json, markdown, engines, rounds }
 }
 
 /// Builds the plain-SQLite runner on its own (so its rusqlite features are not unified
@@ -176,21 +183,27 @@ fn main() {
         eprintln!("warning: {} is tmpfs: fsync costs nothing there", p.dir);
     }
     let command: Vec<String> = std::env::args().collect();
-    let mut results: Vec<(String, Measurements)> = Vec::new();
-    for (key, _) in ENGINES {
-        if !cli.engines.iter().any(|e| e == key) {
-            continue;
-        }
-        eprintln!("=== {key}: {} documents ===", p.docs);
-        match run_engine(key, p) {
-            Ok(m) => results.push((key.to_string(), m)),
-            Err(e) => {
-                eprintln!("{key} failed: {e}");
-                std::process::exit(1);
+    let selected: Vec<&str> = ENGINES.iter().map(|e| e.0).filter(|k| cli.engines.iter().any(|e| e == k)).collect();
+    let mut rounds: Vec<Vec<(String, Measurements)>> = Vec::new();
+    for round in 0..cli.rounds {
+        let mut results: Vec<(String, Measurements)> = Vec::new();
+        // Every other round runs the engines in reverse, so no engine always runs
+        // first (or last) in a round.
+        let order: Vec<&str> = if round % 2 == 1 { selected.iter().rev().copied().collect() } else { selected.clone() };
+        for key in order {
+            eprintln!("=== {key}: {} documents (round {} of {}) ===", p.docs, round + 1, cli.rounds);
+            match run_engine(key, p) {
+                Ok(m) => results.push((key.to_string(), m)),
+                Err(e) => {
+                    eprintln!("{key} failed: {e}");
+                    std::process::exit(1);
+                }
             }
         }
+        results.sort_by_key(|(k, _)| selected.iter().position(|s| s == k));
+        rounds.push(results);
     }
-    let rep = report::Report::new(p.clone(), command.join(" "), results);
+    let rep = report::Report::of_rounds(p.clone(), command.join(" "), rounds);
     let md = rep.markdown();
     println!("{md}");
     if let Some(path) = &cli.markdown

@@ -29,12 +29,74 @@ fn extra(m: &Measurements, what: &str) -> Option<f64> {
     m.extra_opens_ms.iter().find(|(w, _)| w == what).map(|(_, v)| *v)
 }
 
-/// The full report of one run.
+/// The full report of one run (of one or more rounds).
 pub struct Report {
     params: Params,
     command: String,
+    /// Per engine: the median of each figure over the rounds (the figures of the one
+    /// round when there is one).
     results: Vec<(String, Measurements)>,
+    /// Every round's own results, in the order they ran.
+    rounds: Vec<Vec<(String, Measurements)>>,
     machine: J,
+}
+
+/// The median of `v` (the mean of the middle two for an even count); `None` if empty.
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+/// Per-figure medians of several runs of one engine: every number is the median of
+/// that number over the runs; text is the first run's.
+pub fn median_measurements(runs: &[Measurements]) -> Measurements {
+    fn merge(vals: &[J]) -> J {
+        match vals.first() {
+            Some(J::Number(_)) => {
+                let nums: Vec<f64> = vals.iter().filter_map(J::as_f64).collect();
+                match median(nums) {
+                    // Integer fields (counts, bytes) stay integers.
+                    Some(x) if vals.iter().all(J::is_u64) => J::from(x.round() as u64),
+                    Some(x) => J::from(x),
+                    None => J::Null,
+                }
+            }
+            Some(J::Array(first)) => J::Array(
+                (0..first.len())
+                    .map(|i| merge(&vals.iter().filter_map(|v| v.get(i).cloned()).collect::<Vec<_>>()))
+                    .collect(),
+            ),
+            Some(J::Object(first)) => J::Object(
+                first
+                    .keys()
+                    .map(|k| (k.clone(), merge(&vals.iter().filter_map(|v| v.get(k).cloned()).collect::<Vec<_>>())))
+                    .collect(),
+            ),
+            Some(other) => other.clone(),
+            None => J::Null,
+        }
+    }
+    let vals: Vec<J> = runs.iter().filter_map(|m| serde_json::to_value(m).ok()).collect();
+    serde_json::from_value(merge(&vals)).unwrap_or_else(|e| {
+        eprintln!("warning: cannot take per-figure medians ({e}); reporting the first round's figures");
+        runs.first().cloned().unwrap_or_default()
+    })
+}
+
+/// `r`'s ratio in one set of results.
+fn ratio_in(results: &[(String, Measurements)], r: &Row) -> Option<f64> {
+    let get = |key: &str| results.iter().find(|(k, _)| k == key).map(|(_, m)| m);
+    let cv = (r.get)("chartvault", get("chartvault")?)?;
+    let sq = (r.get)(r.against, get(r.against)?)?;
+    Some(match r.better {
+        Better::Higher => cv / sq,
+        Better::Lower => sq / cv,
+        Better::Size => cv / sq,
+    })
 }
 
 fn fmt_num(v: f64) -> String {
@@ -86,9 +148,26 @@ fn machine() -> J {
 }
 
 impl Report {
-    /// A report of `results` (engine key, measurements).
-    pub fn new(params: Params, command: String, results: Vec<(String, Measurements)>) -> Self {
-        Report { params, command, results, machine: machine() }
+    /// A report of several rounds, each with every engine (run in alternation, so each
+    /// engine saw the machine's slow and quiet periods alike). Absolute figures are
+    /// per-engine medians; each ratio is the median of the rounds' own ratios (each
+    /// taken between engines that ran minutes apart).
+    pub fn of_rounds(params: Params, command: String, rounds: Vec<Vec<(String, Measurements)>>) -> Self {
+        let mut results: Vec<(String, Measurements)> = Vec::new();
+        if let Some(first) = rounds.first() {
+            for (key, _) in first {
+                let runs: Vec<Measurements> =
+                    rounds.iter().filter_map(|r| r.iter().find(|(k, _)| k == key).map(|(_, m)| m.clone())).collect();
+                let m = if runs.len() == 1 { runs[0].clone() } else { median_measurements(&runs) };
+                results.push((key.clone(), m));
+            }
+        }
+        Report { params, command, results, rounds, machine: machine() }
+    }
+
+    /// The ratio of `r` in each round.
+    fn round_ratios(&self, r: &Row) -> Vec<f64> {
+        self.rounds.iter().filter_map(|res| ratio_in(res, r)).collect()
     }
 
     fn get(&self, key: &str) -> Option<&Measurements> {
@@ -199,14 +278,20 @@ impl Report {
         ]
     }
 
+    /// The ratio of `r`: with several rounds, the median of the rounds' ratios.
     fn ratio(&self, r: &Row) -> Option<f64> {
-        let cv = (r.get)("chartvault", self.get("chartvault")?)?;
-        let sq = (r.get)(r.against, self.get(r.against)?)?;
-        Some(match r.better {
-            Better::Higher => cv / sq,
-            Better::Lower => sq / cv,
-            Better::Size => cv / sq,
-        })
+        if self.rounds.len() > 1 { median(self.round_ratios(r)) } else { ratio_in(&self.results, r) }
+    }
+
+    /// " (rounds: a–b)" after a ratio measured in several rounds, else nothing.
+    fn spread(&self, r: &Row) -> String {
+        let v = self.round_ratios(r);
+        if v.len() < 2 {
+            return String::new();
+        }
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!(" (rounds {lo:.2}–{hi:.2})")
     }
 
     /// The markdown report: table, targets, consistency checks.
@@ -219,6 +304,13 @@ impl Report {
             self.params.patients(),
             self.results.first().map(|(_, m)| m.json_bytes as f64 / self.params.total_docs() as f64).unwrap_or(0.0)
         ));
+        if self.rounds.len() > 1 {
+            s.push_str(&format!(
+                "{} rounds, engines alternating; figures are per-engine medians, ratios the median of the \
+                 rounds' own ratios (their range in parentheses)\n\n",
+                self.rounds.len()
+            ));
+        }
         s.push_str("| operation |");
         for (_, title) in &cols {
             s.push_str(&format!(" {title} |"));
@@ -247,10 +339,13 @@ impl Report {
                 };
                 s.push_str(&format!(" {cell} |"));
             }
+            let spread = self.spread(&r);
             let ratio = match (self.ratio(&r), r.better) {
-                (Some(x), Better::Size) => format!("{x:.2}× size"),
-                (Some(x), _) if r.against == "sqlcipher-passphrase" => format!("{} (vs passphrase)", fmt_ratio(x)),
-                (Some(x), _) => fmt_ratio(x),
+                (Some(x), Better::Size) => format!("{x:.2}× size{spread}"),
+                (Some(x), _) if r.against == "sqlcipher-passphrase" => {
+                    format!("{} (vs passphrase){spread}", fmt_ratio(x))
+                }
+                (Some(x), _) => format!("{}{spread}", fmt_ratio(x)),
                 (None, _) => "—".into(),
             };
             s.push_str(&format!(" {ratio} |\n"));
@@ -293,16 +388,30 @@ impl Report {
             ("code_query_ms", "query by code ≥ 1× SQLCipher", 1.0),
         ] {
             if let Some(x) = ratio(id) {
-                out.push((what.to_string(), format!("{x:.2}×"), yes(x >= min)));
+                let spread = rows.iter().find(|r| r.id == id).map(|r| self.spread(r)).unwrap_or_default();
+                out.push((what.to_string(), format!("{x:.2}×{spread}"), yes(x >= min)));
             }
         }
         if let Some(cv) = self.get("chartvault") {
             // Against the write + fdatasync probe that alternated with chartvault's own
             // commits (the shared disk's fsync latency drifts between engine runs).
-            let x = cv.fsync_probe_us_mean / cv.single_commit_us_mean;
+            let per_round: Vec<f64> = self
+                .rounds
+                .iter()
+                .filter_map(|res| res.iter().find(|(k, _)| k == "chartvault"))
+                .map(|(_, m)| m.fsync_probe_us_mean / m.single_commit_us_mean)
+                .collect();
+            let x = median(per_round.clone()).unwrap_or(cv.fsync_probe_us_mean / cv.single_commit_us_mean);
+            let spread = if per_round.len() > 1 {
+                let lo = per_round.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = per_round.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                format!("; rounds {lo:.2}–{hi:.2}")
+            } else {
+                String::new()
+            };
             out.push((
                 "durable single commits within 0.8× of raw write + fdatasync (same-time probe)".into(),
-                format!("{x:.2}× ({:.0} µs vs {:.0} µs)", cv.single_commit_us_mean, cv.fsync_probe_us_mean),
+                format!("{x:.2}× ({:.0} µs vs {:.0} µs{spread})", cv.single_commit_us_mean, cv.fsync_probe_us_mean),
                 yes(x >= 0.8),
             ));
         }
@@ -373,7 +482,71 @@ impl Report {
             "operations": table,
             "targets": targets,
             "consistency_warnings": self.consistency(),
+            "rounds": self.rounds.len(),
+            "round_ratios": rows.iter().map(|r| (r.id.to_string(), J::from(self.round_ratios(r)))).collect::<serde_json::Map<_, _>>(),
+            "per_round": self.rounds.iter().map(|res| res.iter().map(|(k, m)| (k.clone(), serde_json::to_value(m).unwrap_or(J::Null))).collect::<serde_json::Map<_, _>>()).collect::<Vec<_>>(),
             "engines": self.results.iter().map(|(k, m)| (k.clone(), serde_json::to_value(m).unwrap_or(J::Null))).collect::<serde_json::Map<_, _>>(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> Params {
+        serde_json::from_str(
+            r#"{"docs":1000,"batch":1000,"single_commits":10,"point_reads":10,"charts":1,"code_queries":1,
+               "range_queries":1,"range_days":7,"opens":1,"seed":42,"sql_cache_mib":1,"dir":""}"#,
+        )
+        .unwrap()
+    }
+
+    fn m(read_us: f64, extra: f64) -> Measurements {
+        Measurements {
+            engine: "e".into(),
+            load_docs: 1000,
+            load_secs: 1.0,
+            point_read_us: read_us,
+            single_commit_us_mean: 100.0,
+            fsync_probe_us_mean: 80.0,
+            extra_opens_ms: vec![("passphrase".into(), extra)],
+            ..Measurements::default()
+        }
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        let mm = median_measurements(&[m(10.0, 5.0), m(30.0, 7.0), m(20.0, 100.0)]);
+        assert_eq!(mm.point_read_us, 20.0);
+        assert_eq!(mm.extra_opens_ms, vec![("passphrase".to_string(), 7.0)]);
+        assert_eq!((mm.load_docs, mm.engine.as_str()), (1000, "e"));
+    }
+
+    /// With rounds, a ratio is the median of the rounds' own ratios (each round pairs
+    /// engines that ran minutes apart), not the ratio of the medians.
+    #[test]
+    fn ratios_over_rounds_are_medians_of_paired_ratios() {
+        let round =
+            |cv: f64, sq: f64| vec![("chartvault".to_string(), m(cv, 1.0)), ("sqlcipher-raw".to_string(), m(sq, 1.0))];
+        // Paired ratios (sq / cv): 0.5, 2.0, 1.0: median 1.0. Ratio of the medians
+        // (cv median 20, sq median 20) would also be 1.0, so make them differ:
+        let rep =
+            Report::of_rounds(params(), "cmd".into(), vec![round(10.0, 5.0), round(20.0, 40.0), round(40.0, 40.0)]);
+        let row = rep.rows().into_iter().find(|r| r.id == "point_read_us").unwrap();
+        assert_eq!(rep.round_ratios(&row), vec![0.5, 2.0, 1.0]);
+        assert_eq!(rep.ratio(&row), Some(1.0));
+        assert_eq!(rep.get("chartvault").unwrap().point_read_us, 20.0);
+        assert!(rep.markdown().contains("(rounds 0.50–2.00)"), "{}", rep.markdown());
+        let j = rep.json();
+        assert_eq!(j["rounds"], 3);
+        assert_eq!(j["per_round"].as_array().unwrap().len(), 3);
+        // One round: the plain ratio, no range.
+        let one = Report::of_rounds(params(), "cmd".into(), vec![round(10.0, 5.0)]);
+        assert_eq!(one.ratio(&row), Some(0.5));
+        assert!(!one.markdown().contains("rounds"));
     }
 }
