@@ -8,7 +8,7 @@
 //! that has the same one, and the value indexes ([`Catalog::values`]) are built from
 //! the packed terms the first time a query needs them rather than at open.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, OnceLock};
 
@@ -355,6 +355,10 @@ impl<'a> IntoIterator for &'a DocMap {
     }
 }
 
+/// Pending documents (see [`Catalog::flush_values`]) at which a commit flushes them
+/// itself, so the first query after a long run of writes adds at most this many.
+pub const FLUSH_PENDING_AT: usize = 16 * 1024;
+
 /// Field -> value -> documents (latest versions only; unordered posting lists).
 pub type Values = HashMap<String, BTreeMap<IndexKey, Vec<DocumentId>>>;
 
@@ -367,11 +371,15 @@ pub struct Catalog {
     pub by_patient: HashMap<u32, Vec<DocumentId>>,
     /// Kind -> documents (unordered posting list).
     pub by_kind: HashMap<Kind, Vec<DocumentId>>,
-    /// Value indexes (see [`Catalog::values`]): kept up to date from the start,
-    /// except in a catalog loaded from a checkpoint, where they are built on first use.
+    /// Value indexes (see [`Catalog::values`]): kept from the start, except in a
+    /// catalog loaded from a checkpoint, where they are built on first use.
     values: OnceLock<Values>,
     /// Whether `values` is built on first use rather than kept from the start.
     lazy_values: bool,
+    /// Documents whose latest version's terms are not in `values` yet (while it is
+    /// built): a commit only notes them here, and [`Catalog::flush_values`] adds their
+    /// postings in one sorted pass before the next query (see [`Catalog::values`]).
+    pending: HashSet<DocumentId, IdHashState>,
     /// Offsets of non-document frames by type (audit, policy, disclosure, admin, checkpoint).
     pub frames: HashMap<u8, Vec<u64>>,
     /// Number of document versions.
@@ -402,8 +410,59 @@ impl Catalog {
     /// catalog loaded from a checkpoint it is built from the documents' packed index
     /// terms on the first call (open does not pay for it until a query needs it);
     /// otherwise it is kept up to date as versions are applied.
+    ///
+    /// While documents are pending (applied since the last flush), the indexes lack
+    /// their latest terms: a query must first call [`Catalog::flush_values`] (the
+    /// store's `read_state_for_query` does). A commit therefore costs no index update:
+    /// inserting a document's dozen terms one by one into large, cold B-trees cost a
+    /// single commit more than its sealing did at 100,000 documents; a flush inserts
+    /// every pending term in (field, value) order, touching each tree path once.
     pub fn values(&self) -> &Values {
+        debug_assert!(self.pending.is_empty(), "value indexes read with pending documents");
         self.values.get_or_init(|| build_values(&self.docs))
+    }
+
+    /// Whether documents wait to be added to the value indexes.
+    pub fn has_pending_values(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Adds the postings of every pending document to the value indexes.
+    pub fn flush_values(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let Some(values) = self.values.get_mut() else { return };
+        // Per field, the pending (value, document) pairs in value order: each field's
+        // tree is found once and walked front to back.
+        let mut by_field: HashMap<&str, Vec<(&IndexKey, DocumentId)>> = HashMap::new();
+        for id in &pending {
+            if let Some(e) = self.docs.get(id) {
+                for t in e.terms.iter() {
+                    by_field.entry(t.field.as_str()).or_default().push((&t.key, *id));
+                }
+            }
+        }
+        for (field, mut postings) in by_field {
+            postings.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let tree = match values.get_mut(field) {
+                Some(m) => m,
+                None => values.entry(field.to_string()).or_default(),
+            };
+            let mut run = postings.iter().peekable();
+            while let Some(&(key, id)) = run.next() {
+                let ids = match tree.get_mut(key) {
+                    Some(ids) => ids,
+                    None => tree.entry(key.clone()).or_default(),
+                };
+                ids.push(id);
+                while let Some(&&(_, id)) = run.peek().filter(|(k, _)| *k == key) {
+                    ids.push(id);
+                    run.next();
+                }
+            }
+        }
     }
 
     /// Whether the value indexes have been built yet (tests and measurements).
@@ -424,7 +483,11 @@ impl Catalog {
         }
         let values = self.values.get_mut();
         if let Some(e) = self.docs.get_mut(&v.id) {
-            if let Some(values) = values {
+            // The previous version's postings are in the indexes unless it was still
+            // pending itself.
+            if let Some(values) = values
+                && !self.pending.contains(&v.id)
+            {
                 for t in e.terms.iter() {
                     remove_posting(values, &t.field, &t.key, &v.id);
                 }
@@ -454,10 +517,11 @@ impl Catalog {
                 },
             );
         }
-        let Some(values) = self.values.get_mut() else { return };
-        let Some(e) = self.docs.get(&v.id) else { return };
-        for t in e.terms.iter() {
-            add_posting(values, t, v.id);
+        if self.values.get().is_some() {
+            self.pending.insert(v.id);
+            if self.pending.len() >= FLUSH_PENDING_AT {
+                self.flush_values();
+            }
         }
     }
 
@@ -480,7 +544,9 @@ impl Catalog {
                 if let Some(s) = self.by_kind.get_mut(&e.kind) {
                     s.retain(|x| x != id);
                 }
-                if let Some(values) = values.as_deref_mut() {
+                if let Some(values) = values.as_deref_mut()
+                    && !self.pending.remove(id)
+                {
                     for t in e.terms.iter() {
                         remove_posting(values, &t.field, &t.key, id);
                     }
@@ -753,10 +819,104 @@ mod tests {
             terms: vec![term("code", IndexKey::Code("loinc".into(), "2".into()))],
         };
         cat.apply(v, 2);
+        assert!(cat.has_pending_values(), "a commit defers its postings");
+        cat.flush_values();
         assert!(!cat.values()["code"].contains_key(&code));
         assert_eq!(cat.values()["code"][&IndexKey::Code("loinc".into(), "2".into())], vec![id]);
         cat.remove_patient(0);
         assert!(cat.values()["code"].is_empty());
         assert!(cat.docs.is_empty());
+    }
+
+    /// Deferred postings: after any sequence of new documents, updates (flushed or
+    /// still pending), patient removals and flushes, the flushed value indexes equal
+    /// indexes built from scratch from the documents.
+    #[test]
+    fn deferred_postings_equal_a_fresh_build() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut cat = Catalog::default();
+        let mut ids: Vec<(DocumentId, u32, u32)> = Vec::new(); // (id, patient slot, version)
+        for step in 0..3000u64 {
+            match next(10) {
+                0..=5 => {
+                    let id = DocumentId((step as u128).to_le_bytes());
+                    let slot = next(20) as u32;
+                    let v = version(id, slot, 1, &mut next);
+                    cat.apply(v, step);
+                    ids.push((id, slot, 1));
+                }
+                6 | 7 if !ids.is_empty() => {
+                    let i = next(ids.len() as u64) as usize;
+                    let (id, slot, ver) = ids[i];
+                    cat.apply(version(id, slot, ver + 1, &mut next), step);
+                    ids[i].2 += 1;
+                }
+                8 if next(20) == 0 => {
+                    let slot = next(20) as u32;
+                    cat.remove_patient(slot);
+                    ids.retain(|(_, s, _)| *s != slot);
+                }
+                _ => cat.flush_values(),
+            }
+        }
+        cat.flush_values();
+        let sorted = |v: &Values| {
+            let mut out: Vec<(String, IndexKey, Vec<DocumentId>)> = Vec::new();
+            for (f, m) in v {
+                for (k, ids) in m {
+                    let mut ids = ids.clone();
+                    ids.sort();
+                    if !ids.is_empty() {
+                        out.push((f.clone(), k.clone(), ids));
+                    }
+                }
+            }
+            out.sort();
+            out
+        };
+        assert_eq!(sorted(cat.values()), sorted(&build_values(&cat.docs)));
+        assert!(cat.docs.len() > 100, "{}", cat.docs.len());
+    }
+
+    /// A long run of commits without a query flushes itself every
+    /// `FLUSH_PENDING_AT` documents.
+    #[test]
+    fn many_pending_documents_flush_themselves() {
+        let mut cat = Catalog::default();
+        let mut n = 7u64;
+        let mut next = move |m: u64| {
+            n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (n >> 33) % m
+        };
+        for i in 0..FLUSH_PENDING_AT as u64 - 1 {
+            cat.apply(version(DocumentId((u128::from(i)).to_le_bytes()), 0, 1, &mut next), i);
+        }
+        assert!(cat.has_pending_values());
+        cat.apply(version(DocumentId([0xff; 16]), 0, 1, &mut next), 0);
+        assert!(!cat.has_pending_values());
+        let total: usize = cat.values().values().flat_map(|m| m.values()).map(Vec::len).sum();
+        let terms: usize = cat.docs.iter().map(|(_, e)| e.terms.iter().count()).sum();
+        assert_eq!(total, terms);
+    }
+
+    fn version(id: DocumentId, slot: u32, ver: u32, next: &mut impl FnMut(u64) -> u64) -> NewVersion {
+        let terms = (0..1 + next(4))
+            .map(|i| term(["code", "status", "effective"][i as usize % 3], IndexKey::Integer(next(30) as i64)))
+            .collect();
+        NewVersion {
+            id,
+            patient_slot: slot,
+            kind: Kind::new("Observation").unwrap(),
+            created_us: 1,
+            loc: VersionLoc { version: ver, offset: 8192 + u64::from(ver), updated_us: 1 },
+            labels: LabelSet::new(),
+            terms,
+        }
     }
 }

@@ -400,6 +400,19 @@ impl Store {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// [`Store::read_state`] with the value indexes current: documents committed since
+    /// the last query are added to them first (see [`Catalog::values`]).
+    pub fn read_state_for_query(&self) -> RwLockReadGuard<'_, State> {
+        loop {
+            let st = self.read_state();
+            if !st.catalog.has_pending_values() {
+                return st;
+            }
+            drop(st);
+            self.write_state().catalog.flush_values();
+        }
+    }
+
     pub(crate) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
