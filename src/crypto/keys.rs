@@ -164,7 +164,7 @@ fn label_generations<'l>(
 }
 
 /// Entries the group-key cache holds before it is emptied.
-const GROUP_CACHE_ENTRIES: usize = 16 * 1024;
+const GROUP_CACHE_ENTRIES: usize = 64 * 1024;
 
 impl GroupKeyCache {
     fn new() -> Self {
