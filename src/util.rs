@@ -32,29 +32,50 @@ pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// Applies `f` to `threads` contiguous parts of `items` (the first on this thread, the
-/// others on scoped threads that are joined before returning) and concatenates the
-/// results in order. A part whose thread panicked is redone on this thread, so the
-/// result is always complete.
+/// Chunks per thread [`split_map`] cuts its items into.
+const CHUNKS_PER_THREAD: usize = 8;
+
+/// Applies `f` to contiguous chunks of `items` on up to `threads` threads (this one and
+/// scoped threads joined before returning) and concatenates the results in order.
+///
+/// The chunks are small and claimed one at a time, so a thread that gets no CPU for a
+/// while (a busy machine) leaves its share to the others instead of making this thread
+/// wait for it: this thread waits at most for the chunks already in progress. A chunk
+/// whose thread panicked is redone on this thread, so the result is always complete.
 pub(crate) fn split_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
     if threads < 2 || items.len() < 2 {
         return f(items);
     }
-    let chunk = items.len().div_ceil(threads);
+    let chunk = items.len().div_ceil(threads * CHUNKS_PER_THREAD).max(1);
+    let parts: Vec<&[T]> = items.chunks(chunk).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(part) = parts.get(i) else { return out };
+            out.push((i, f(part)));
+        }
+    };
+    let mut done: Vec<Option<Vec<R>>> = std::iter::repeat_with(|| None).take(parts.len()).collect();
     std::thread::scope(|scope| {
-        let f = &f;
-        let mut parts = items.chunks(chunk);
-        let mine = parts.next().unwrap_or(&[]);
-        let others: Vec<_> = parts.map(|part| (part, scope.spawn(move || f(part)))).collect();
-        let mut out = f(mine);
-        for (part, handle) in others {
-            match handle.join() {
-                Ok(mut v) => out.append(&mut v),
-                Err(_) => out.extend(f(part)),
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        for (i, r) in work() {
+            done[i] = Some(r);
+        }
+        for h in helpers {
+            if let Ok(v) = h.join() {
+                for (i, r) in v {
+                    done[i] = Some(r);
+                }
             }
         }
-        out
-    })
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for (r, part) in done.into_iter().zip(&parts) {
+        out.extend(r.unwrap_or_else(|| f(part)));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -69,5 +90,19 @@ mod split_tests {
             assert_eq!(got, items.iter().map(|x| x * 2).collect::<Vec<_>>());
         }
         assert!(split_map(&[] as &[u32], 2, |p| p.to_vec()).is_empty());
+    }
+
+    /// Work a helper thread panicked on is redone by the calling thread.
+    #[test]
+    fn split_map_redoes_what_a_panicking_helper_lost() {
+        let caller = std::thread::current().id();
+        let items: Vec<u32> = (0..200).collect();
+        let got = split_map(&items, 3, |p| {
+            if std::thread::current().id() != caller {
+                panic!("helper thread fails (expected in this test)");
+            }
+            p.iter().map(|x| x + 1).collect()
+        });
+        assert_eq!(got, items.iter().map(|x| x + 1).collect::<Vec<_>>());
     }
 }
