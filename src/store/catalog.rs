@@ -658,29 +658,67 @@ pub(crate) mod wire {
         }
     }
 
-    /// Reads one packed key; `None` if malformed.
-    fn key(r: &mut Reader<'_>, decode: bool) -> Option<Option<IndexKey>> {
-        Some(match r.u8()? {
+    /// A length-prefixed string that must be UTF-8, as bytes (checked, not converted).
+    fn utf8<'a>(r: &mut Reader<'a>) -> Option<&'a [u8]> {
+        let b = r.bytes()?;
+        // Index terms are mostly short ASCII strings: `is_ascii` checks a word at a
+        // time, much cheaper than a full UTF-8 validation per string.
+        (b.is_ascii() || std::str::from_utf8(b).is_ok()).then_some(b)
+    }
+
+    /// Skips one packed key, checking it exactly as [`key`] would decode it (UTF-8,
+    /// ranges), without building it; `None` if malformed.
+    fn check_key(r: &mut Reader<'_>) -> Option<()> {
+        match r.u8()? {
             0 => {
-                let (s, c) = (r.str()?, r.str()?);
-                decode.then(|| IndexKey::Code(s.to_string(), c.to_string()))
+                utf8(r)?;
+                utf8(r)?;
             }
             1 => {
-                let t = r.str()?;
-                decode.then(|| IndexKey::Text(t.to_string()))
+                utf8(r)?;
             }
-            2 => Some(IndexKey::Integer(r.iv()?)),
+            2 | 5 => {
+                r.iv()?;
+            }
             3 => {
                 let z = r.u128v()?;
                 let m = ((z >> 1) as i128) ^ -((z & 1) as i128);
                 let scale = r.u8()?;
-                Some(IndexKey::Decimal(Decimal::try_from_i128_with_scale(m, u32::from(scale)).ok()?))
+                Decimal::try_from_i128_with_scale(m, u32::from(scale)).ok()?;
             }
-            4 => Some(IndexKey::Date(i32::try_from(r.iv()?).ok()?)),
-            5 => Some(IndexKey::DateTime(r.iv()?)),
+            4 => {
+                i32::try_from(r.iv()?).ok()?;
+            }
+            6 => {
+                if r.u8()? > 1 {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// Reads one packed key; `None` if malformed.
+    fn key(r: &mut Reader<'_>) -> Option<IndexKey> {
+        Some(match r.u8()? {
+            0 => {
+                let (s, c) = (r.str()?, r.str()?);
+                IndexKey::Code(s.to_string(), c.to_string())
+            }
+            1 => IndexKey::Text(r.str()?.to_string()),
+            2 => IndexKey::Integer(r.iv()?),
+            3 => {
+                let z = r.u128v()?;
+                let m = ((z >> 1) as i128) ^ -((z & 1) as i128);
+                let scale = r.u8()?;
+                IndexKey::Decimal(Decimal::try_from_i128_with_scale(m, u32::from(scale)).ok()?)
+            }
+            4 => IndexKey::Date(i32::try_from(r.iv()?).ok()?),
+            5 => IndexKey::DateTime(r.iv()?),
             6 => match r.u8()? {
-                0 => Some(IndexKey::Boolean(false)),
-                1 => Some(IndexKey::Boolean(true)),
+                0 => IndexKey::Boolean(false),
+                1 => IndexKey::Boolean(true),
                 _ => return None,
             },
             _ => return None,
@@ -690,7 +728,7 @@ pub(crate) mod wire {
     /// Decodes a packed key that makes up all of `b`.
     pub(crate) fn read_key(b: &[u8]) -> Option<IndexKey> {
         let mut r = Reader::new(b);
-        let k = key(&mut r, true)??;
+        let k = key(&mut r)?;
         r.done().then_some(k)
     }
 
@@ -702,7 +740,7 @@ pub(crate) mod wire {
                 Some(sid) if sid < schemas => {}
                 _ => return false,
             }
-            if key(&mut r, false).is_none() {
+            if check_key(&mut r).is_none() {
                 return false;
             }
         }
@@ -716,7 +754,7 @@ pub(crate) mod wire {
         while !r.done() {
             let Some(sid) = r.usize() else { return };
             let start = r.pos();
-            if key(&mut r, false).is_none() {
+            if check_key(&mut r).is_none() {
                 return;
             }
             f(sid, &b[start..r.pos()]);
@@ -772,6 +810,63 @@ mod tests {
         }
         assert_eq!(wire::Reader::new(&[0xff; 11]).uv(), None);
         assert_eq!(wire::Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).uv(), None);
+    }
+
+    #[test]
+    fn term_strings_must_be_utf8() {
+        let schemas = 1;
+        for (bytes, ok) in [
+            (&b"final"[..], true),
+            ("état, 検査".as_bytes(), true),
+            (&b""[..], true),
+            (&b"\xff"[..], false),
+            (&b"ab\xc3"[..], false),
+            (&b"\xed\xa0\x80"[..], false),
+        ] {
+            for tag in [0u8, 1] {
+                let mut b = Vec::new();
+                wire::put_uv(&mut b, 0);
+                b.push(tag);
+                wire::put_bytes(&mut b, bytes);
+                if tag == 0 {
+                    wire::put_bytes(&mut b, b"x");
+                }
+                assert_eq!(wire::check_terms(&b, schemas), ok, "tag {tag} {bytes:?}");
+                assert_eq!(wire::read_key(&b[1..]).is_some(), ok, "tag {tag} {bytes:?}");
+                // The second string of a code is checked too.
+                if tag == 0 {
+                    let mut b = Vec::new();
+                    wire::put_uv(&mut b, 0);
+                    b.push(0);
+                    wire::put_bytes(&mut b, b"x");
+                    wire::put_bytes(&mut b, bytes);
+                    assert_eq!(wire::check_terms(&b, schemas), ok, "code value {bytes:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wide_varints_round_trip_and_reject_overflow() {
+        for v in [0u128, 127, 128, (1 << 63) - 1, 1 << 63, u64::MAX as u128, 1 << 96, u128::MAX] {
+            let mut b = Vec::new();
+            wire::put_u128(&mut b, v);
+            assert_eq!(wire::Reader::new(&b).u128v(), Some(v), "{v}");
+            assert_eq!(wire::Reader::new(&b[..b.len() - 1]).u128v(), None, "{v} cut");
+        }
+        // 19 bytes carry 133 bits: the top five must be zero.
+        let mut b = vec![0xff; 18];
+        b.push(0x03);
+        assert_eq!(wire::Reader::new(&b).u128v(), Some(u128::MAX));
+        b[18] = 0x04;
+        assert_eq!(wire::Reader::new(&b).u128v(), None);
+        assert_eq!(wire::Reader::new(&[0x80; 20]).u128v(), None);
+        // A value after a wide one is read from the right place.
+        let mut b = Vec::new();
+        wire::put_u128(&mut b, 300);
+        wire::put_uv(&mut b, 5);
+        let mut r = wire::Reader::new(&b);
+        assert_eq!((r.u128v(), r.uv(), r.done()), (Some(300), Some(5), true));
     }
 
     #[test]
