@@ -626,10 +626,11 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, v: Verified) -> Result<L
     let mut cat = Catalog::lazy();
     cat.frames = std::mem::take(&mut global.frames);
     let sealed_bytes: usize = pieces.iter().map(|p| p.len()).sum();
-    cat.docs.reserve(usize::try_from(global.docs).unwrap_or(0).min(sealed_bytes / 22));
     cat.by_patient.reserve(usize::try_from(global.patients).unwrap_or(0).min(sealed_bytes / 8));
     let mut by_kind: Vec<Vec<DocumentId>> = vec![Vec::new(); global.dict.kinds.len()];
     let (mut entries, mut erased) = (0usize, 0usize);
+    // `Global.docs` is only a sizing hint (bounded by what the entries can hold).
+    let mut pending = cat.docs.pending(usize::try_from(global.docs).unwrap_or(0).min(sealed_bytes / 22));
     let mut merge = |d: Decoded| -> Result<()> {
         entries += d.entries;
         erased += d.erased;
@@ -645,7 +646,7 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, v: Verified) -> Result<L
             }
         }
         cat.versions += d.docs.iter().map(|(_, e)| e.versions.len() as u64).sum::<u64>();
-        cat.docs.adopt(d.docs).map_err(|_| bad("checkpoint patient entry"))
+        cat.docs.adopt_unindexed(d.docs, &mut pending).map_err(|_| bad("checkpoint patient entry"))
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let dict = &global.dict;
@@ -713,6 +714,8 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, v: Verified) -> Result<L
             Ok(())
         })?;
     }
+    // A document id in two entries (or twice in one) is found here.
+    cat.docs.index_pending(pending).map_err(|_| bad("checkpoint patient entry"))?;
     if entries as u64 != global.patients || cat.by_patient.len() + erased != entries {
         return Err(bad("checkpoint"));
     }
