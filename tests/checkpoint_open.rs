@@ -210,3 +210,63 @@ fn a_read_only_open_uses_the_checkpoint() {
     let st = v.store().read_state();
     assert_eq!(st.catalog.docs.len(), 32);
 }
+
+/// Every byte of a checkpoint (its frames and its commit) changed, with the frame's
+/// CRC left wrong or made valid again: the checkpoint is never used, a read-write open
+/// refuses (valid commits follow the damage), and a read-only open serves exactly the
+/// documents committed before the checkpoint.
+#[test]
+fn any_changed_checkpoint_byte_means_no_checkpoint_and_no_wrong_data() {
+    // A small checkpoint: few documents, so every byte can be tried.
+    let dir = common::scratch_dir();
+    let path = dir.path().join("v.cv");
+    let v = Vault::create(&path, VaultKey::Raw(&common::key()), options()).unwrap();
+    put(&v, 0, 4);
+    let cp = v.checkpoint().unwrap();
+    put(&v, 4, 6);
+    v.close().unwrap();
+    let data = std::fs::read(&path).unwrap();
+    let end = common::log_end(&data);
+    let data = data[..end].to_vec();
+    let ring = std::fs::read(keyring_path(&path)).unwrap();
+    let commit = checkpoint_commit(&data, cp);
+    let frames: Vec<common::FrameAt> =
+        common::frames(&data).into_iter().filter(|f| f.offset as u64 >= cp && f.offset <= commit.offset).collect();
+    let ro = VaultOptions { read_only: true, ..options() };
+    let mut tried = 0;
+    for f in &frames {
+        for at in f.offset..f.offset + f.len {
+            for fix_crc in [false, true] {
+                // The CRC field itself (bytes 16..20) cannot be "fixed".
+                if fix_crc && (at < f.offset + FRAME_HEADER) {
+                    continue;
+                }
+                let mut d = data.clone();
+                d[at] ^= 0x01;
+                if fix_crc {
+                    let payload = d[f.offset + FRAME_HEADER..f.offset + f.len].to_vec();
+                    common::rewrite_payload(&mut d, f.offset, &payload);
+                }
+                let what = format!("byte {at} (frame at {}, crc fixed: {fix_crc})", f.offset);
+                let dir = common::scratch_dir();
+                let p = common::write_vault(dir.path(), "t.cv", &d, &ring);
+                match Vault::open(&p, VaultKey::Raw(&common::key()), options()) {
+                    Err(Error::Corrupt { .. }) => {}
+                    Err(e) => panic!("{what}: {e}"),
+                    Ok(v) => {
+                        panic!("{what}: read-write open accepted damage before valid commits: {:?}", v.open_report())
+                    }
+                }
+                let v = Vault::open(&p, VaultKey::Raw(&common::key()), ro.clone())
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let rep = v.open_report().clone();
+                assert_eq!(rep.checkpoint, None, "{what}: {rep:?}");
+                assert!(rep.checkpoint_fallback.is_some(), "{what}: {rep:?}");
+                assert!(rep.corrupt.is_some(), "{what}: {rep:?}");
+                assert_eq!(v.store().read_state().catalog.docs.len(), 4, "{what}");
+                tried += 1;
+            }
+        }
+    }
+    assert!(tried > 200, "{tried}");
+}

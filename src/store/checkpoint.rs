@@ -485,7 +485,7 @@ pub(crate) fn read_verified(keys: &KeyHierarchy, bytes: &[u8], offset: u64) -> R
         return Err(chain_err);
     }
     let mut chain = frame::chain_step(&global.head.chain, &gframe);
-    let mut seq = gh.seq + 1;
+    let mut seq = gh.seq.wrapping_add(1);
     let mut frame_offsets = vec![offset];
     pos += gh.total();
     let mut pieces = Vec::new();
@@ -539,16 +539,16 @@ pub(crate) fn read_verified(keys: &KeyHierarchy, bytes: &[u8], offset: u64) -> R
             return Err(bad("checkpoint frame"));
         }
         chain = *hash.finalize().as_bytes();
-        seq += 1;
+        seq = seq.wrapping_add(1);
         pos += h.total();
     }
     let commit_at = pos;
     let (ch, cframe) = small_frame(commit_at, FrameType::Commit)?;
     let c = Commit::decode(&cframe[FRAME_HEADER..]).ok_or(bad("checkpoint commit"))?;
     if ch.seq != seq
-        || c.number != global.head.commit_number + 1
+        || global.head.commit_number.checked_add(1) != Some(c.number)
         || c.first_seq != global.head.next_seq
-        || u64::from(c.frames) != global.parts + 1
+        || global.parts.checked_add(1) != Some(u64::from(c.frames))
         || !ct_eq(&c.chain, &chain)
         || !ct_eq(&c.mac, &keys.commit_mac.mac(&[&c.mac_input()]))
     {
@@ -556,7 +556,7 @@ pub(crate) fn read_verified(keys: &KeyHierarchy, bytes: &[u8], offset: u64) -> R
     }
     chain = frame::chain_step(&chain, &cframe);
     let end = (commit_at + ch.total()) as u64;
-    let head = LogHead { end, next_seq: seq + 1, commit_number: c.number, chain };
+    let head = LogHead { end, next_seq: seq.wrapping_add(1), commit_number: c.number, chain };
     Ok(Verified { offset, global, pieces, frame_offsets, head })
 }
 
