@@ -215,10 +215,10 @@ impl Hasher for IdHasher {
 /// small map from id to (segment, position). Lookups, iteration and updates work as
 /// on a `HashMap<DocumentId, DocEntry>`; iteration order is unspecified.
 ///
-/// The id map is split into [`SHARDS`] maps by bits of the id's hash that the maps
+/// The id map is split into `SHARDS` maps by bits of the id's hash that the maps
 /// themselves do not use to place it: each shard of a million-document vault is small
 /// enough to stay in cache while a checkpoint load fills it, and the shards are filled
-/// on every core ([`DocMap::index_pending`]).
+/// on every core (`DocMap::index_pending`).
 #[derive(Debug, Clone)]
 pub struct DocMap {
     hasher: IdHashState,

@@ -9,6 +9,13 @@
 //! unreadable. The header's `checkpoint_offset` points at the newest checkpoint; it is
 //! only a hint: open verifies the checkpoint and everything after it, and falls back
 //! to a full scan (and says so) when anything is wrong.
+//!
+//! Open first runs `read_verified` (no patient key needed, so it runs while the
+//! keyring loads): every checkpoint frame is copied out of the map once, and that copy
+//! is CRC-checked and hashed into the chain, and the checkpoint's commit frame must
+//! carry that chain and a valid MAC. Then `load` decrypts the copies in place and
+//! decodes them on every core; the scan of the log resumes after the checkpoint's
+//! commit.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -601,7 +608,8 @@ fn decode_piece(
     }
     // Room for every document of the piece at once (each entry starts with its
     // document count; a document takes at least 22 bytes).
-    let docs: usize = open.iter().filter_map(|(_, r)| Reader::new(buf.get(r.clone())?).usize()).sum();
+    let docs =
+        open.iter().filter_map(|(_, r)| Reader::new(buf.get(r.clone())?).usize()).fold(0usize, usize::saturating_add);
     out.docs.reserve(docs.min(buf.len() / 22));
     let buf = Arc::new(buf);
     for (slot, range) in open {
