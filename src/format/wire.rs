@@ -74,8 +74,34 @@ impl<'a> Reader<'a> {
         self.take(N)?.try_into().ok()
     }
     /// An unsigned varint (at most 10 bytes, no overflow).
+    #[inline]
     pub(crate) fn uv(&mut self) -> Option<u64> {
-        self.varint(64).map(|v| v as u64)
+        // Most varints are one byte.
+        if let Some(&b) = self.b.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Some(u64::from(b));
+        }
+        self.uv_long()
+    }
+    /// [`Reader::uv`] past its one-byte case: the same rules as `varint(64)`, in 64-bit
+    /// arithmetic (this runs for every field of every document of an index checkpoint
+    /// at open).
+    fn uv_long(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            let part = u64::from(b & 0x7f);
+            if i == 9 && part > 1 {
+                return None;
+            }
+            v |= part << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
     }
     /// An unsigned varint of at most `bits` bits (groups of 7, no overflow).
     fn varint(&mut self, bits: u32) -> Option<u128> {
@@ -108,6 +134,17 @@ impl<'a> Reader<'a> {
     }
     /// An unsigned varint of up to 128 bits.
     pub(crate) fn u128v(&mut self) -> Option<u128> {
+        // Up to nine bytes (63 bits) cannot overflow: 64-bit arithmetic, the same result.
+        let start = self.pos;
+        let mut v = 0u64;
+        for i in 0..9 {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(u128::from(v));
+            }
+        }
+        self.pos = start;
         self.varint(128)
     }
     /// A length-prefixed byte string.

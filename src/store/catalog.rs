@@ -214,29 +214,68 @@ impl Hasher for IdHasher {
 /// a checkpoint loader hands over the batches its threads decoded as they are) and a
 /// small map from id to (segment, position). Lookups, iteration and updates work as
 /// on a `HashMap<DocumentId, DocEntry>`; iteration order is unspecified.
-#[derive(Debug, Clone, Default)]
+///
+/// The id map is split into `SHARDS` maps by bits of the id's hash that the maps
+/// themselves do not use to place it: each shard of a million-document vault is small
+/// enough to stay in cache while a checkpoint load fills it, and the shards are filled
+/// on every core (`DocMap::index_pending`).
+#[derive(Debug, Clone)]
 pub struct DocMap {
-    index: HashMap<DocumentId, (u32, u32), IdHashState>,
+    hasher: IdHashState,
+    shards: Vec<HashMap<DocumentId, (u32, u32), IdHashState>>,
     segments: Vec<Vec<(DocumentId, DocEntry)>>,
 }
+
+/// Number of shards of a [`DocMap`]'s id map (a power of two).
+const SHARDS: usize = 64;
+
+impl Default for DocMap {
+    fn default() -> Self {
+        let hasher = IdHashState::default();
+        DocMap { hasher, shards: (0..SHARDS).map(|_| HashMap::with_hasher(hasher)).collect(), segments: Vec::new() }
+    }
+}
+
+/// Ids of segments added by [`DocMap::adopt_unindexed`] and not indexed yet, by shard:
+/// (id, segment, position).
+pub(crate) struct PendingIds(Vec<Vec<(DocumentId, u32, u32)>>);
 
 /// Largest segment that [`DocMap::insert`] appends to (adopted segments may be larger).
 const SEGMENT: usize = 1 << 16;
 
 impl DocMap {
+    /// The shard of `id`: hash bits 32.. (each shard map places ids by the low bits of
+    /// the same hash and tags them with the top seven).
+    fn shard_of(&self, id: &DocumentId) -> usize {
+        (self.hasher.hash_one(id) >> 32) as usize & (SHARDS - 1)
+    }
+
+    fn shard(&self, id: &DocumentId) -> &HashMap<DocumentId, (u32, u32), IdHashState> {
+        &self.shards[self.shard_of(id)]
+    }
+
+    fn shard_mut(&mut self, id: &DocumentId) -> &mut HashMap<DocumentId, (u32, u32), IdHashState> {
+        let k = self.shard_of(id);
+        &mut self.shards[k]
+    }
+
     /// Number of documents.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.shards.iter().map(HashMap::len).sum()
     }
 
     /// Whether there are no documents.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.shards.iter().all(HashMap::is_empty)
     }
 
     /// Reserves room in the id map for `n` more documents.
     pub fn reserve(&mut self, n: usize) {
-        self.index.reserve(n);
+        // Ids spread evenly over the shards; a little slack for the unevenness.
+        let per = n / SHARDS + n / (SHARDS * 8) + 8;
+        for m in &mut self.shards {
+            m.reserve(per);
+        }
     }
 
     fn at(&self, (s, i): (u32, u32)) -> Option<&(DocumentId, DocEntry)> {
@@ -245,23 +284,23 @@ impl DocMap {
 
     /// The entry of `id`.
     pub fn get(&self, id: &DocumentId) -> Option<&DocEntry> {
-        self.index.get(id).and_then(|&at| self.at(at)).map(|(_, e)| e)
+        self.shard(id).get(id).and_then(|&at| self.at(at)).map(|(_, e)| e)
     }
 
     /// The entry of `id`, with the id.
     pub fn get_key_value(&self, id: &DocumentId) -> Option<(&DocumentId, &DocEntry)> {
-        self.index.get(id).and_then(|&at| self.at(at)).map(|(k, e)| (k, e))
+        self.shard(id).get(id).and_then(|&at| self.at(at)).map(|(k, e)| (k, e))
     }
 
     /// The entry of `id`, mutably.
     pub fn get_mut(&mut self, id: &DocumentId) -> Option<&mut DocEntry> {
-        let &(s, i) = self.index.get(id)?;
+        let &(s, i) = self.shard(id).get(id)?;
         self.segments.get_mut(s as usize)?.get_mut(i as usize).map(|(_, e)| e)
     }
 
     /// Whether `id` has an entry.
     pub fn contains_key(&self, id: &DocumentId) -> bool {
-        self.index.contains_key(id)
+        self.shard(id).contains_key(id)
     }
 
     /// Inserts or replaces the entry of `id`; returns the one it replaced.
@@ -276,46 +315,82 @@ impl DocMap {
                 self.segments.len() - 1
             }
         };
-        let seg = &mut self.segments[s];
-        self.index.insert(id, (s as u32, seg.len() as u32));
-        seg.push((id, e));
+        let at = (s as u32, self.segments[s].len() as u32);
+        self.shard_mut(&id).insert(id, at);
+        self.segments[s].push((id, e));
         None
     }
 
-    /// Adopts a batch of new entries as one segment. Fails (and changes nothing) if an
-    /// id is already present or appears twice, or the batch is too large.
-    pub(crate) fn adopt(&mut self, batch: Vec<(DocumentId, DocEntry)>) -> std::result::Result<(), ()> {
+    /// An empty [`PendingIds`] for this map, with room for about `n` ids.
+    pub(crate) fn pending(&self, n: usize) -> PendingIds {
+        let per = n / SHARDS + n / (SHARDS * 8) + 8;
+        PendingIds((0..SHARDS).map(|_| Vec::with_capacity(per)).collect())
+    }
+
+    /// Adds a batch of new entries as one segment without indexing them: their ids go
+    /// to `pending`, and [`DocMap::index_pending`] must index them before the map is
+    /// used (until then lookups do not find them). Fails if the batch is too large.
+    pub(crate) fn adopt_unindexed(
+        &mut self,
+        batch: Vec<(DocumentId, DocEntry)>,
+        pending: &mut PendingIds,
+    ) -> std::result::Result<(), ()> {
         let s = u32::try_from(self.segments.len()).map_err(|_| ())?;
         if u32::try_from(batch.len()).is_err() {
             return Err(());
         }
         for (i, (id, _)) in batch.iter().enumerate() {
-            if self.index.insert(*id, (s, i as u32)).is_some() {
-                // Undo this batch's ids (a duplicate inside it included).
-                for (id, _) in &batch[..=i] {
-                    if self.index.get(id).is_some_and(|&(x, _)| x == s) {
-                        self.index.remove(id);
-                    }
-                }
-                return Err(());
-            }
+            pending.0[self.shard_of(id)].push((*id, s, i as u32));
         }
         self.segments.push(batch);
         Ok(())
     }
 
+    /// Indexes the ids of [`DocMap::adopt_unindexed`], one shard at a time on every
+    /// core. Fails if an id is already present or appears twice; the map must then be
+    /// dropped (it may be partly indexed).
+    pub(crate) fn index_pending(&mut self, pending: PendingIds) -> std::result::Result<(), ()> {
+        let fill = |shards: &mut [HashMap<DocumentId, (u32, u32), IdHashState>],
+                    ids: &[Vec<(DocumentId, u32, u32)>]|
+         -> bool {
+            shards.iter_mut().zip(ids).all(|(m, ids)| {
+                m.reserve(ids.len());
+                ids.iter().all(|(id, s, i)| m.insert(*id, (*s, *i)).is_none())
+            })
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+        let total: usize = pending.0.iter().map(Vec::len).sum();
+        let ok = if threads == 1 || total < 1 << 16 {
+            fill(&mut self.shards, &pending.0)
+        } else {
+            let per = SHARDS.div_ceil(threads);
+            std::thread::scope(|scope| {
+                let mut parts = self.shards.chunks_mut(per).zip(pending.0.chunks(per));
+                let mine = parts.next();
+                let handles: Vec<_> = parts.map(|(m, ids)| scope.spawn(move || fill(m, ids))).collect();
+                let mut ok = mine.is_none_or(|(m, ids)| fill(m, ids));
+                for h in handles {
+                    ok &= h.join().unwrap_or(false);
+                }
+                ok
+            })
+        };
+        if ok { Ok(()) } else { Err(()) }
+    }
+
     /// Removes the entry of `id`.
     pub fn remove(&mut self, id: &DocumentId) -> Option<DocEntry> {
-        let (s, i) = self.index.remove(id)?;
+        let (s, i) = self.shard_mut(id).remove(id)?;
         let seg = self.segments.get_mut(s as usize)?;
         if i as usize >= seg.len() {
             return None;
         }
         let (_, e) = seg.swap_remove(i as usize);
-        if let Some((moved, _)) = seg.get(i as usize)
-            && let Some(at) = self.index.get_mut(moved)
-        {
-            *at = (s, i);
+        if let Some((moved, _)) = seg.get(i as usize) {
+            let moved = *moved;
+            if let Some(at) = self.shard_mut(&moved).get_mut(&moved) {
+                *at = (s, i);
+            }
         }
         Some(e)
     }
@@ -658,29 +733,67 @@ pub(crate) mod wire {
         }
     }
 
-    /// Reads one packed key; `None` if malformed.
-    fn key(r: &mut Reader<'_>, decode: bool) -> Option<Option<IndexKey>> {
-        Some(match r.u8()? {
+    /// A length-prefixed string that must be UTF-8, as bytes (checked, not converted).
+    fn utf8<'a>(r: &mut Reader<'a>) -> Option<&'a [u8]> {
+        let b = r.bytes()?;
+        // Index terms are mostly short ASCII strings: `is_ascii` checks a word at a
+        // time, much cheaper than a full UTF-8 validation per string.
+        (b.is_ascii() || std::str::from_utf8(b).is_ok()).then_some(b)
+    }
+
+    /// Skips one packed key, checking it exactly as [`key`] would decode it (UTF-8,
+    /// ranges), without building it; `None` if malformed.
+    fn check_key(r: &mut Reader<'_>) -> Option<()> {
+        match r.u8()? {
             0 => {
-                let (s, c) = (r.str()?, r.str()?);
-                decode.then(|| IndexKey::Code(s.to_string(), c.to_string()))
+                utf8(r)?;
+                utf8(r)?;
             }
             1 => {
-                let t = r.str()?;
-                decode.then(|| IndexKey::Text(t.to_string()))
+                utf8(r)?;
             }
-            2 => Some(IndexKey::Integer(r.iv()?)),
+            2 | 5 => {
+                r.iv()?;
+            }
             3 => {
                 let z = r.u128v()?;
                 let m = ((z >> 1) as i128) ^ -((z & 1) as i128);
                 let scale = r.u8()?;
-                Some(IndexKey::Decimal(Decimal::try_from_i128_with_scale(m, u32::from(scale)).ok()?))
+                Decimal::try_from_i128_with_scale(m, u32::from(scale)).ok()?;
             }
-            4 => Some(IndexKey::Date(i32::try_from(r.iv()?).ok()?)),
-            5 => Some(IndexKey::DateTime(r.iv()?)),
+            4 => {
+                i32::try_from(r.iv()?).ok()?;
+            }
+            6 => {
+                if r.u8()? > 1 {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// Reads one packed key; `None` if malformed.
+    fn key(r: &mut Reader<'_>) -> Option<IndexKey> {
+        Some(match r.u8()? {
+            0 => {
+                let (s, c) = (r.str()?, r.str()?);
+                IndexKey::Code(s.to_string(), c.to_string())
+            }
+            1 => IndexKey::Text(r.str()?.to_string()),
+            2 => IndexKey::Integer(r.iv()?),
+            3 => {
+                let z = r.u128v()?;
+                let m = ((z >> 1) as i128) ^ -((z & 1) as i128);
+                let scale = r.u8()?;
+                IndexKey::Decimal(Decimal::try_from_i128_with_scale(m, u32::from(scale)).ok()?)
+            }
+            4 => IndexKey::Date(i32::try_from(r.iv()?).ok()?),
+            5 => IndexKey::DateTime(r.iv()?),
             6 => match r.u8()? {
-                0 => Some(IndexKey::Boolean(false)),
-                1 => Some(IndexKey::Boolean(true)),
+                0 => IndexKey::Boolean(false),
+                1 => IndexKey::Boolean(true),
                 _ => return None,
             },
             _ => return None,
@@ -690,7 +803,7 @@ pub(crate) mod wire {
     /// Decodes a packed key that makes up all of `b`.
     pub(crate) fn read_key(b: &[u8]) -> Option<IndexKey> {
         let mut r = Reader::new(b);
-        let k = key(&mut r, true)??;
+        let k = key(&mut r)?;
         r.done().then_some(k)
     }
 
@@ -702,7 +815,7 @@ pub(crate) mod wire {
                 Some(sid) if sid < schemas => {}
                 _ => return false,
             }
-            if key(&mut r, false).is_none() {
+            if check_key(&mut r).is_none() {
                 return false;
             }
         }
@@ -716,7 +829,7 @@ pub(crate) mod wire {
         while !r.done() {
             let Some(sid) = r.usize() else { return };
             let start = r.pos();
-            if key(&mut r, false).is_none() {
+            if check_key(&mut r).is_none() {
                 return;
             }
             f(sid, &b[start..r.pos()]);
@@ -772,6 +885,141 @@ mod tests {
         }
         assert_eq!(wire::Reader::new(&[0xff; 11]).uv(), None);
         assert_eq!(wire::Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).uv(), None);
+    }
+
+    fn entry(slot: u32) -> DocEntry {
+        DocEntry {
+            patient_slot: slot,
+            kind: Kind::new("Observation").unwrap(),
+            created_us: 1,
+            versions: vec![VersionLoc { version: 1, offset: 8192, updated_us: 1 }],
+            labels: Arc::new(LabelSet::new()),
+            terms: Terms::default(),
+            commit: 1,
+        }
+    }
+
+    fn id(n: u32) -> DocumentId {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&n.to_le_bytes());
+        b[8..12].copy_from_slice(&n.wrapping_mul(2_654_435_761).to_le_bytes());
+        DocumentId(b)
+    }
+
+    #[test]
+    fn doc_map_shards_index_pending_and_updates() {
+        // Enough ids for the parallel fill, in uneven batches.
+        let n = 70_000u32;
+        let mut m = DocMap::default();
+        let mut pending = m.pending(n as usize);
+        let mut start = 0;
+        for size in [1u32, 40_000, 29_998, 1] {
+            let batch = (start..start + size).map(|i| (id(i), entry(i))).collect();
+            m.adopt_unindexed(batch, &mut pending).unwrap();
+            start += size;
+        }
+        assert_eq!(start, n);
+        assert!(m.is_empty(), "not indexed yet");
+        m.index_pending(pending).unwrap();
+        assert_eq!(m.len(), n as usize);
+        assert_eq!(m.iter().count(), n as usize);
+        for i in (0..n).step_by(97) {
+            assert_eq!(m.get(&id(i)).map(|e| e.patient_slot), Some(i));
+            assert_eq!(m.get_key_value(&id(i)).map(|(k, _)| *k), Some(id(i)));
+        }
+        assert!(m.get(&id(n)).is_none() && !m.contains_key(&id(n + 1)));
+        // Removal moves the last entry of a segment: it stays reachable.
+        for i in (0..n).step_by(3) {
+            assert_eq!(m.remove(&id(i)).map(|e| e.patient_slot), Some(i));
+        }
+        for i in 0..n {
+            assert_eq!(m.get(&id(i)).map(|e| e.patient_slot), (i % 3 != 0).then_some(i), "{i}");
+        }
+        assert!(m.insert(id(0), entry(7)).is_none());
+        assert_eq!(m.insert(id(0), entry(8)).map(|e| e.patient_slot), Some(7));
+        assert_eq!(m[&id(0)].patient_slot, 8);
+        if let Some(e) = m.get_mut(&id(1)) {
+            e.commit = 9;
+        }
+        assert_eq!(m[&id(1)].commit, 9);
+        let left = n as usize - (n as usize).div_ceil(3) + 1;
+        assert_eq!(m.len(), left);
+
+        // The same id in two batches, or twice in one, is refused (small and large).
+        for size in [10u32, 40_000] {
+            let mut m = DocMap::default();
+            let mut p = m.pending(0);
+            m.adopt_unindexed((0..size).map(|i| (id(i), entry(i))).collect(), &mut p).unwrap();
+            m.adopt_unindexed(vec![(id(size / 2), entry(0))], &mut p).unwrap();
+            assert!(m.index_pending(p).is_err(), "{size}");
+            let mut m = DocMap::default();
+            let mut p = m.pending(0);
+            m.adopt_unindexed(vec![(id(5), entry(0)), (id(5), entry(1))], &mut p).unwrap();
+            assert!(m.index_pending(p).is_err());
+        }
+        // Already indexed ids count too.
+        let mut m = DocMap::default();
+        m.insert(id(3), entry(3));
+        let mut p = m.pending(1);
+        m.adopt_unindexed(vec![(id(3), entry(0))], &mut p).unwrap();
+        assert!(m.index_pending(p).is_err());
+    }
+
+    #[test]
+    fn term_strings_must_be_utf8() {
+        let schemas = 1;
+        for (bytes, ok) in [
+            (&b"final"[..], true),
+            ("état, 検査".as_bytes(), true),
+            (&b""[..], true),
+            (&b"\xff"[..], false),
+            (&b"ab\xc3"[..], false),
+            (&b"\xed\xa0\x80"[..], false),
+        ] {
+            for tag in [0u8, 1] {
+                let mut b = Vec::new();
+                wire::put_uv(&mut b, 0);
+                b.push(tag);
+                wire::put_bytes(&mut b, bytes);
+                if tag == 0 {
+                    wire::put_bytes(&mut b, b"x");
+                }
+                assert_eq!(wire::check_terms(&b, schemas), ok, "tag {tag} {bytes:?}");
+                assert_eq!(wire::read_key(&b[1..]).is_some(), ok, "tag {tag} {bytes:?}");
+                // The second string of a code is checked too.
+                if tag == 0 {
+                    let mut b = Vec::new();
+                    wire::put_uv(&mut b, 0);
+                    b.push(0);
+                    wire::put_bytes(&mut b, b"x");
+                    wire::put_bytes(&mut b, bytes);
+                    assert_eq!(wire::check_terms(&b, schemas), ok, "code value {bytes:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wide_varints_round_trip_and_reject_overflow() {
+        for v in [0u128, 127, 128, (1 << 63) - 1, 1 << 63, u64::MAX as u128, 1 << 96, u128::MAX] {
+            let mut b = Vec::new();
+            wire::put_u128(&mut b, v);
+            assert_eq!(wire::Reader::new(&b).u128v(), Some(v), "{v}");
+            assert_eq!(wire::Reader::new(&b[..b.len() - 1]).u128v(), None, "{v} cut");
+        }
+        // 19 bytes carry 133 bits: the top five must be zero.
+        let mut b = vec![0xff; 18];
+        b.push(0x03);
+        assert_eq!(wire::Reader::new(&b).u128v(), Some(u128::MAX));
+        b[18] = 0x04;
+        assert_eq!(wire::Reader::new(&b).u128v(), None);
+        assert_eq!(wire::Reader::new(&[0x80; 20]).u128v(), None);
+        // A value after a wide one is read from the right place.
+        let mut b = Vec::new();
+        wire::put_u128(&mut b, 300);
+        wire::put_uv(&mut b, 5);
+        let mut r = wire::Reader::new(&b);
+        assert_eq!((r.u128v(), r.uv(), r.done()), (Some(300), Some(5), true));
     }
 
     #[test]

@@ -9,17 +9,25 @@
 //! unreadable. The header's `checkpoint_offset` points at the newest checkpoint; it is
 //! only a hint: open verifies the checkpoint and everything after it, and falls back
 //! to a full scan (and says so) when anything is wrong.
+//!
+//! Open first runs `read_verified` (no patient key needed, so it runs while the
+//! keyring loads): every checkpoint frame is copied out of the map once, and that copy
+//! is CRC-checked and hashed into the chain, and the checkpoint's commit frame must
+//! carry that chain and a valid MAC. Then `load` decrypts the copies in place and
+//! decodes them on every core; the scan of the log resumes after the checkpoint's
+//! commit.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::crypto::keys::ct_eq;
 use crate::crypto::{KeyHierarchy, aead, keys};
 use crate::error::{Error, Result};
-use crate::format::frame::{self, FRAME_HEADER, FrameType};
+use crate::format::frame::{self, Commit, FRAME_HEADER, FrameHead, FrameType};
 use crate::format::le_u32;
-use crate::log::Region;
 use crate::log::writer::LogHead;
 use crate::model::{DocumentId, Kind, Label, LabelSet};
 use crate::store::Store;
@@ -324,17 +332,27 @@ fn decode_global(b: &[u8]) -> Option<Global> {
 }
 
 /// What one loader thread decoded: documents in entry order, each patient's range of
-/// them, and the documents of each kind (by kind id).
+/// them, the documents of each kind (by kind id), and how many entries it saw (and how
+/// many of them belong to erased patients).
 #[derive(Default)]
 struct Decoded {
     docs: Vec<(DocumentId, DocEntry)>,
     patients: Vec<(u32, usize, usize)>,
     by_kind: Vec<Vec<DocumentId>>,
+    entries: usize,
+    erased: usize,
 }
 
-/// Decodes one patient entry's plaintext into `out`.
-fn decode_patient(buf: &Arc<Zeroizing<Vec<u8>>>, slot: u32, g: &Dict, out: &mut Decoded) -> Option<()> {
-    let pt: &[u8] = buf;
+/// Decodes the plaintext of one patient entry, `buf[range]`, into `out`.
+fn decode_patient(
+    buf: &Arc<Zeroizing<Vec<u8>>>,
+    range: Range<usize>,
+    slot: u32,
+    g: &Dict,
+    out: &mut Decoded,
+) -> Option<()> {
+    let base = range.start;
+    let pt: &[u8] = buf.get(range)?;
     let mut r = Reader::new(pt);
     let n = r.usize()?;
     // A document takes at least 22 bytes.
@@ -342,6 +360,7 @@ fn decode_patient(buf: &Arc<Zeroizing<Vec<u8>>>, slot: u32, g: &Dict, out: &mut 
         return None;
     }
     let start = out.docs.len();
+    out.docs.reserve(n);
     let mut prev_created = 0i64;
     let nschemas = g.schemas.schemas.len();
     for _ in 0..n {
@@ -366,7 +385,7 @@ fn decode_patient(buf: &Arc<Zeroizing<Vec<u8>>>, slot: u32, g: &Dict, out: &mut 
             versions.push(VersionLoc { version, offset, updated_us });
         }
         let n = r.usize()?;
-        let at = r.pos();
+        let at = base + r.pos();
         let tb = r.take(n)?;
         if !wire::check_terms(tb, nschemas) {
             return None;
@@ -388,31 +407,73 @@ fn decode_patient(buf: &Arc<Zeroizing<Vec<u8>>>, slot: u32, g: &Dict, out: &mut 
     Some(())
 }
 
-/// Number of entries whose patient was erased (their keyring record is destroyed).
-fn erased_entries(ring: &Keyring, entries: &[(u32, &[u8])]) -> usize {
-    entries.iter().filter(|(slot, _)| matches!(ring.key(*slot, 0), Err(Error::Erased))).count()
+/// Largest run of patient entries copied out of the map as one piece (a piece holds
+/// whole entries; a bigger entry gets a piece of its own). Pieces are the unit of work
+/// of the loader threads, and stay small enough to be decrypted and decoded in cache.
+const PIECE_BYTES: usize = 128 * 1024;
+
+/// A checkpoint whose frames have been copied out of the map and verified (CRCs,
+/// sequence numbers, hash chain and commit MAC), with its global part decoded and its
+/// patient entries still sealed.
+pub(crate) struct Verified {
+    offset: u64,
+    global: Global,
+    /// Runs of whole patient entries (`slot || length || sealed entry`), in log order,
+    /// exactly as the frames hold them: the copies that were hashed are the ones that
+    /// are decrypted (in place) and used.
+    pieces: Vec<Zeroizing<Vec<u8>>>,
+    /// Offsets of the checkpoint's own frames (global and parts, not the commit).
+    frame_offsets: Vec<u64>,
+    /// Log head after the checkpoint's commit.
+    head: LogHead,
 }
 
-/// Loads the checkpoint at `offset`: the catalog it holds and the log head to resume
-/// scanning from.
-pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset: u64) -> Result<(Catalog, LogHead)> {
-    let bytes = map.bytes();
+/// What a checkpoint load hands to open.
+pub(crate) struct Loaded {
+    /// The catalog as of the checkpoint's commit (its own frames noted in it).
+    pub(crate) catalog: Catalog,
+    /// Log head after the checkpoint's commit: the scan of the rest of the log resumes
+    /// there.
+    pub(crate) head: LogHead,
+    /// Frames verified here (the checkpoint frames and their commit frame).
+    pub(crate) frames: u64,
+}
+
+/// Reads the checkpoint at `offset` out of `bytes` (the map, cut at the end a read-only
+/// open may use) and verifies it as a commit, like the scan of §14 would: every frame
+/// is copied out of the map once, and that copy is CRC-checked, sequence-checked and
+/// hashed into the chain starting from the log head stored in the global part; the
+/// commit frame after the parts must carry that chain and a valid MAC. Needs no
+/// patient key, so open runs it while the keyring loads.
+pub(crate) fn read_verified(keys: &KeyHierarchy, bytes: &[u8], offset: u64) -> Result<Verified> {
     let bad = |what: &'static str| Error::Integrity { what, offset };
-    let mut pos = usize::try_from(offset).map_err(|_| bad("checkpoint pointer"))?;
-    // Each frame is copied out of the map, then checked (the copy is what is used).
-    let next = |pos: &mut usize| -> Result<Vec<u8>> {
-        let rest = bytes.get(*pos..).ok_or(bad("checkpoint pointer"))?;
-        let h = frame::parse_head(rest).map_err(|_| bad("checkpoint frame"))?;
-        let copy = rest.get(..h.total()).ok_or(bad("checkpoint frame"))?.to_vec();
-        frame::check(&h, &copy).map_err(|_| bad("checkpoint frame"))?;
-        if h.ty != FrameType::Checkpoint {
-            return Err(bad("checkpoint pointer"));
+    let start = usize::try_from(offset).map_err(|_| bad("checkpoint pointer"))?;
+    // Copies the header of the frame at `pos` out of the map and parses it.
+    let head_at = |pos: usize| -> Result<([u8; FRAME_HEADER], FrameHead)> {
+        let rest = bytes.get(pos..).ok_or(bad("checkpoint pointer"))?;
+        let hdr: [u8; FRAME_HEADER] =
+            rest.get(..FRAME_HEADER).and_then(|h| h.try_into().ok()).ok_or(bad("checkpoint frame"))?;
+        let h = frame::parse_head(&hdr).map_err(|_| bad("checkpoint frame"))?;
+        if rest.len() < h.total() {
+            return Err(bad("checkpoint frame"));
         }
-        *pos += h.total();
-        Ok(copy)
+        Ok((hdr, h))
+    };
+    // A whole small frame (the global part, the commit), copied and CRC-checked.
+    let small_frame = |pos: usize, ty: FrameType| -> Result<(FrameHead, Vec<u8>)> {
+        let (hdr, h) = head_at(pos)?;
+        if h.ty != ty {
+            return Err(bad(if ty == FrameType::Commit { "checkpoint commit" } else { "checkpoint pointer" }));
+        }
+        let copy = bytes.get(pos..pos + h.total()).ok_or(bad("checkpoint frame"))?.to_vec();
+        if copy[..FRAME_HEADER] != hdr || frame::check(&h, &copy).is_err() {
+            return Err(bad("checkpoint frame"));
+        }
+        Ok((h, copy))
     };
     let vid = keys.vault_id();
-    let gframe = next(&mut pos)?;
+    let mut pos = start;
+    let (gh, gframe) = small_frame(pos, FrameType::Checkpoint)?;
     let g = &gframe[FRAME_HEADER..];
     if g.first() != Some(&b'G') {
         return Err(bad("checkpoint frame"));
@@ -421,64 +482,166 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
         return Err(bad("checkpoint version"));
     }
     let pt = aead::open(&keys.index, &global_aad(&vid), &g[2..]).map_err(|_| bad("checkpoint"))?;
-    let mut global = decode_global(&pt).ok_or(bad("checkpoint"))?;
+    let global = decode_global(&pt).ok_or(bad("checkpoint"))?;
     drop(pt);
     if global.head.end != offset {
         return Err(bad("checkpoint pointer"));
     }
-    // Collect the (still sealed) patient entries of every part frame.
-    let mut part_frames: Vec<Vec<u8>> = Vec::with_capacity(global.parts.min(1024) as usize);
+    let chain_err = bad("checkpoint commit (hash chain or MAC)");
+    if gh.seq != global.head.next_seq {
+        return Err(chain_err);
+    }
+    let mut chain = frame::chain_step(&global.head.chain, &gframe);
+    let mut seq = gh.seq.wrapping_add(1);
+    let mut frame_offsets = vec![offset];
+    pos += gh.total();
+    let mut pieces = Vec::new();
     for _ in 0..global.parts {
-        let p = next(&mut pos)?;
-        if p.get(FRAME_HEADER) != Some(&b'P') || p.get(FRAME_HEADER + 1) != Some(&CHECKPOINT_VERSION) {
+        let (hdr, h) = head_at(pos)?;
+        if h.ty != FrameType::Checkpoint || h.len < 2 {
             return Err(bad("checkpoint frame"));
         }
-        part_frames.push(p);
-    }
-    let mut sealed_parts: Vec<(u32, &[u8])> = Vec::with_capacity(global.patients.min(1 << 24) as usize);
-    for p in &part_frames {
-        let p = &p[FRAME_HEADER..];
+        if h.seq != seq {
+            return Err(chain_err);
+        }
+        frame_offsets.push(pos as u64);
+        let payload = &bytes[pos + FRAME_HEADER..pos + h.total()];
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&hdr[..16]);
+        let mut hash = blake3::Hasher::new();
+        hash.update(&chain);
+        hash.update(&hdr);
+        let tag: [u8; 2] = [payload[0], payload[1]];
+        if tag != [b'P', CHECKPOINT_VERSION] {
+            return Err(bad("checkpoint frame"));
+        }
+        crc.update(&tag);
+        hash.update(&tag);
+        // Split the payload into runs of whole entries; the boundaries are found in
+        // the map, but only the copies are used: a piece whose entries do not line up
+        // in the copy is refused when it is decoded.
         let mut i = 2;
-        while i < p.len() {
-            if i + 8 > p.len() {
-                return Err(bad("checkpoint frame"));
+        while i < payload.len() {
+            let mut j = i;
+            while j < payload.len() {
+                if j + 8 > payload.len() {
+                    return Err(bad("checkpoint frame"));
+                }
+                let next = (j + 8).checked_add(le_u32(payload, j + 4) as usize).ok_or(bad("checkpoint frame"))?;
+                if next > payload.len() {
+                    return Err(bad("checkpoint frame"));
+                }
+                if j > i && next - i > PIECE_BYTES {
+                    break;
+                }
+                j = next;
             }
-            let slot = le_u32(p, i);
-            let len = le_u32(p, i + 4) as usize;
-            let sealed = p.get(i + 8..i + 8 + len).ok_or(bad("checkpoint frame"))?;
-            i += 8 + len;
-            sealed_parts.push((slot, sealed));
+            let piece = Zeroizing::new(payload[i..j].to_vec());
+            crc.update(&piece);
+            hash.update(&piece);
+            pieces.push(piece);
+            i = j;
         }
+        if crc.finalize() != h.crc {
+            return Err(bad("checkpoint frame"));
+        }
+        chain = *hash.finalize().as_bytes();
+        seq = seq.wrapping_add(1);
+        pos += h.total();
     }
-    if sealed_parts.len() as u64 != global.patients {
-        return Err(bad("checkpoint"));
+    let commit_at = pos;
+    let (ch, cframe) = small_frame(commit_at, FrameType::Commit)?;
+    let c = Commit::decode(&cframe[FRAME_HEADER..]).ok_or(bad("checkpoint commit"))?;
+    if ch.seq != seq
+        || global.head.commit_number.checked_add(1) != Some(c.number)
+        || c.first_seq != global.head.next_seq
+        || global.parts.checked_add(1) != Some(u64::from(c.frames))
+        || !ct_eq(&c.chain, &chain)
+        || !ct_eq(&c.mac, &keys.commit_mac.mac(&[&c.mac_input()]))
+    {
+        return Err(chain_err);
     }
-    // Decrypt and decode on every core, in batches of patients small enough to stay
-    // in cache: this thread decodes the first share and merges every batch into the
-    // catalog as it comes; the others decode the rest and send their batches here.
+    chain = frame::chain_step(&chain, &cframe);
+    let end = (commit_at + ch.total()) as u64;
+    let head = LogHead { end, next_seq: seq.wrapping_add(1), commit_number: c.number, chain };
+    Ok(Verified { offset, global, pieces, frame_offsets, head })
+}
+
+/// Decrypts (in place) and decodes the patient entries of one piece.
+fn decode_piece(
+    mut buf: Zeroizing<Vec<u8>>,
+    keys: &KeyHierarchy,
+    ring: &Keyring,
+    commit: u64,
+    dict: &Dict,
+    offset: u64,
+    out: &mut Decoded,
+) -> Result<()> {
+    let bad = || Error::Integrity { what: "checkpoint patient entry", offset };
+    let vid = keys.vault_id();
+    // Entry boundaries, read again from the copy (the only bytes used), then every
+    // live entry opened in place: (slot, plaintext range).
+    let mut open: Vec<(u32, Range<usize>)> = Vec::with_capacity(64);
+    let mut i = 0;
+    while i < buf.len() {
+        if i + 8 > buf.len() {
+            return Err(Error::Integrity { what: "checkpoint frame", offset });
+        }
+        let slot = le_u32(&buf, i);
+        let len = le_u32(&buf, i + 4) as usize;
+        let end = (i + 8).checked_add(len).filter(|&e| e <= buf.len());
+        let end = end.ok_or(Error::Integrity { what: "checkpoint frame", offset })?;
+        out.entries += 1;
+        match ring.key(slot, offset) {
+            Ok(pk) => {
+                let sealed = &mut buf[i + 8..end];
+                let pt = aead::open_in_place(&keys::patient_index_key(pk), &patient_aad(&vid, slot, commit), sealed)
+                    .map_err(|_| bad())?;
+                let n = pt.len();
+                let s = i + 8 + aead::NONCE_LEN;
+                open.push((slot, s..s + n));
+            }
+            Err(Error::Erased) => out.erased += 1,
+            Err(e) => return Err(e),
+        }
+        i = end;
+    }
+    // Room for every document of the piece at once (each entry starts with its
+    // document count; a document takes at least 22 bytes).
+    let docs =
+        open.iter().filter_map(|(_, r)| Reader::new(buf.get(r.clone())?).usize()).fold(0usize, usize::saturating_add);
+    out.docs.reserve(docs.min(buf.len() / 22));
+    let buf = Arc::new(buf);
+    for (slot, range) in open {
+        decode_patient(&buf, range, slot, dict, out).ok_or_else(bad)?;
+    }
+    Ok(())
+}
+
+/// Decrypts and decodes a verified checkpoint into a catalog.
+pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, v: Verified) -> Result<Loaded> {
+    let Verified { offset, mut global, pieces, frame_offsets, head } = v;
+    let bad = |what: &'static str| Error::Integrity { what, offset };
+    // Decrypt and decode on every core, a piece at a time: this thread decodes its
+    // share and merges every piece into the catalog as it comes; the others decode the
+    // rest and send their results here.
     let commit = global.head.commit_number;
-    let decode = |part: &[(u32, &[u8])], dict: &Dict| -> Result<Decoded> {
+    let decode = |piece: Zeroizing<Vec<u8>>, dict: &Dict| -> Result<Decoded> {
         let mut out = Decoded::default();
-        for &(slot, sealed) in part {
-            let pk = match ring.key(slot, offset) {
-                Ok(k) => k,
-                Err(Error::Erased) => continue,
-                Err(e) => return Err(e),
-            };
-            let pt = aead::open(&keys::patient_index_key(pk), &patient_aad(&vid, slot, commit), sealed)
-                .map_err(|_| Error::Integrity { what: "checkpoint patient entry", offset })?;
-            decode_patient(&Arc::new(pt), slot, dict, &mut out)
-                .ok_or(Error::Integrity { what: "checkpoint patient entry", offset })?;
-        }
+        decode_piece(piece, keys, ring, commit, dict, offset, &mut out)?;
         Ok(out)
     };
     let mut cat = Catalog::lazy();
     cat.frames = std::mem::take(&mut global.frames);
-    let sealed_bytes: usize = sealed_parts.iter().map(|(_, s)| s.len()).sum();
-    cat.docs.reserve(usize::try_from(global.docs).unwrap_or(0).min(sealed_bytes / 22));
-    cat.by_patient.reserve(sealed_parts.len());
+    let sealed_bytes: usize = pieces.iter().map(|p| p.len()).sum();
+    cat.by_patient.reserve(usize::try_from(global.patients).unwrap_or(0).min(sealed_bytes / 8));
     let mut by_kind: Vec<Vec<DocumentId>> = vec![Vec::new(); global.dict.kinds.len()];
+    let (mut entries, mut erased) = (0usize, 0usize);
+    // `Global.docs` is only a sizing hint (bounded by what the entries can hold).
+    let mut pending = cat.docs.pending(usize::try_from(global.docs).unwrap_or(0).min(sealed_bytes / 22));
     let mut merge = |d: Decoded| -> Result<()> {
+        entries += d.entries;
+        erased += d.erased;
         for (slot, a, b) in &d.patients {
             let ids: Vec<DocumentId> = d.docs.get(*a..*b).unwrap_or(&[]).iter().map(|(id, _)| *id).collect();
             if cat.by_patient.insert(*slot, ids).is_some() {
@@ -491,24 +654,27 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             }
         }
         cat.versions += d.docs.iter().map(|(_, e)| e.versions.len() as u64).sum::<u64>();
-        cat.docs.adopt(d.docs).map_err(|_| bad("checkpoint patient entry"))
+        cat.docs.adopt_unindexed(d.docs, &mut pending).map_err(|_| bad("checkpoint patient entry"))
     };
-    const BATCH: usize = 64;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let dict = &global.dict;
-    if threads == 1 || sealed_parts.len() < 4 * BATCH {
-        for part in sealed_parts.chunks(BATCH) {
-            merge(decode(part, dict)?)?;
+    if threads == 1 || pieces.len() < 4 {
+        for piece in pieces {
+            merge(decode(piece, dict)?)?;
         }
     } else {
-        // Batches are taken from a shared counter, so a thread slowed down by other
+        // Pieces are taken from a shared counter, so a thread slowed down by other
         // load on the machine takes fewer; this thread merges whatever is ready before
-        // taking another batch, and waits only when no batch is left.
-        let batches: Vec<&[(u32, &[u8])]> = sealed_parts.chunks(BATCH).collect();
-        let batches = &batches;
+        // taking another piece, and waits only when no piece is left.
+        let slots: Vec<std::sync::Mutex<Option<Zeroizing<Vec<u8>>>>> =
+            pieces.into_iter().map(|p| std::sync::Mutex::new(Some(p))).collect();
+        let slots = &slots;
         let next = std::sync::atomic::AtomicUsize::new(0);
         let next = &next;
-        let take = move || batches.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)).copied();
+        let take = move || {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            slots.get(i).and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take())
+        };
         let decode = &decode;
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded>>(16);
@@ -517,11 +683,8 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
                 let tx = tx.clone();
                 handles.push(scope.spawn(move || {
                     let own = dict.deep_clone();
-                    while let Some(part) = take() {
-                        let r = decode(part, &own).map(|mut d| {
-                            d.docs.shrink_to_fit();
-                            d
-                        });
+                    while let Some(piece) = take() {
+                        let r = decode(piece, &own);
                         let failed = r.is_err();
                         if tx.send(r).is_err() || failed {
                             return;
@@ -531,11 +694,11 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             }
             drop(tx);
             let mut mine = || -> Result<()> {
-                while let Some(part) = take() {
+                while let Some(piece) = take() {
                     while let Ok(r) = rx.try_recv() {
                         merge(r?)?;
                     }
-                    merge(decode(part, dict)?)?;
+                    merge(decode(piece, dict)?)?;
                 }
                 // Ends when every sender is done (a panicked thread drops its sender
                 // too: the count check below catches what it did not send).
@@ -559,7 +722,9 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             Ok(())
         })?;
     }
-    if cat.by_patient.len() + erased_entries(ring, &sealed_parts) != sealed_parts.len() {
+    // A document id in two entries (or twice in one) is found here.
+    cat.docs.index_pending(pending).map_err(|_| bad("checkpoint patient entry"))?;
+    if entries as u64 != global.patients || cat.by_patient.len() + erased != entries {
         return Err(bad("checkpoint"));
     }
     for (k, ids) in global.dict.kinds.iter().zip(by_kind) {
@@ -567,7 +732,11 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, map: &dyn Region, offset
             cat.by_kind.insert(k.clone(), ids);
         }
     }
-    Ok((cat, global.head))
+    // The checkpoint's own frames, as the scan would have noted them.
+    for off in &frame_offsets {
+        cat.note_frame(FrameType::Checkpoint, *off);
+    }
+    Ok(Loaded { catalog: cat, head, frames: frame_offsets.len() as u64 + 1 })
 }
 
 impl Store {
@@ -670,7 +839,7 @@ mod tests {
     fn decode_all(g: &[u8], p: &[u8]) -> Option<usize> {
         let g = decode_global(g)?;
         let mut out = Decoded::default();
-        decode_patient(&Arc::new(Zeroizing::new(p.to_vec())), 4, &g.dict, &mut out)?;
+        decode_patient(&Arc::new(Zeroizing::new(p.to_vec())), 0..p.len(), 4, &g.dict, &mut out)?;
         // Packed terms decode (and index) without panicking either.
         for (_, e) in &out.docs {
             let _ = e.terms.as_slice();
@@ -684,7 +853,8 @@ mod tests {
         assert_eq!(g.head.end, 8192);
         assert_eq!(g.frames[&(FrameType::Audit as u8)], vec![8192, 8292]);
         let mut out = Decoded::default();
-        decode_patient(&Arc::new(Zeroizing::new(patient_plaintext())), 4, &g.dict, &mut out).unwrap();
+        let p = patient_plaintext();
+        decode_patient(&Arc::new(Zeroizing::new(p.clone())), 0..p.len(), 4, &g.dict, &mut out).unwrap();
         assert_eq!(out.docs.len(), 2);
         let e = &out.docs[1].1;
         assert_eq!((e.patient_slot, e.commit, e.versions.len()), (4, 5, 2));

@@ -215,16 +215,29 @@ impl Store {
         } else {
             u64::MAX
         };
-        let ring = Keyring::load(keyring, &keys)?;
         let schema_ref = &schema;
         let empty = Self::empty_head(&header.vault_id);
-        let (mut catalog, start, cp_used, cp_fallback) = if header.checkpoint_offset != 0 {
-            match checkpoint::load(&keys, &ring, &*map, header.checkpoint_offset) {
-                Ok((c, h)) => (c, h, Some(header.checkpoint_offset), None),
-                Err(e) => (Catalog::default(), empty, None, Some(e.to_string())),
-            }
+        // With a checkpoint, its frames are read and verified as a commit (no patient
+        // key needed) while the keyring loads on another thread.
+        let (ring, verified) = if header.checkpoint_offset != 0 {
+            let cut = usize::try_from(limit).map_or(map.bytes().len(), |l| l.min(map.bytes().len()));
+            let bytes = &map.bytes()[..cut];
+            let keys = &keys;
+            std::thread::scope(|s| {
+                let ring = s.spawn(move || Keyring::load(keyring, keys));
+                let verified = checkpoint::read_verified(keys, bytes, header.checkpoint_offset);
+                let ring = ring.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (ring, Some(verified))
+            })
         } else {
-            (Catalog::default(), empty, None, None)
+            (Keyring::load(keyring, &keys), None)
+        };
+        let ring = ring?;
+        let loaded = verified.map(|v| v.and_then(|v| checkpoint::load(&keys, &ring, v)));
+        let (mut catalog, start, cp_used, cp_fallback, cp_frames) = match loaded {
+            Some(Ok(l)) => (l.catalog, l.head, Some(header.checkpoint_offset), None, l.frames),
+            Some(Err(e)) => (Catalog::default(), empty, None, Some(e.to_string()), 0),
+            None => (Catalog::default(), empty, None, None, 0),
         };
         let outcome = {
             let mut apply = |frames: &[ScannedFrame], c: &Commit| -> Result<()> {
@@ -238,12 +251,15 @@ impl Store {
         };
         let ScanOutcome { head, torn_tail, corrupt, commits, frames, last_commit_start, .. } = outcome;
         let head = head.unwrap_or(start);
+        // The checkpoint's own commit was verified by the loader (counted here like
+        // the commits the scan verified).
+        let cp_commits = u64::from(cp_used.is_some());
         let mut report = OpenReport {
             torn_tail,
             damaged_header,
             corrupt: None,
-            commits,
-            frames,
+            commits: commits + cp_commits,
+            frames: frames + cp_frames,
             checkpoint: cp_used,
             checkpoint_fallback: cp_fallback,
         };
@@ -258,6 +274,10 @@ impl Store {
             data.truncate(head.end).map_err(io)?;
             map = data.map().map_err(io)?;
         }
+        // When the checkpoint's own commit is the last one (`last_commit_start` is then
+        // `None`: the scan verified no commit after it), it is not written again: the
+        // header points at a checkpoint only after that checkpoint's commit returned,
+        // that is after its fsync succeeded (`Store::checkpoint`), so it is durable.
         if !read_only && let Some(start_at) = last_commit_start {
             // The last commit may be visible only through the page cache: its fsync may
             // have failed in an earlier process (Linux then drops the dirty state, so the
@@ -282,7 +302,15 @@ impl Store {
             // process that failed before making them durable (a failed write, or a
             // failed fsync whose dirty pages the kernel dropped): make them durable
             // before a commit of this handle relies on one.
-            let first = catalog.docs.values().map(|e| e.patient_slot.saturating_add(1)).max().unwrap_or(0);
+            // (From the patient lists: every document is in its patient's list, and
+            // a scan of a million documents' entries would cost more than the rest.)
+            let first = catalog
+                .by_patient
+                .iter()
+                .filter(|(_, ids)| !ids.is_empty())
+                .map(|(slot, _)| slot.saturating_add(1))
+                .max()
+                .unwrap_or(0);
             ring.make_durable_from(first)?;
         }
         let writer = if read_only { None } else { Some(LogWriter::new(data.clone(), head)) };
