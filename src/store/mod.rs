@@ -55,6 +55,13 @@ pub struct OpenReport {
     pub checkpoint_fallback: Option<String>,
 }
 
+/// Records an open buffers before decrypting them together (on every core).
+const REPLAY_BATCH: usize = 1024;
+/// Most threads that decrypt records while an open replays the log.
+const REPLAY_THREADS: usize = 2;
+/// Fewest buffered records worth a second thread.
+const REPLAY_PARALLEL_MIN: usize = 32;
+
 /// State shared by readers, replaced under a write lock after each commit.
 pub struct State {
     /// A view of the file covering at least every committed byte.
@@ -239,16 +246,23 @@ impl Store {
             Some(Err(e)) => (Catalog::default(), empty, None, Some(e.to_string()), 0),
             None => (Catalog::default(), empty, None, None, 0),
         };
-        let outcome = {
+        // Verified frames wait here until REPLAY_BATCH records have come, then their
+        // records are decrypted on every core and everything is applied in log order.
+        let mut replay: Vec<(ScannedFrame, u64)> = Vec::new();
+        let scanned = {
             let mut apply = |frames: &[ScannedFrame], c: &Commit| -> Result<()> {
-                for f in frames {
-                    Self::apply_frame(&keys, &ring, schema_ref, &mut catalog, f, c.number)?;
-                    hook(f)?;
+                replay.extend(frames.iter().map(|f| (f.clone(), c.number)));
+                if replay.iter().filter(|(f, _)| f.ty == FrameType::Record).count() >= REPLAY_BATCH {
+                    Self::apply_replayed(&keys, &ring, schema_ref, &mut catalog, &mut replay, hook)?;
                 }
                 Ok(())
             };
-            scan::scan_until(map.bytes(), start, limit, &keys.commit_mac, &mut apply)?
+            scan::scan_until(map.bytes(), start, limit, &keys.commit_mac, &mut apply)
         };
+        // Frames verified before a failure are applied first, so an error in one of
+        // them is the one reported, as when each was applied at once.
+        Self::apply_replayed(&keys, &ring, schema_ref, &mut catalog, &mut replay, hook)?;
+        let outcome = scanned?;
         let ScanOutcome { head, torn_tail, corrupt, commits, frames, last_commit_start, .. } = outcome;
         let head = head.unwrap_or(start);
         // The checkpoint's own commit was verified by the loader (counted here like
@@ -325,6 +339,40 @@ impl Store {
             schema,
             report,
         })
+    }
+
+    /// Applies verified frames (with their commit numbers) to the catalog in order,
+    /// decrypting their records on up to [`REPLAY_THREADS`] threads first; empties
+    /// `frames`. The first error in log order is returned.
+    fn apply_replayed(
+        keys: &KeyHierarchy,
+        ring: &Keyring,
+        schema: &Schema,
+        cat: &mut Catalog,
+        frames: &mut Vec<(ScannedFrame, u64)>,
+        hook: &mut FrameHook<'_>,
+    ) -> Result<()> {
+        let records: Vec<&ScannedFrame> = frames.iter().map(|(f, _)| f).filter(|f| f.ty == FrameType::Record).collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(REPLAY_THREADS);
+        let threads = if records.len() < REPLAY_PARALLEL_MIN { 1 } else { threads };
+        let decoded = crate::util::split_map(&records, threads, |part| {
+            part.iter().map(|f| read::decode_catalog_entry(keys, ring, schema, &f.payload, f.offset)).collect()
+        });
+        let mut decoded = decoded.into_iter();
+        for (f, commit) in frames.drain(..) {
+            match f.ty {
+                FrameType::Record => {
+                    let v = decoded.next().ok_or(Error::Integrity { what: "record frame", offset: f.offset })??;
+                    if let Some(v) = v {
+                        cat.apply(v, commit);
+                    }
+                }
+                FrameType::AttachmentChunk | FrameType::Commit => {}
+                other => cat.note_frame(other, f.offset),
+            }
+            hook(&f)?;
+        }
+        Ok(())
     }
 
     /// Applies one verified frame to the catalog.
