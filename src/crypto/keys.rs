@@ -300,17 +300,11 @@ fn group_key_from_cache(
     generations: &[u32],
     patient_key: &SecretKey,
 ) -> Option<SecretKey> {
-    let mut h = GROUP_KEY_HASHER.clone();
-    h.update(patient_key.expose());
-    for (l, g) in label_generations(labels, generations) {
-        let (_, _, k) = cache.iter().find(|(cl, cg, _)| cl == l && *cg == g)?;
-        h.update(&32u64.to_le_bytes());
-        h.update(k.expose());
+    let cached = |(l, g): (&str, u32)| cache.iter().find(|(cl, cg, _)| cl == l && *cg == g).map(|(_, _, k)| k);
+    if !label_generations(labels, generations).all(|lg| cached(lg).is_some()) {
+        return None;
     }
-    // The last part is the patient key itself (see `group_key_of`).
-    h.update(&32u64.to_le_bytes());
-    h.update(patient_key.expose());
-    Some(SecretKey(finish(h)))
+    Some(group_key_of(label_generations(labels, generations).filter_map(cached), patient_key))
 }
 
 /// The context of group keys, hashed once: every first read or write of a patient's
@@ -338,14 +332,14 @@ pub(crate) fn push_wiping<T>(v: &mut Vec<T>, item: T) {
 /// The key that seals one label group of one patient: it needs every label key of the
 /// group *and* the patient key, so destroying the patient key shreds the group.
 pub fn group_key(label_keys: &[SecretKey], patient_key: &SecretKey) -> SecretKey {
-    let refs: Vec<&SecretKey> = label_keys.iter().collect();
-    group_key_of(&refs, patient_key)
+    group_key_of(label_keys.iter(), patient_key)
 }
 
-fn group_key_of(label_keys: &[&SecretKey], patient_key: &SecretKey) -> SecretKey {
-    let mut parts: Vec<&[u8]> = label_keys.iter().map(|k| &k.expose()[..]).collect();
-    parts.push(&patient_key.expose()[..]);
-    patient_key.derive(GROUP_KEY_CONTEXT, &parts)
+/// `patient_key.derive(GROUP_KEY_CONTEXT, [label keys..., patient key])`, from the
+/// context hashed once and without collecting the parts.
+fn group_key_of<'k>(label_keys: impl Iterator<Item = &'k SecretKey>, patient_key: &'k SecretKey) -> SecretKey {
+    let parts = label_keys.chain(std::iter::once(patient_key)).map(|k| &k.expose()[..]);
+    patient_key.derive_parts(GROUP_KEY_HASHER.clone(), parts)
 }
 
 /// The key that seals a patient's index terms and checkpoint entries.
@@ -374,6 +368,9 @@ mod tests {
         let pk = SecretKey::from_bytes([5; 32]);
         let labels = [Label::demographics(), Label::normal()];
         let fresh = group_key(&[h.label_key("demographics", 1), h.label_key("normal", 2)], &pk);
+        // The streamed derivation is the documented one: derive(context, [label keys, patient key]).
+        let (d, n) = (h.label_key("demographics", 1), h.label_key("normal", 2));
+        assert_eq!(fresh, pk.derive(GROUP_KEY_CONTEXT, &[d.expose(), n.expose(), pk.expose()]));
         for _ in 0..3 {
             assert_eq!(h.group_key(&labels, &[1, 2], &pk), fresh);
         }
