@@ -87,6 +87,16 @@ pub fn median_measurements(runs: &[Measurements]) -> Measurements {
     })
 }
 
+/// "rounds lo–hi" for the values of two or more rounds, else `None`.
+fn range(v: &[f64]) -> Option<String> {
+    if v.len() < 2 {
+        return None;
+    }
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some(format!("rounds {lo:.2}–{hi:.2}"))
+}
+
 /// `r`'s ratio in one set of results.
 fn ratio_in(results: &[(String, Measurements)], r: &Row) -> Option<f64> {
     let get = |key: &str| results.iter().find(|(k, _)| k == key).map(|(_, m)| m);
@@ -285,13 +295,7 @@ impl Report {
 
     /// " (rounds: a–b)" after a ratio measured in several rounds, else nothing.
     fn spread(&self, r: &Row) -> String {
-        let v = self.round_ratios(r);
-        if v.len() < 2 {
-            return String::new();
-        }
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        format!(" (rounds {lo:.2}–{hi:.2})")
+        range(&self.round_ratios(r)).map_or(String::new(), |r| format!(" ({r})"))
     }
 
     /// The markdown report: table, targets, consistency checks.
@@ -402,13 +406,7 @@ impl Report {
                 .map(|(_, m)| m.fsync_probe_us_mean / m.single_commit_us_mean)
                 .collect();
             let x = median(per_round.clone()).unwrap_or(cv.fsync_probe_us_mean / cv.single_commit_us_mean);
-            let spread = if per_round.len() > 1 {
-                let lo = per_round.iter().copied().fold(f64::INFINITY, f64::min);
-                let hi = per_round.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                format!("; rounds {lo:.2}–{hi:.2}")
-            } else {
-                String::new()
-            };
+            let spread = range(&per_round).map_or(String::new(), |r| format!("; {r}"));
             out.push((
                 "durable single commits within 0.8× of raw write + fdatasync (same-time probe)".into(),
                 format!("{x:.2}× ({:.0} µs vs {:.0} µs{spread})", cv.single_commit_us_mean, cv.fsync_probe_us_mean),

@@ -25,6 +25,7 @@ use crate::log::{FileStorage, LogWriter, Region, Storage};
 use crate::model::{Kind, LabelSet, Schema};
 
 pub use batch::Batch;
+use catalog::NewVersion;
 pub use catalog::{Catalog, DocEntry, VersionLoc};
 pub use keyring::Keyring;
 
@@ -249,10 +250,13 @@ impl Store {
         // Verified frames wait here until REPLAY_BATCH records have come, then their
         // records are decrypted on every core and everything is applied in log order.
         let mut replay: Vec<(ScannedFrame, u64)> = Vec::new();
+        let mut records = 0;
         let scanned = {
             let mut apply = |frames: &[ScannedFrame], c: &Commit| -> Result<()> {
                 replay.extend(frames.iter().map(|f| (f.clone(), c.number)));
-                if replay.iter().filter(|(f, _)| f.ty == FrameType::Record).count() >= REPLAY_BATCH {
+                records += frames.iter().filter(|f| f.ty == FrameType::Record).count();
+                if records >= REPLAY_BATCH {
+                    records = 0;
                     Self::apply_replayed(&keys, &ring, schema_ref, &mut catalog, &mut replay, hook)?;
                 }
                 Ok(())
@@ -360,19 +364,30 @@ impl Store {
         });
         let mut decoded = decoded.into_iter();
         for (f, commit) in frames.drain(..) {
-            match f.ty {
+            let record = match f.ty {
                 FrameType::Record => {
-                    let v = decoded.next().ok_or(Error::Integrity { what: "record frame", offset: f.offset })??;
-                    if let Some(v) = v {
-                        cat.apply(v, commit);
-                    }
+                    decoded.next().ok_or(Error::Integrity { what: "record frame", offset: f.offset })??
                 }
-                FrameType::AttachmentChunk | FrameType::Commit => {}
-                other => cat.note_frame(other, f.offset),
-            }
+                _ => None,
+            };
+            Self::apply_decoded(cat, &f, commit, record);
             hook(&f)?;
         }
         Ok(())
+    }
+
+    /// Applies one verified frame to the catalog, given its decoded catalog entry if
+    /// it is a record (`None` also for a record of an erased patient).
+    fn apply_decoded(cat: &mut Catalog, f: &ScannedFrame, commit: u64, record: Option<NewVersion>) {
+        match f.ty {
+            FrameType::Record => {
+                if let Some(v) = record {
+                    cat.apply(v, commit);
+                }
+            }
+            FrameType::AttachmentChunk | FrameType::Commit => {}
+            other => cat.note_frame(other, f.offset),
+        }
     }
 
     /// Applies one verified frame to the catalog.
@@ -384,17 +399,11 @@ impl Store {
         f: &ScannedFrame,
         commit: u64,
     ) -> Result<()> {
-        let _ = schema;
-        match f.ty {
-            FrameType::Record => {
-                let v = read::decode_catalog_entry(keys, ring, schema, &f.payload, f.offset)?;
-                if let Some(v) = v {
-                    cat.apply(v, commit);
-                }
-            }
-            FrameType::AttachmentChunk | FrameType::Commit => {}
-            other => cat.note_frame(other, f.offset),
-        }
+        let record = match f.ty {
+            FrameType::Record => read::decode_catalog_entry(keys, ring, schema, &f.payload, f.offset)?,
+            _ => None,
+        };
+        Self::apply_decoded(cat, f, commit, record);
         Ok(())
     }
 
