@@ -127,11 +127,34 @@ pub fn encode_group(fields: &[&Field], group_labels: &[Label]) -> Result<Zeroizi
 /// `group_labels`; a label position outside the list is an integrity error. The fields
 /// are built as they are decoded (no intermediate list).
 pub fn decode_group(b: &[u8], group_labels: &[Label], offset: u64) -> Result<GroupBody> {
+    let mut out = Vec::new();
+    decode_group_with(b, group_labels, offset, &mut |f| {
+        out.push(f);
+        true
+    })?;
+    Ok(out)
+}
+
+/// [`decode_group`] that hands each field to `sink` as soon as it is decoded, in
+/// order, instead of collecting them; `sink` returns `false` to refuse a field (the
+/// body then has more fields than the caller expects: an integrity error). Returns the
+/// number of fields.
+pub fn decode_group_with(
+    b: &[u8],
+    group_labels: &[Label],
+    offset: u64,
+    sink: &mut dyn FnMut(Field) -> bool,
+) -> Result<usize> {
     let bad = || Error::Integrity { what: "label group", offset };
     match b.split_first() {
         Some((&GROUP_BODY_VERSION, rest)) => {
             let mut de = postcard::Deserializer::from_bytes(rest);
-            seed::Group(group_labels).deserialize(&mut de).map_err(|_| bad())
+            let n = seed::Group { labels: group_labels, sink }.deserialize(&mut de).map_err(|_| bad())?;
+            // Trailing bytes are refused like every other malformed body.
+            if !matches!(de.finalize(), Ok(rest) if rest.is_empty()) {
+                return Err(bad());
+            }
+            Ok(n)
         }
         Some((v, _)) => {
             Err(Error::UnsupportedVersion { found: u16::from(*v), supported: u16::from(GROUP_BODY_VERSION) })
@@ -147,32 +170,37 @@ mod seed {
 
     use crate::model::{Field, Label, Value};
 
-    /// A whole group body: a sequence of fields.
-    pub(super) struct Group<'a>(pub &'a [Label]);
+    /// A whole group body: a sequence of fields, each handed to `sink`.
+    pub(super) struct Group<'a, 's> {
+        pub(super) labels: &'a [Label],
+        pub(super) sink: &'s mut dyn FnMut(Field) -> bool,
+    }
     /// One field: the tuple `(value, own label positions)`.
     struct OneField<'a>(&'a [Label]);
     /// A field's own label positions.
     struct Own<'a>(&'a [Label]);
 
-    impl<'de> DeserializeSeed<'de> for Group<'_> {
-        type Value = Vec<Field>;
+    impl<'de> DeserializeSeed<'de> for Group<'_, '_> {
+        type Value = usize;
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
             d.deserialize_seq(self)
         }
     }
 
-    impl<'de> Visitor<'de> for Group<'_> {
-        type Value = Vec<Field>;
+    impl<'de> Visitor<'de> for Group<'_, '_> {
+        type Value = usize;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a group body")
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            // Every field takes at least two bytes, so the hint is bounded by the input.
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-            while let Some(f) = seq.next_element_seed(OneField(self.0))? {
-                out.push(f);
+            let mut n = 0;
+            while let Some(f) = seq.next_element_seed(OneField(self.labels))? {
+                if !(self.sink)(f) {
+                    return Err(A::Error::custom("more fields than names"));
+                }
+                n += 1;
             }
-            Ok(out)
+            Ok(n)
         }
     }
 
@@ -252,5 +280,26 @@ mod tests {
         }
         // A field whose label is not in its group is refused at encoding.
         assert!(encode_group(&[&a], &labels[1..]).is_err());
+        // The streaming form: fields in order, a refusing sink and trailing bytes are
+        // integrity errors.
+        let mut seen = Vec::new();
+        assert_eq!(
+            decode_group_with(&enc, &labels, 0, &mut |f| {
+                seen.push(f);
+                true
+            })
+            .unwrap(),
+            2
+        );
+        assert_eq!(seen, decode_group(&enc, &labels, 0).unwrap());
+        let mut taken = 0;
+        let one_only = &mut |_| {
+            taken += 1;
+            taken == 1
+        };
+        assert!(matches!(decode_group_with(&enc, &labels, 0, one_only), Err(Error::Integrity { .. })));
+        let mut longer = enc.to_vec();
+        longer.push(0);
+        assert!(matches!(decode_group(&longer, &labels, 0), Err(Error::Integrity { .. })));
     }
 }

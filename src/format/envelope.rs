@@ -125,6 +125,100 @@ pub fn encode(env: &Envelope) -> Zeroizing<Vec<u8>> {
 /// its dictionary, an invalid label, a field name longer than
 /// [`limits::FIELD_NAME`], a count larger than the bytes left, trailing bytes.
 pub fn decode(b: &[u8], offset: u64) -> Result<Envelope> {
+    decode_view(b, offset).map(|v| v.to_envelope())
+}
+
+/// A decoded envelope that borrows its strings from the plaintext it was decoded
+/// from (or from the static dictionaries): the read path decodes one per document
+/// read, and allocates a field name only when it becomes a key of the document.
+///
+/// The groups' labels, generations and field names are kept in three flat lists;
+/// [`EnvelopeView::group`] slices out one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeView<'a> {
+    /// The patient's record number in the keyring.
+    pub patient_slot: u32,
+    /// The document kind.
+    pub kind: &'a str,
+    /// Creation time of version 1, Unix microseconds.
+    pub created_us: i64,
+    /// Time of this version, Unix microseconds.
+    pub updated_us: i64,
+    /// Author (user id) of this version.
+    pub author: &'a str,
+    /// Every group's labels, group after group.
+    labels: Vec<Label>,
+    /// Every group's label key generations, parallel to `labels`.
+    generations: Vec<u32>,
+    /// Every group's field names, group after group.
+    fields: Vec<&'a str>,
+    /// Per group: where its labels and its fields end in the flat lists.
+    ends: Vec<(usize, usize)>,
+}
+
+/// One label group of an [`EnvelopeView`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupView<'v, 'a> {
+    /// The labels protecting the group (sorted).
+    pub labels: &'v [Label],
+    /// The key generation of each label, in the same order.
+    pub generations: &'v [u32],
+    /// Names of the fields in the group.
+    pub fields: &'v [&'a str],
+    /// Position of the group's first field among all the envelope's fields.
+    pub first_field: usize,
+}
+
+impl<'a> EnvelopeView<'a> {
+    /// Number of label groups.
+    pub fn group_count(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Label group `i`, if there is one.
+    pub fn group(&self, i: usize) -> Option<GroupView<'_, 'a>> {
+        let (l_end, f_end) = *self.ends.get(i)?;
+        let (l_start, f_start) = if i == 0 { (0, 0) } else { self.ends[i - 1] };
+        Some(GroupView {
+            labels: &self.labels[l_start..l_end],
+            generations: &self.generations[l_start..l_end],
+            fields: &self.fields[f_start..f_end],
+            first_field: f_start,
+        })
+    }
+
+    /// The groups, in the order their ciphertexts follow.
+    pub fn groups(&self) -> impl Iterator<Item = GroupView<'_, 'a>> + '_ {
+        (0..self.ends.len()).filter_map(|i| self.group(i))
+    }
+
+    /// Every field name, group after group.
+    pub fn field_names(&self) -> &[&'a str] {
+        &self.fields
+    }
+
+    /// The owned form.
+    pub fn to_envelope(&self) -> Envelope {
+        Envelope {
+            patient_slot: self.patient_slot,
+            kind: self.kind.to_string(),
+            created_us: self.created_us,
+            updated_us: self.updated_us,
+            author: self.author.to_string(),
+            groups: self
+                .groups()
+                .map(|g| GroupMeta {
+                    labels: g.labels.to_vec(),
+                    generations: g.generations.to_vec(),
+                    fields: g.fields.iter().map(|f| f.to_string()).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// [`decode`] without copying: the strings of the result borrow from `b`.
+pub fn decode_view(b: &[u8], offset: u64) -> Result<EnvelopeView<'_>> {
     match b.split_first() {
         Some((&ENVELOPE_VERSION, rest)) => {
             decode_body(rest).ok_or(Error::Integrity { what: "document envelope", offset })
@@ -134,35 +228,46 @@ pub fn decode(b: &[u8], offset: u64) -> Result<Envelope> {
     }
 }
 
-fn decode_body(b: &[u8]) -> Option<Envelope> {
+fn decode_body(b: &[u8]) -> Option<EnvelopeView<'_>> {
     let mut r = Reader::new(b);
     let patient_slot = r.u32v()?;
-    let kind = token(&mut r, &names::KIND_TABLE)?.to_string();
+    let kind = token(&mut r, &names::KIND_TABLE)?;
     let created_us = r.iv()?;
     let updated_us = r.iv()?;
-    let author = r.str()?.to_string();
+    let author = r.str()?;
     let n = count(&mut r, MAX_GROUPS)?;
-    let mut groups = Vec::with_capacity(n);
+    let mut ends = Vec::with_capacity(n);
+    // Most documents have a handful of groups of one or two labels and a dozen fields.
+    let mut labels = Vec::with_capacity(2 * n);
+    let mut generations = Vec::with_capacity(2 * n);
+    let mut fields = Vec::with_capacity(4 * n);
     for _ in 0..n {
         let m = count(&mut r, limits::FIELDS)?;
-        let mut labels = Vec::with_capacity(m);
-        let mut generations = Vec::with_capacity(m);
         for _ in 0..m {
             labels.push(Label::new(token(&mut r, &names::LABEL_TABLE)?).ok()?);
             generations.push(r.u32v()?);
         }
         let k = count(&mut r, limits::FIELDS)?;
-        let mut fields = Vec::with_capacity(k);
         for _ in 0..k {
             let f = token(&mut r, &names::FIELDS)?;
             if f.is_empty() || f.len() > limits::FIELD_NAME {
                 return None;
             }
-            fields.push(f.to_string());
+            fields.push(f);
         }
-        groups.push(GroupMeta { labels, generations, fields });
+        ends.push((labels.len(), fields.len()));
     }
-    r.done().then_some(Envelope { patient_slot, kind, created_us, updated_us, author, groups })
+    r.done().then_some(EnvelopeView {
+        patient_slot,
+        kind,
+        created_us,
+        updated_us,
+        author,
+        labels,
+        generations,
+        fields,
+        ends,
+    })
 }
 
 #[cfg(test)]
@@ -204,6 +309,24 @@ mod tests {
             1, 0, 6, b's', b'i', b't', b'e', b'-', b'x', 1, 1, 1, // group 1
         ];
         assert_eq!(&b[..], expect);
+    }
+
+    #[test]
+    fn the_view_borrows_the_same_groups() {
+        let env = sample();
+        let b = encode(&env);
+        let v = decode_view(&b, 0).unwrap();
+        assert_eq!((v.patient_slot, v.kind, v.author), (300, "Observation", "dr.a"));
+        assert_eq!(v.group_count(), 2);
+        assert_eq!(v.field_names(), &["name", "phone", "code"]);
+        for (i, (g, want)) in v.groups().zip(&env.groups).enumerate() {
+            assert_eq!(g.labels, &want.labels[..], "group {i}");
+            assert_eq!(g.generations, &want.generations[..]);
+            assert_eq!(g.fields, &want.fields.iter().map(String::as_str).collect::<Vec<_>>()[..]);
+        }
+        assert_eq!(v.group(1).unwrap().first_field, 2);
+        assert!(v.group(2).is_none());
+        assert_eq!(v.to_envelope(), env);
     }
 
     #[test]

@@ -645,21 +645,21 @@ impl Store {
 /// copy of its sealed bytes.
 pub(crate) fn open_envelope(keys: &KeyHierarchy, rec: &record::SealedRecord<'_>, offset: u64) -> Result<Envelope> {
     let mut buf = zeroize::Zeroizing::new(rec.envelope.to_vec());
-    open_envelope_in_place(keys, (&rec.id, rec.version, &rec.nonce), &mut buf, offset)
+    open_envelope_in_place(keys, (&rec.id, rec.version, &rec.nonce), &mut buf, offset).map(|v| v.to_envelope())
 }
 
 /// Opens the sealed envelope `sealed` of document version `(id, version)` with record
-/// nonce `nonce` in place, and decodes it.
-pub(crate) fn open_envelope_in_place(
+/// nonce `nonce` in place, and decodes it; the result borrows from `sealed`.
+pub(crate) fn open_envelope_in_place<'b>(
     keys: &KeyHierarchy,
     (id, version, nonce): (&crate::model::DocumentId, u32, &[u8; crate::crypto::aead::NONCE_LEN]),
-    sealed: &mut [u8],
+    sealed: &'b mut [u8],
     offset: u64,
-) -> Result<Envelope> {
+) -> Result<envelope::EnvelopeView<'b>> {
     let aad = record::envelope_aad(&keys.vault_id(), id, version);
     let pt = crate::crypto::aead::open_detached_nonce(&keys.meta, &record::part_nonce(nonce, 0), &aad, sealed)
         .map_err(|_| Error::Integrity { what: "document envelope", offset })?;
-    envelope::decode(pt, offset)
+    envelope::decode_view(pt, offset)
 }
 
 fn lock_exclusive(file: &File, path: &Path) -> Result<()> {

@@ -10,11 +10,11 @@ use crate::error::{Error, Result};
 use crate::format::body::{self, GroupBody, GroupMeta};
 use crate::format::frame::{self, FRAME_HEADER, FrameType};
 use crate::log::Region;
-use crate::model::{AttachmentRef, DateTime, Document, Kind, Label, LabelSet, Schema};
+use crate::model::{AttachmentRef, DateTime, Document, Field, Kind, Label, LabelSet, Schema};
 use crate::store::batch::index_terms;
 use crate::store::catalog::{NewVersion, VersionLoc};
 use crate::store::keyring::Keyring;
-use crate::store::{Store, open_envelope, open_envelope_in_place, record};
+use crate::store::{Store, open_envelope_in_place, record};
 
 /// Copies the frame at `offset` out of the map, checks its CRC and type, and returns its payload.
 pub fn copy_frame(map: &dyn Region, offset: u64, expect: FrameType) -> Result<Vec<u8>> {
@@ -48,44 +48,89 @@ pub fn decode_catalog_entry(
     payload: &[u8],
     offset: u64,
 ) -> Result<Option<NewVersion>> {
-    let rec = record::parse(payload).ok_or(Error::Integrity { what: "record frame", offset })?;
-    let env = open_envelope(keys, &rec, offset)?;
+    // One wiped copy; the envelope and the indexed groups are opened in place in it.
+    let mut copy = Zeroizing::new(payload.to_vec());
+    let layout = RecordLayout::of(&copy, offset)?;
+    let (head, groups_buf) = copy.split_at_mut(layout.envelope.end);
+    let env = open_envelope_in_place(keys, layout.part_ids(), &mut head[layout.envelope.clone()], offset)?;
     let pk = match ring.key(env.patient_slot, offset) {
         Ok(k) => k,
         Err(Error::Erased) => return Ok(None),
         Err(e) => return Err(e),
     };
-    if rec.groups.len() != env.groups.len() {
+    if layout.groups.len() != env.group_count() {
         return Err(Error::Integrity { what: "record frame", offset });
     }
     let mut terms = Vec::new();
-    for (i, g) in env.groups.iter().enumerate() {
+    for (i, g) in env.groups().enumerate() {
         if !g.fields.iter().any(|f| schema.is_indexed(f)) {
             continue;
         }
-        let values = open_group(keys, &rec, i, g, (env.patient_slot, pk), offset)?;
-        for (name, field) in g.fields.iter().zip(&values) {
-            if schema.is_indexed(name) {
-                index_terms(name, &g.labels, &field.value, &mut terms);
+        let sealed = layout.group_in(groups_buf, i, offset)?;
+        let parts = GroupKeyParts { labels: g.labels, generations: g.generations, fields: g.fields };
+        open_group_into(keys, layout.part_ids(), i, parts, (env.patient_slot, pk), sealed, offset, &mut |j, field| {
+            if let Some(name) = g.fields.get(j)
+                && schema.is_indexed(name)
+            {
+                index_terms(name, g.labels, &field.value, &mut terms);
             }
-        }
+        })?;
     }
-    let labels: LabelSet = env.groups.iter().flat_map(|g| g.labels.iter().cloned()).collect();
+    let labels: LabelSet = env.groups().flat_map(|g| g.labels.iter().cloned()).collect();
     Ok(Some(NewVersion {
-        id: rec.id,
+        id: layout.id,
         patient_slot: env.patient_slot,
-        kind: Kind::new(&env.kind).map_err(|_| Error::Integrity { what: "document envelope", offset })?,
+        kind: Kind::new(env.kind).map_err(|_| Error::Integrity { what: "document envelope", offset })?,
         created_us: env.created_us,
-        loc: VersionLoc { version: rec.version, offset, updated_us: env.updated_us },
+        loc: VersionLoc { version: layout.version, offset, updated_us: env.updated_us },
         labels,
         terms,
     }))
 }
 
+/// Where the parts of a record frame's payload are (byte ranges into it), so a copy of
+/// the payload can be opened part by part in place.
+struct RecordLayout {
+    id: crate::model::DocumentId,
+    version: u32,
+    nonce: [u8; aead::NONCE_LEN],
+    envelope: std::ops::Range<usize>,
+    groups: Vec<std::ops::Range<usize>>,
+}
+
+impl RecordLayout {
+    /// The layout of `payload`, or an integrity error naming the frame at `offset`.
+    fn of(payload: &[u8], offset: u64) -> Result<RecordLayout> {
+        let rec = record::parse(payload).ok_or(Error::Integrity { what: "record frame", offset })?;
+        let base = payload.as_ptr() as usize;
+        let range = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        let groups = rec.groups.iter().map(|g| range(g)).collect();
+        Ok(RecordLayout { id: rec.id, version: rec.version, nonce: rec.nonce, envelope: range(rec.envelope), groups })
+    }
+
+    /// What every part's AAD and nonce are derived from.
+    fn part_ids(&self) -> (&crate::model::DocumentId, u32, &[u8; aead::NONCE_LEN]) {
+        (&self.id, self.version, &self.nonce)
+    }
+
+    /// Group `i` inside `after_envelope`, the part of the payload copy that follows the
+    /// envelope (a record's envelope comes before all of its groups).
+    fn group_in<'b>(&self, after_envelope: &'b mut [u8], i: usize, offset: u64) -> Result<&'b mut [u8]> {
+        let r = self.groups.get(i).ok_or(Error::Integrity { what: "record frame", offset })?;
+        r.start
+            .checked_sub(self.envelope.end)
+            .and_then(|start| after_envelope.get_mut(start..start + r.len()))
+            .ok_or(Error::Integrity { what: "record frame", offset })
+    }
+}
+
 /// Opens label group `i` of `rec` (described by `g` in its envelope) with the key `pk`
 /// of the patient at keyring slot `slot`, returning one value per field name of `g`,
 /// in order. Works on a wiped copy of the group; [`Store::read_version`] opens groups
-/// in its own copy of the frame with [`open_group_in_place`].
+/// in its own copy of the frame with [`open_group_into`].
 pub(crate) fn open_group(
     keys: &KeyHierarchy,
     rec: &record::SealedRecord<'_>,
@@ -96,30 +141,59 @@ pub(crate) fn open_group(
 ) -> Result<GroupBody> {
     let sealed = rec.groups.get(i).ok_or(Error::Integrity { what: "label group", offset })?;
     let mut copy = Zeroizing::new(sealed.to_vec());
-    open_group_in_place(keys, (&rec.id, rec.version, &rec.nonce), i, g, patient, &mut copy, offset)
+    let mut out = Vec::with_capacity(g.fields.len());
+    let group = GroupKeyParts { labels: &g.labels, generations: &g.generations, fields: &g.fields };
+    open_group_into(keys, (&rec.id, rec.version, &rec.nonce), i, group, patient, &mut copy, offset, &mut |_, f| {
+        out.push(f)
+    })?;
+    Ok(out)
 }
 
-/// [`open_group`] on the sealed bytes `sealed` of group `i` of document version
-/// `(id, version)` with record nonce `nonce`, decrypted in place.
-fn open_group_in_place(
+/// What of a label group's envelope entry opening it needs: its labels and their key
+/// generations (for the key) and its field names (bound into the AAD).
+pub(crate) struct GroupKeyParts<'g, S> {
+    /// The group's labels (sorted).
+    pub labels: &'g [Label],
+    /// The key generation of each label.
+    pub generations: &'g [u32],
+    /// The names of the group's fields, in order.
+    pub fields: &'g [S],
+}
+
+/// Opens the sealed bytes `sealed` of label group `i` of document version
+/// `(id, version)` with record nonce `nonce` in place, and hands each field to `sink`
+/// with its position in the group, in order. Exactly one field per name of `g`, or an
+/// integrity error.
+#[allow(clippy::too_many_arguments)]
+fn open_group_into<S: AsRef<str>>(
     keys: &KeyHierarchy,
     (id, version, nonce): (&crate::model::DocumentId, u32, &[u8; aead::NONCE_LEN]),
     i: usize,
-    g: &GroupMeta,
+    g: GroupKeyParts<'_, S>,
     (slot, pk): (u32, &SecretKey),
     sealed: &mut [u8],
     offset: u64,
-) -> Result<GroupBody> {
+    sink: &mut dyn FnMut(usize, Field),
+) -> Result<()> {
     let bad = || Error::Integrity { what: "label group", offset };
     let index = u16::try_from(i).ok().filter(|i| usize::from(*i) < record::MAX_GROUPS).ok_or_else(bad)?;
-    let gk = keys.group_key_for(slot, &g.labels, &g.generations, pk);
-    let aad = record::group_aad(&keys.vault_id(), id, version, index, &g.labels, &g.fields);
+    let gk = keys.group_key_for(slot, g.labels, g.generations, pk);
+    let aad = record::group_aad(&keys.vault_id(), id, version, index, g.labels, g.fields);
     let pt = aead::open_detached_nonce(&gk, &record::part_nonce(nonce, index + 1), &aad, sealed).map_err(|_| bad())?;
-    let values: GroupBody = body::decode_group(pt, &g.labels, offset)?;
-    if values.len() != g.fields.len() {
+    let expected = g.fields.len();
+    let mut n = 0;
+    body::decode_group_with(pt, g.labels, offset, &mut |f| {
+        if n == expected {
+            return false;
+        }
+        sink(n, f);
+        n += 1;
+        true
+    })?;
+    if n != expected {
         return Err(bad());
     }
-    Ok(values)
+    Ok(())
 }
 
 /// Decides, per label group, whether a reader may decrypt it.
@@ -143,47 +217,45 @@ impl Store {
         // the buffer is zeroizing.
         let mut payload = Zeroizing::new(copy_frame(&*st.map, offset, FrameType::Record)?);
         let bad = |what| Error::Integrity { what, offset };
-        let (id, version, nonce, env_range, group_ranges) = {
-            let rec = record::parse(&payload).ok_or(bad("record frame"))?;
-            let base = payload.as_ptr() as usize;
-            let range = |s: &[u8]| {
-                let start = s.as_ptr() as usize - base;
-                start..start + s.len()
-            };
-            let groups = rec.groups.iter().map(|g| range(g)).collect::<Vec<_>>();
-            (rec.id, rec.version, rec.nonce, range(rec.envelope), groups)
-        };
+        let layout = RecordLayout::of(&payload, offset)?;
         let keys = self.keys();
-        let env = open_envelope_in_place(keys, (&id, version, &nonce), &mut payload[env_range], offset)?;
+        // Split the copy after the envelope, so the decoded envelope borrows its names
+        // while the groups are opened in place.
+        let (head, groups_buf) = payload.split_at_mut(layout.envelope.end);
+        let env = open_envelope_in_place(keys, layout.part_ids(), &mut head[layout.envelope.clone()], offset)?;
         let slot = env.patient_slot;
         let pk = st.keyring.key(slot, offset)?.clone();
         let patient = st.keyring.patient(slot).unwrap_or_default().to_string();
         drop(st);
-        if group_ranges.len() != env.groups.len() {
+        if layout.groups.len() != env.group_count() {
             return Err(bad("record frame"));
         }
-        let kind = Kind::new(&env.kind).map_err(|_| bad("document envelope"))?;
-        let mut fields = Vec::with_capacity(env.groups.iter().map(|g| g.fields.len()).sum());
+        let kind = Kind::new(env.kind).map_err(|_| bad("document envelope"))?;
+        let mut fields: Vec<(String, Field)> = Vec::with_capacity(env.field_names().len());
         let mut redacted = BTreeMap::new();
-        for (i, (g, range)) in env.groups.into_iter().zip(group_ranges).enumerate() {
-            if !gate.may_read(&g.labels) {
+        for (i, g) in env.groups().enumerate() {
+            if !gate.may_read(g.labels) {
                 for f in g.fields {
-                    redacted.insert(f, g.labels.clone());
+                    redacted.insert(f.to_string(), g.labels.to_vec());
                 }
                 continue;
             }
-            let values =
-                open_group_in_place(keys, (&id, version, &nonce), i, &g, (slot, &pk), &mut payload[range], offset)?;
-            fields.extend(g.fields.into_iter().zip(values));
+            let sealed = layout.group_in(groups_buf, i, offset)?;
+            let parts = GroupKeyParts { labels: g.labels, generations: g.generations, fields: g.fields };
+            open_group_into(keys, layout.part_ids(), i, parts, (slot, &pk), sealed, offset, &mut |j, field| {
+                if let Some(name) = g.fields.get(j) {
+                    fields.push((name.to_string(), field));
+                }
+            })?;
         }
         Ok(Document {
-            id,
+            id: layout.id,
             patient,
             kind,
-            version,
+            version: layout.version,
             created: DateTime::from_unix_micros(env.created_us),
             updated: DateTime::from_unix_micros(env.updated_us),
-            author: env.author,
+            author: env.author.to_string(),
             // Names are unique within a document (they were map keys when written);
             // building from a list sorts once instead of inserting one by one.
             fields: fields.into_iter().collect(),

@@ -162,13 +162,13 @@ pub fn envelope_aad(vault: &[u8; 16], id: &DocumentId, version: u32) -> Vec<u8> 
 /// Built in one buffer with the same bytes as
 /// `aead::aad("chartvault label group v3", [vault, id, version, i, labels joined by ",",
 /// field names joined by NUL])`.
-pub fn group_aad(
+pub fn group_aad<S: AsRef<str>>(
     vault: &[u8; 16],
     id: &DocumentId,
     version: u32,
     i: u16,
     labels: &[Label],
-    fields: &[String],
+    fields: &[S],
 ) -> Vec<u8> {
     let joined = |parts: &mut dyn Iterator<Item = &str>, sep: u8, out: &mut Vec<u8>| {
         let at = out.len();
@@ -187,7 +187,7 @@ pub fn group_aad(
     let fixed = 4 * 4 + 16 + 16 + 4 + 2;
     let lists = 8
         + labels.iter().map(|l| l.as_str().len() + 1).sum::<usize>()
-        + fields.iter().map(|f| f.len() + 1).sum::<usize>();
+        + fields.iter().map(|f| f.as_ref().len() + 1).sum::<usize>();
     let mut v = Vec::with_capacity(domain.len() + fixed + lists);
     v.extend_from_slice(domain);
     for p in [&vault[..], &id.0[..], &version.to_le_bytes()[..], &i.to_le_bytes()[..]] {
@@ -195,7 +195,7 @@ pub fn group_aad(
         v.extend_from_slice(p);
     }
     joined(&mut labels.iter().map(Label::as_str), b',', &mut v);
-    joined(&mut fields.iter().map(String::as_str), 0, &mut v);
+    joined(&mut fields.iter().map(AsRef::as_ref), 0, &mut v);
     v
 }
 
