@@ -189,7 +189,7 @@ fn check_view(v: &Vault, checked: &mut HashSet<(DocumentId, u32)>, last_head: u6
     let (head, map_len, docs, versions, by_patient) = {
         let st = store.read_state();
         let docs: Vec<(DocumentId, Vec<chartvault::store::VersionLoc>)> =
-            st.catalog.docs.iter().map(|(id, e)| (*id, e.versions.clone())).collect();
+            st.catalog.docs.iter().map(|(id, e)| (*id, e.versions.to_vec())).collect();
         let by_patient: Vec<(u32, usize)> = st.catalog.by_patient.iter().map(|(s, ids)| (*s, ids.len())).collect();
         (st.head, st.map.bytes().len() as u64, docs, st.catalog.versions, by_patient)
     };

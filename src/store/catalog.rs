@@ -31,6 +31,10 @@ pub struct VersionLoc {
     pub updated_us: i64,
 }
 
+/// The versions of one document, oldest first: most documents have one, kept inline
+/// (no heap allocation per document; a million-document catalog saves a million).
+pub type Versions = smallvec::SmallVec<[VersionLoc; 1]>;
+
 /// What the catalog knows of one document.
 #[derive(Debug, Clone)]
 pub struct DocEntry {
@@ -41,7 +45,7 @@ pub struct DocEntry {
     /// Creation time, Unix microseconds.
     pub created_us: i64,
     /// Every version, oldest first.
-    pub versions: Vec<VersionLoc>,
+    pub versions: Versions,
     /// Labels of every field of the latest version (shared between documents with the
     /// same label set).
     pub labels: Arc<LabelSet>,
@@ -585,7 +589,7 @@ impl Catalog {
                     patient_slot: v.patient_slot,
                     kind: v.kind,
                     created_us: v.created_us,
-                    versions: vec![v.loc],
+                    versions: smallvec::smallvec![v.loc],
                     labels: Arc::new(v.labels),
                     terms: Terms::from(v.terms),
                     commit,
@@ -892,7 +896,7 @@ mod tests {
             patient_slot: slot,
             kind: Kind::new("Observation").unwrap(),
             created_us: 1,
-            versions: vec![VersionLoc { version: 1, offset: 8192, updated_us: 1 }],
+            versions: smallvec::smallvec![VersionLoc { version: 1, offset: 8192, updated_us: 1 }],
             labels: Arc::new(LabelSet::new()),
             terms: Terms::default(),
             commit: 1,
@@ -1042,7 +1046,7 @@ mod tests {
             patient_slot: 0,
             kind: Kind::new("Observation").unwrap(),
             created_us: 1,
-            versions: vec![VersionLoc { version: 1, offset: 8192, updated_us: 1 }],
+            versions: smallvec::smallvec![VersionLoc { version: 1, offset: 8192, updated_us: 1 }],
             labels: Arc::new(LabelSet::new()),
             terms: Terms::packed(schemas, Arc::new(Zeroizing::new(b)), 0..n),
             commit: 1,

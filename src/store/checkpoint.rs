@@ -375,7 +375,7 @@ fn decode_patient(
         if nv > r.remaining() / 3 {
             return None;
         }
-        let mut versions = Vec::with_capacity(nv);
+        let mut versions = crate::store::catalog::Versions::with_capacity(nv);
         let mut prev = created_us;
         for _ in 0..nv {
             let version = r.u32v()?;

@@ -303,7 +303,7 @@ impl Store {
             .catalog
             .docs
             .get(id)
-            .map(|e| e.versions.clone())
+            .map(|e| e.versions.to_vec())
             .ok_or_else(|| Error::NotFound { id: id.to_string(), version: None })
     }
 }
