@@ -17,7 +17,7 @@ use crate::log::LogWriter;
 use crate::log::writer::{LogHead, PendingCommit};
 use crate::model::document::limits;
 use crate::model::{AttachmentRef, DocumentId, Field, Kind, Label, LabelSet, NewDocument, Value};
-use crate::store::catalog::{NewVersion, VersionLoc};
+use crate::store::catalog::{IdHashState, NewVersion, VersionLoc};
 use crate::store::{Store, record};
 
 /// Size of one attachment chunk.
@@ -29,11 +29,12 @@ pub struct Batch<'a> {
     writer: MutexGuard<'a, Option<LogWriter>>,
     pending: PendingCommit,
     new_patients: Vec<(String, SecretKey)>,
-    new_slots: HashMap<String, u32>,
+    /// Patient id -> (its new slot, its position in `new_patients`).
+    new_slots: HashMap<String, (u32, usize)>,
     versions: Vec<NewVersion>,
     others: Vec<(FrameType, u64)>,
     attachments: HashSet<[u8; 16]>,
-    latest: HashMap<DocumentId, (u32, i64, u32, Kind)>,
+    latest: HashMap<DocumentId, (u32, i64, u32, Kind), IdHashState>,
     /// Versions prepared but not yet sealed: sealing is deferred to [`Batch::commit`]
     /// (or the next frame staged), where it runs on every core.
     unsealed: Vec<Unsealed>,
@@ -103,7 +104,7 @@ impl<'a> Batch<'a> {
             versions: Vec::new(),
             others: Vec::new(),
             attachments: HashSet::new(),
-            latest: HashMap::new(),
+            latest: HashMap::default(),
             unsealed: Vec::new(),
         })
     }
@@ -130,9 +131,10 @@ impl<'a> Batch<'a> {
     /// The keyring slot and key of `patient`, and whether that slot is already durable
     /// (false for a patient this batch adds).
     fn patient_slot_key(&mut self, patient: &str) -> Result<(u32, SecretKey, bool)> {
-        if let Some(s) = self.new_slots.get(patient) {
-            let i = self.new_patients.iter().position(|(p, _)| p == patient).unwrap_or(0);
-            return Ok((*s, self.new_patients[i].1.clone(), false));
+        if let Some(&(s, i)) = self.new_slots.get(patient)
+            && let Some((_, key)) = self.new_patients.get(i)
+        {
+            return Ok((s, key.clone(), false));
         }
         let st = self.store.read_state();
         if let Some(s) = st.keyring.slot_of(patient) {
@@ -146,8 +148,8 @@ impl<'a> Batch<'a> {
         let slot = st.keyring.next_slot(self.new_patients.len());
         drop(st);
         let key = SecretKey::random();
+        self.new_slots.insert(patient.to_string(), (slot, self.new_patients.len()));
         keys::push_wiping(&mut self.new_patients, (patient.to_string(), key.clone()));
-        self.new_slots.insert(patient.to_string(), slot);
         Ok((slot, key, false))
     }
 
@@ -197,7 +199,7 @@ impl<'a> Batch<'a> {
     /// Stages a new version of an existing document with `fields` replacing the old ones.
     pub fn update(&mut self, id: &DocumentId, fields: &BTreeMap<String, Field>, author: &str) -> Result<u32> {
         let (version, created, slot, kind) = self.latest(id)?;
-        let patient = match self.new_slots.iter().find(|(_, s)| **s == slot) {
+        let patient = match self.new_slots.iter().find(|(_, (s, _))| *s == slot) {
             Some((p, _)) => p.clone(),
             None => self.store.read_state().keyring.patient(slot).ok_or(Error::Erased)?.to_string(),
         };
@@ -236,8 +238,9 @@ impl<'a> Batch<'a> {
         let (slot, pk, durable) = self.patient_slot_key(spec.patient)?;
         let store = self.store;
         let schema = store.schema();
-        // Group fields by their full label set.
-        let mut groups: BTreeMap<Vec<Label>, (Vec<String>, Vec<&Field>)> = BTreeMap::new();
+        // Group fields by their full label set: a document has a handful of groups, so
+        // a linear search finds a field's group; the groups are then ordered by label set.
+        let mut groups: Vec<(Vec<Label>, Vec<String>, Vec<&Field>)> = Vec::new();
         let mut terms = Vec::new();
         let labeler = schema.labeler(spec.kind);
         let mut given = spec.field_labels.map(Vec::into_iter);
@@ -249,14 +252,22 @@ impl<'a> Batch<'a> {
             if schema.is_indexed(name) {
                 index_terms(name, &labels, &f.value, &mut terms);
             }
-            let g = groups.entry(labels).or_default();
-            g.0.push(name.clone());
-            g.1.push(f);
+            let g = match groups.iter().position(|g| g.0 == labels) {
+                Some(i) => &mut groups[i],
+                None => {
+                    groups.push((labels, Vec::new(), Vec::new()));
+                    let last = groups.len() - 1;
+                    &mut groups[last]
+                }
+            };
+            g.1.push(name.clone());
+            g.2.push(f);
         }
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let now = crate::util::now_micros();
         let mut bodies = Vec::with_capacity(groups.len());
         let mut metas = Vec::with_capacity(groups.len());
-        for (labels, (names, values)) in groups {
+        for (labels, names, values) in groups {
             let pt = body::encode_group(&values, &labels)?;
             if pt.len() > limits::GROUP_BYTES {
                 return Err(Error::TooLarge {

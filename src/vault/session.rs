@@ -532,8 +532,9 @@ pub struct SessionBatch<'s> {
     session: &'s Session,
     batch: Option<Batch<'s>>,
     entries: Vec<AuditEntry>,
-    /// Position in `entries` of the create entry of each (patient, break-glass).
-    create_entries: std::collections::HashMap<(String, bool), usize>,
+    /// Position in `entries` of the create entry of each patient, without and with
+    /// break-glass (looked up by the patient id, no key to build per document).
+    create_entries: std::collections::HashMap<String, [Option<usize>; 2]>,
     attachments: Vec<[u8; 16]>,
 }
 
@@ -591,7 +592,8 @@ impl<'s> SessionBatch<'s> {
         let author = self.session.principal.user.clone();
         let id = self.batch()?.put_validated(doc, &author, Some(field_labels))?;
         // One audit entry per patient and action in a batch, listing every document.
-        match self.create_entries.get(&(doc.patient.clone(), bg)).and_then(|&i| self.entries.get_mut(i)) {
+        let at = self.create_entries.get(doc.patient.as_str()).and_then(|e| e[usize::from(bg)]);
+        match at.and_then(|i| self.entries.get_mut(i)) {
             Some(e) => {
                 e.documents.push(id);
                 for l in labels {
@@ -601,7 +603,8 @@ impl<'s> SessionBatch<'s> {
                 }
             }
             None => {
-                self.create_entries.insert((doc.patient.clone(), bg), self.entries.len());
+                let n = self.entries.len();
+                self.create_entries.entry(doc.patient.clone()).or_default()[usize::from(bg)] = Some(n);
                 self.entries.push(
                     self.session
                         .entry(Action::Create, Outcome::Success)
