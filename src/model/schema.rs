@@ -176,14 +176,21 @@ impl Labeler<'_> {
 
     /// The sorted, duplicate-free label list of `field` with the document's `extra` labels.
     pub fn field_labels(&self, field: &str, extra: &[Label]) -> Vec<Label> {
-        let own = self.label_of(field);
-        if extra.is_empty() {
-            return vec![own];
-        }
-        let mut v: Vec<Label> = extra.iter().cloned().chain(std::iter::once(own)).collect();
-        v.sort_unstable();
-        v.dedup();
+        let mut v = Vec::with_capacity(extra.len() + 1);
+        self.field_labels_into(field, extra, &mut v);
         v
+    }
+
+    /// [`Labeler::field_labels`] written into `out` (cleared first), so a caller
+    /// labelling many fields reuses one buffer instead of allocating a list per field.
+    pub fn field_labels_into(&self, field: &str, extra: &[Label], out: &mut Vec<Label>) {
+        out.clear();
+        out.extend(extra.iter().cloned());
+        out.push(self.label_of(field));
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
     }
 }
 

@@ -87,9 +87,6 @@ pub(crate) struct VersionSpec<'d> {
     pub created_us: i64,
     pub author: &'d str,
     pub fields: &'d BTreeMap<String, Field>,
-    /// The label set of each field, in the order of `fields`, when the caller already
-    /// computed them (the session does, for its policy check); `None` computes them.
-    pub field_labels: Option<Vec<Vec<Label>>>,
 }
 
 impl<'a> Batch<'a> {
@@ -156,21 +153,11 @@ impl<'a> Batch<'a> {
     /// Stages a new document; returns its id.
     pub fn put(&mut self, doc: &NewDocument, author: &str) -> Result<DocumentId> {
         doc.validate()?;
-        self.put_validated(doc, author, None)
+        self.put_validated(doc, author)
     }
 
-    /// [`Batch::put`] of a document the caller has validated, with the label set of each
-    /// field (in the order of `doc.fields`) when it computed them already: they must be
-    /// [`crate::model::Labeler::field_labels`] of this store's schema.
-    pub(crate) fn put_validated(
-        &mut self,
-        doc: &NewDocument,
-        author: &str,
-        field_labels: Option<Vec<Vec<Label>>>,
-    ) -> Result<DocumentId> {
-        if field_labels.as_ref().is_some_and(|l| l.len() != doc.fields.len()) {
-            return Err(Error::InvalidArgument("one label set per field is needed".into()));
-        }
+    /// [`Batch::put`] of a document the caller has validated.
+    pub(crate) fn put_validated(&mut self, doc: &NewDocument, author: &str) -> Result<DocumentId> {
         let id = DocumentId::random();
         let now = crate::util::now_micros();
         self.stage_version(VersionSpec {
@@ -181,7 +168,6 @@ impl<'a> Batch<'a> {
             created_us: now,
             author,
             fields: &doc.fields,
-            field_labels,
         })?;
         Ok(id)
     }
@@ -213,7 +199,6 @@ impl<'a> Batch<'a> {
             created_us: created,
             author,
             fields,
-            field_labels: None,
         })?;
         Ok(next)
     }
@@ -243,19 +228,17 @@ impl<'a> Batch<'a> {
         let mut groups: Vec<(Vec<Label>, Vec<String>, Vec<&Field>)> = Vec::new();
         let mut terms = Vec::new();
         let labeler = schema.labeler(spec.kind);
-        let mut given = spec.field_labels.map(Vec::into_iter);
+        // One buffer for every field's label list; a group keeps a copy of its own.
+        let mut labels: Vec<Label> = Vec::new();
         for (name, f) in spec.fields {
-            let labels: Vec<Label> = match given.as_mut().and_then(Iterator::next) {
-                Some(l) => l,
-                None => labeler.field_labels(name, &f.labels),
-            };
+            labeler.field_labels_into(name, &f.labels, &mut labels);
             if schema.is_indexed(name) {
                 index_terms(name, &labels, &f.value, &mut terms);
             }
             let g = match groups.iter().position(|g| g.0 == labels) {
                 Some(i) => &mut groups[i],
                 None => {
-                    groups.push((labels, Vec::new(), Vec::new()));
+                    groups.push((labels.clone(), Vec::new(), Vec::new()));
                     let last = groups.len() - 1;
                     &mut groups[last]
                 }

@@ -575,22 +575,28 @@ impl<'s> SessionBatch<'s> {
     pub fn put(&mut self, doc: &NewDocument) -> Result<DocumentId> {
         self.session.touch()?;
         doc.validate()?;
-        // Each field's labels, computed once: for the policy check here and for
-        // grouping in the store.
-        let field_labels: Vec<Vec<Label>> = {
-            let labeler = self.session.inner.store.schema().labeler(&doc.kind);
-            doc.fields.iter().map(|(n, f)| labeler.field_labels(n, &f.labels)).collect()
-        };
+        // Every label of the document, for the policy check (the store labels each
+        // field again when it groups them; that reuses one buffer, no list per field).
         let labels: Vec<Label> = {
-            let mut all: Vec<Label> = field_labels.iter().flatten().cloned().collect();
+            let labeler = self.session.inner.store.schema().labeler(&doc.kind);
+            // A document has a few distinct labels: keep them unique as they come.
+            let mut all: Vec<Label> = Vec::new();
+            let mut add = |l: Label| {
+                if !all.contains(&l) {
+                    all.push(l);
+                }
+            };
+            for (n, f) in &doc.fields {
+                f.labels.iter().cloned().for_each(&mut add);
+                add(labeler.label_of(n));
+            }
             all.sort_unstable();
-            all.dedup();
             all
         };
         let bg =
             self.check_write(Operation::Create, Action::Create, &doc.patient, doc.kind.as_str(), labels.clone(), None)?;
         let author = self.session.principal.user.clone();
-        let id = self.batch()?.put_validated(doc, &author, Some(field_labels))?;
+        let id = self.batch()?.put_validated(doc, &author)?;
         // One audit entry per patient and action in a batch, listing every document.
         let at = self.create_entries.get(doc.patient.as_str()).and_then(|e| e[usize::from(bg)]);
         match at.and_then(|i| self.entries.get_mut(i)) {
