@@ -6,7 +6,8 @@
 //! keeps its index terms in the packed form they have inside the checkpoint (one small
 //! buffer, decoded on first use), its label set is shared with every other document
 //! that has the same one, and the value indexes ([`Catalog::values`]) are built from
-//! the packed terms the first time a query needs them rather than at open.
+//! the packed terms the first time a query needs them rather than at open. An open
+//! that replays the whole log (no usable checkpoint) defers them the same way.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
@@ -540,7 +541,7 @@ impl Catalog {
 
     /// An empty catalog whose value indexes are built on first use (checkpoint loads,
     /// and opens that replay the whole log).
-    pub(crate) fn lazy() -> Catalog {
+    pub fn lazy() -> Catalog {
         Catalog { lazy_values: true, ..Catalog::default() }
     }
 
@@ -695,11 +696,16 @@ impl<'a> FieldPostings<'a> {
     }
 }
 
-/// Sorts postings by value: by prefix, and by the full value only on equal prefixes.
+/// Sorts postings by value: by prefix, and by the full value only on equal prefixes
+/// that do not already decide equality.
 ///
-/// When every value is a text, or every value a code of one system (the usual case:
-/// a field holds one type), the bytes all of them start with are skipped first, so the
-/// prefixes hold the first eight bytes that differ (`CLM-000123`, `http://loinc.org`).
+/// When every value has one variant (the usual case: a field holds one type), the
+/// prefix uses all 64 bits: integers, dates, datetimes and booleans exactly (the full
+/// values are never compared); texts, and codes of one system, skip the bytes all of
+/// them start with and keep the next seven bytes and the length (capped at seven), which
+/// is exact for the many short values (`final`, `2345-7`) and orders long ones by
+/// their first bytes that differ (`CLM-000123...`). Following a value means reading
+/// another document's memory, so this matters more than the comparisons it saves.
 fn sort_postings(postings: &mut [Posting<'_>]) {
     fn common(a: &[u8], b: &[u8]) -> usize {
         a.iter().zip(b).take_while(|(x, y)| x == y).count()
@@ -712,33 +718,78 @@ fn sort_postings(postings: &mut [Posting<'_>]) {
             _ => None,
         }
     }
-    let (variant, system) = match postings.first().map(|p| p.1) {
-        Some(IndexKey::Text(_)) => (1u64, None),
-        Some(IndexKey::Code(s, _)) => (0, Some(s.as_str())),
-        _ => (u64::MAX, None),
-    };
-    if variant != u64::MAX
-        && let Some(first) = postings.first().and_then(|p| strings(p.1, system))
-    {
-        let mut skip = first.len();
-        let mut all = true;
-        for p in postings.iter() {
-            match strings(p.1, system) {
-                Some(b) => skip = skip.min(common(first, b)),
-                None => {
-                    all = false;
-                    break;
+    // Numbers (and booleans) in order, exactly, for values of one variant.
+    fn number(k: &IndexKey) -> Option<u64> {
+        match k {
+            IndexKey::Integer(i) => Some(signed(*i)),
+            IndexKey::Date(d) => Some(signed(i64::from(*d))),
+            IndexKey::DateTime(t) => Some(signed(*t)),
+            IndexKey::Boolean(b) => Some(u64::from(*b)),
+            _ => None,
+        }
+    }
+    fn never(_: u64) -> bool {
+        false
+    }
+    fn always(_: u64) -> bool {
+        true
+    }
+    fn short(p: u64) -> bool {
+        p & 0xff < 7
+    }
+    let Some(first) = postings.first().map(|p| p.1) else { return };
+    let one_variant = postings.iter().all(|p| std::mem::discriminant(p.1) == std::mem::discriminant(first));
+    // Whether an equal prefix means an equal value.
+    let mut exact: fn(u64) -> bool = never;
+    if one_variant && number(first).is_some() {
+        for p in postings.iter_mut() {
+            p.0 = number(p.1).unwrap_or(0);
+        }
+        exact = always;
+    } else if one_variant {
+        let system = match first {
+            IndexKey::Code(s, _) => Some(s.as_str()),
+            _ => None,
+        };
+        if let Some(first) = strings(first, system) {
+            let mut skip = first.len();
+            let mut all = true;
+            for p in postings.iter() {
+                match strings(p.1, system) {
+                    Some(b) => skip = skip.min(common(first, b)),
+                    None => {
+                        all = false;
+                        break;
+                    }
                 }
             }
-        }
-        if all {
-            for p in postings.iter_mut() {
-                let rest = strings(p.1, system).and_then(|b| b.get(skip..)).unwrap_or(&[]);
-                p.0 = (variant << 61) | (bytes8(rest) >> 3);
+            if all {
+                for p in postings.iter_mut() {
+                    let rest = strings(p.1, system).and_then(|b| b.get(skip..)).unwrap_or(&[]);
+                    p.0 = bytes7(rest);
+                }
+                exact = short;
             }
         }
     }
-    postings.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    postings.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| if exact(a.0) { std::cmp::Ordering::Equal } else { a.1.cmp(b.1) })
+    });
+}
+
+/// The first seven bytes of `b` (zero-padded) and its length capped at seven, as
+/// `bytes << 8 | length`: in the order of the strings, equal only for equal strings
+/// when the length is below seven.
+fn bytes7(b: &[u8]) -> u64 {
+    let mut x = [0u8; 8];
+    let n = b.len().min(7);
+    x[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(x) | n as u64
+}
+
+/// An i64 as a u64 in the same order.
+fn signed(v: i64) -> u64 {
+    (v as u64) ^ (1 << 63)
 }
 
 /// The first eight bytes of `b` (zero-padded) as a big-endian number: shorter or
@@ -757,10 +808,6 @@ fn bytes8(b: &[u8]) -> u64 {
 /// decimal places (saturating), strings by their first eight bytes (for a code, those
 /// of its system, which orders first).
 fn sort_prefix(k: &IndexKey) -> u64 {
-    // i64 to u64 in the same order.
-    fn signed(v: i64) -> u64 {
-        (v as u64) ^ (1 << 63)
-    }
     let (variant, v) = match k {
         IndexKey::Code(system, _) => (0u64, bytes8(system.as_bytes())),
         IndexKey::Text(t) => (1, bytes8(t.as_bytes())),
