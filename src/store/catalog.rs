@@ -525,12 +525,12 @@ impl Catalog {
             }
         }
         for (field, mut postings) in fields.0 {
-            sort_postings(&mut postings);
+            let exact = sort_postings(&mut postings);
             let tree = match values.get_mut(field) {
                 Some(m) => m,
                 None => values.entry(field.to_string()).or_default(),
             };
-            merge_postings(tree, &postings);
+            merge_postings(tree, &postings, exact);
         }
     }
 
@@ -653,12 +653,12 @@ fn build_values(docs: &DocMap) -> Values {
     let mut values: Values =
         by_field.into_iter().map(|(field, groups)| (field.to_string(), tree_from_groups(groups))).collect();
     for (field, mut postings) in plain.0 {
-        sort_postings(&mut postings);
+        let exact = sort_postings(&mut postings);
         let tree = match values.get_mut(field) {
             Some(m) => m,
             None => values.entry(field.to_string()).or_default(),
         };
-        merge_postings(tree, &postings);
+        merge_postings(tree, &postings, exact);
     }
     values
 }
@@ -697,7 +697,8 @@ impl<'a> FieldPostings<'a> {
 }
 
 /// Sorts postings by value: by prefix, and by the full value only on equal prefixes
-/// that do not already decide equality.
+/// that do not already decide equality. Returns which prefixes decide it (for
+/// [`runs`]).
 ///
 /// When every value has one variant (the usual case: a field holds one type), the
 /// prefix uses all 64 bits: integers, dates, datetimes and booleans exactly (the full
@@ -706,7 +707,7 @@ impl<'a> FieldPostings<'a> {
 /// is exact for the many short values (`final`, `2345-7`) and orders long ones by
 /// their first bytes that differ (`CLM-000123...`). Following a value means reading
 /// another document's memory, so this matters more than the comparisons it saves.
-fn sort_postings(postings: &mut [Posting<'_>]) {
+fn sort_postings(postings: &mut [Posting<'_>]) -> Exact {
     fn common(a: &[u8], b: &[u8]) -> usize {
         a.iter().zip(b).take_while(|(x, y)| x == y).count()
     }
@@ -737,7 +738,7 @@ fn sort_postings(postings: &mut [Posting<'_>]) {
     fn short(p: u64) -> bool {
         p & 0xff < 7
     }
-    let Some(first) = postings.first().map(|p| p.1) else { return };
+    let Some(first) = postings.first().map(|p| p.1) else { return never };
     let one_variant = postings.iter().all(|p| std::mem::discriminant(p.1) == std::mem::discriminant(first));
     // Whether an equal prefix means an equal value.
     let mut exact: fn(u64) -> bool = never;
@@ -775,6 +776,7 @@ fn sort_postings(postings: &mut [Posting<'_>]) {
     postings.sort_unstable_by(|a, b| {
         a.0.cmp(&b.0).then_with(|| if exact(a.0) { std::cmp::Ordering::Equal } else { a.1.cmp(b.1) })
     });
+    exact
 }
 
 /// The first seven bytes of `b` (zero-padded) and its length capped at seven, as
@@ -855,19 +857,23 @@ const REBUILD_RATIO: usize = 8;
 /// list (a new key gets a list of exactly its run's size). When the distinct values
 /// are few next to the tree's size they are looked up and inserted one by one
 /// ([`insert_runs`]); when they are many, the tree is rebuilt ([`rebuild_with_runs`]).
-fn merge_postings(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, postings: &[Posting<'_>]) {
-    let distinct = postings.chunk_by(same_value).count();
+fn merge_postings(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, postings: &[Posting<'_>], exact: Exact) {
+    let distinct = runs(postings, exact).count();
     if distinct.saturating_mul(REBUILD_RATIO) < tree.len() {
-        insert_runs(tree, postings);
+        insert_runs(tree, postings, exact);
     } else {
-        rebuild_with_runs(tree, postings, distinct);
+        rebuild_with_runs(tree, postings, distinct, exact);
     }
 }
 
-/// Whether two postings have the same value (runs of sorted postings:
-/// `postings.chunk_by(same_value)`).
-fn same_value(a: &Posting<'_>, b: &Posting<'_>) -> bool {
-    a.0 == b.0 && a.1 == b.1
+/// Whether an equal [`sort_prefix`] (as [`sort_postings`] left it) means an equal
+/// value, by the prefix.
+type Exact = fn(u64) -> bool;
+
+/// The runs of equal values of postings sorted by [`sort_postings`] (which returned
+/// `exact`): values are compared only on equal prefixes that do not decide it.
+fn runs<'p, 'a>(postings: &'p [Posting<'a>], exact: Exact) -> impl Iterator<Item = &'p [Posting<'a>]> {
+    postings.chunk_by(move |a: &Posting<'a>, b: &Posting<'a>| a.0 == b.0 && (exact(a.0) || a.1 == b.1))
 }
 
 /// The documents of a run.
@@ -876,8 +882,8 @@ fn run_ids(run: &[Posting<'_>]) -> Vec<DocumentId> {
 }
 
 /// [`merge_postings`] by a lookup (and for a new value an insertion) per run.
-fn insert_runs(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, postings: &[Posting<'_>]) {
-    for run in postings.chunk_by(same_value) {
+fn insert_runs(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, postings: &[Posting<'_>], exact: Exact) {
+    for run in runs(postings, exact) {
         let key = run[0].1;
         match tree.get_mut(key) {
             Some(old) => old.extend(run.iter().map(|p| p.2)),
@@ -891,10 +897,15 @@ fn insert_runs(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, postings: &[Posti
 /// [`merge_postings`] by merging the runs with the tree's entries in one ordered pass
 /// and bulk-building the tree from the merged sequence: a comparison or two per entry
 /// instead of a tree search per value. `distinct` is the number of runs.
-fn rebuild_with_runs(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, postings: &[Posting<'_>], distinct: usize) {
+fn rebuild_with_runs(
+    tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>,
+    postings: &[Posting<'_>],
+    distinct: usize,
+    exact: Exact,
+) {
     let mut old = std::mem::take(tree).into_iter().peekable();
     let mut out: Vec<(IndexKey, Vec<DocumentId>)> = Vec::with_capacity(old.len() + distinct);
-    for run in postings.chunk_by(same_value) {
+    for run in runs(postings, exact) {
         let key = run[0].1;
         while let Some(o) = old.next_if(|(k, _)| k < key) {
             out.push(o);
@@ -1509,7 +1520,8 @@ mod tests {
             let keys: Vec<IndexKey> = (0..500).map(|_| rich_key(field, &mut next)).collect();
             let mut postings: Vec<Posting<'_>> =
                 keys.iter().enumerate().map(|(i, k)| (sort_prefix(k), k, id(i as u32))).collect();
-            sort_postings(&mut postings);
+            let exact = sort_postings(&mut postings);
+            assert!(postings.windows(2).all(|w| w[0].0 != w[1].0 || !exact(w[0].0) || w[0].1 == w[1].1));
             assert!(postings.windows(2).all(|w| w[0].1 <= w[1].1), "field {field}");
         }
     }
@@ -1528,16 +1540,16 @@ mod tests {
             let keys: Vec<IndexKey> = (0..next(400)).map(|_| rich_key(field, &mut next)).collect();
             let mut postings: Vec<Posting<'_>> =
                 keys.iter().enumerate().map(|(i, k)| (sort_prefix(k), k, id(i as u32))).collect();
-            sort_postings(&mut postings);
+            let exact = sort_postings(&mut postings);
             let mut want = tree.clone();
             for (_, k, d) in &postings {
                 want.entry((*k).clone()).or_default().push(*d);
             }
             let (mut a, mut b, mut c) = (tree.clone(), tree.clone(), tree);
-            insert_runs(&mut a, &postings);
-            let distinct = postings.chunk_by(same_value).count();
-            rebuild_with_runs(&mut b, &postings, distinct);
-            merge_postings(&mut c, &postings);
+            insert_runs(&mut a, &postings, exact);
+            let distinct = runs(&postings, exact).count();
+            rebuild_with_runs(&mut b, &postings, distinct, exact);
+            merge_postings(&mut c, &postings, exact);
             let norm = |t: BTreeMap<IndexKey, Vec<DocumentId>>| normal(&Values::from([("f".to_string(), t)]));
             let want = norm(want);
             assert_eq!(norm(a), want, "insert, round {round}");
