@@ -617,3 +617,63 @@ fn a_checkpoint_with_many_patients_loads_on_every_core_and_answers_like_a_full_r
     assert_eq!(live[0], 1800);
     assert_eq!(live[4], 3);
 }
+
+/// Opening without a checkpoint replays the whole log into a catalog whose value
+/// indexes are built on first use (as after a checkpoint load): updates, new
+/// documents and an erasure made before that first query are all reflected, the
+/// indexes are kept current after it, and the answers equal the live vault's and a
+/// checkpoint open's.
+#[test]
+fn a_full_replay_builds_value_indexes_on_first_use_and_answers_like_a_checkpoint_open() {
+    let (db, v) = Db::new();
+    let s = loader(&v);
+    let ids = put_docs(&s, 0..60, 9);
+    drop(s);
+    v.close().unwrap();
+
+    let v = db.open();
+    assert_eq!(v.open_report().checkpoint, None);
+    assert!(!v.store().read_state().catalog.values_built(), "replay built the value indexes");
+    let s = loader(&v);
+    let upd = |s: &Session, id: &DocumentId, value: i64, code: &str| {
+        let mut f: BTreeMap<String, Field> = BTreeMap::new();
+        f.insert("value".into(), Value::Integer(value).into());
+        f.insert("code".into(), Value::Code(Coding::new("loinc", code, None)).into());
+        s.update(id, f).unwrap()
+    };
+    // Before the first query: updates of replayed documents, new documents, an erasure.
+    assert_eq!(upd(&s, &ids[1], 700, "7777-7"), 2);
+    assert_eq!(upd(&s, &ids[1], 701, "7777-8"), 3);
+    assert_eq!(upd(&s, &ids[5], 702, "7777-7"), 2);
+    put_docs(&s, 60..70, 4);
+    let po = v.session(Principal::new("po", Role::privacy_officer(), "h", Purpose::Compliance)).unwrap();
+    assert!(po.erase_patient("P3", "patient request, right to erasure").unwrap() > 0);
+    assert!(!v.store().read_state().catalog.values_built());
+    let ids_for =
+        |s: &Session, q: &str| -> Vec<DocumentId> { s.query_str(q).unwrap().documents.iter().map(|d| d.id).collect() };
+    assert_eq!(ids_for(&s, "code = loinc:7777-7"), vec![ids[5]]);
+    assert!(v.store().read_state().catalog.values_built());
+    assert_eq!(ids_for(&s, "value >= 700 order by value"), vec![ids[1], ids[5]]);
+    assert!(ids_for(&s, "patient = \"P3\"").is_empty());
+    // After it: kept current.
+    assert_eq!(upd(&s, &ids[5], 703, "7777-8"), 3);
+    assert!(ids_for(&s, "code = loinc:7777-7").is_empty());
+    assert_eq!(ids_for(&s, "code = loinc:7777-8"), vec![ids[1], ids[5]]);
+    let live = answers(&v);
+    // 70 documents, 17 of them P3's (every fourth from the third).
+    assert_eq!(total(&live, "loader: "), 53);
+    drop((s, po));
+
+    // The same vault from a checkpoint, and replayed again from the whole log.
+    let cp = v.checkpoint().unwrap();
+    v.close().unwrap();
+    let v = db.open();
+    assert_eq!(v.open_report().checkpoint, Some(cp));
+    assert_eq!(answers(&v), live, "checkpoint open answers differently");
+    v.store().set_checkpoint_pointer(0).unwrap();
+    v.close().unwrap();
+    let v = db.open();
+    assert_eq!(v.open_report().checkpoint, None);
+    assert!(!v.store().read_state().catalog.values_built());
+    assert_eq!(answers(&v), live, "full replay answers differently");
+}

@@ -6,7 +6,8 @@
 //! keeps its index terms in the packed form they have inside the checkpoint (one small
 //! buffer, decoded on first use), its label set is shared with every other document
 //! that has the same one, and the value indexes ([`Catalog::values`]) are built from
-//! the packed terms the first time a query needs them rather than at open.
+//! the packed terms the first time a query needs them rather than at open. An open
+//! that replays the whole log (no usable checkpoint) defers them the same way.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
@@ -450,8 +451,9 @@ pub struct Catalog {
     pub by_patient: HashMap<u32, Vec<DocumentId>>,
     /// Kind -> documents (unordered posting list).
     pub by_kind: HashMap<Kind, Vec<DocumentId>>,
-    /// Value indexes (see [`Catalog::values`]): kept from the start, except in a
-    /// catalog loaded from a checkpoint, where they are built on first use.
+    /// Value indexes (see [`Catalog::values`]): kept from the start in a new vault's
+    /// catalog; in an opened vault's (from a checkpoint or by replaying the whole log)
+    /// built on first use.
     values: OnceLock<Values>,
     /// Whether `values` is built on first use rather than kept from the start.
     lazy_values: bool,
@@ -485,17 +487,19 @@ pub struct NewVersion {
 }
 
 impl Catalog {
-    /// Field -> value -> documents, for the latest version of every document. In a
-    /// catalog loaded from a checkpoint it is built from the documents' packed index
-    /// terms on the first call (open does not pay for it until a query needs it);
-    /// otherwise it is kept up to date as versions are applied.
+    /// Field -> value -> documents, for the latest version of every document. In the
+    /// catalog of an opened vault (loaded from a checkpoint, or replayed from the whole
+    /// log) it is built from the documents' index terms on the first call, each field's
+    /// tree bulk-built from its sorted distinct values (open does not pay for it until
+    /// a query needs it); in a new vault's it is kept from the start. Once built, it is
+    /// kept up to date as versions are applied.
     ///
     /// While documents are pending (applied since the last flush), the indexes lack
     /// their latest terms: a query must first call [`Catalog::flush_values`] (the
     /// store's `read_state_for_query` does). A commit therefore costs no index update:
     /// inserting a document's dozen terms one by one into large, cold B-trees cost a
-    /// single commit more than its sealing did at 100,000 documents; a flush inserts
-    /// every pending term in (field, value) order, touching each tree path once.
+    /// single commit more than its sealing did at 100,000 documents; a flush adds every
+    /// pending term in (field, value) order, one posting list per distinct value.
     pub fn values(&self) -> &Values {
         debug_assert!(self.pending.is_empty(), "value indexes read with pending documents");
         self.values.get_or_init(|| build_values(&self.docs))
@@ -507,40 +511,30 @@ impl Catalog {
     }
 
     /// Adds the postings of every pending document to the value indexes.
+    ///
+    /// The pending (value, document) pairs are gathered per field with an
+    /// order-preserving 64-bit prefix of each value ([`sort_prefix`]), sorted by prefix
+    /// (the full values are compared only on equal prefixes), and each field's runs of
+    /// equal values go into its tree at once ([`merge_postings`]).
     pub fn flush_values(&mut self) {
         if self.pending.is_empty() {
             return;
         }
         let pending = std::mem::take(&mut self.pending);
         let Some(values) = self.values.get_mut() else { return };
-        // Per field, the pending (value, document) pairs in value order: each field's
-        // tree is found once and walked front to back.
-        let mut by_field: HashMap<&str, Vec<(&IndexKey, DocumentId)>> = HashMap::new();
+        let mut fields = FieldPostings::default();
         for id in &pending {
             if let Some(e) = self.docs.get(id) {
-                for t in e.terms.iter() {
-                    by_field.entry(t.field.as_str()).or_default().push((&t.key, *id));
-                }
+                fields.add(e.terms.as_slice(), *id);
             }
         }
-        for (field, mut postings) in by_field {
-            postings.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (field, mut postings) in fields.0 {
+            let exact = sort_postings(&mut postings);
             let tree = match values.get_mut(field) {
                 Some(m) => m,
                 None => values.entry(field.to_string()).or_default(),
             };
-            let mut run = postings.iter().peekable();
-            while let Some(&(key, id)) = run.next() {
-                let ids = match tree.get_mut(key) {
-                    Some(ids) => ids,
-                    None => tree.entry(key.clone()).or_default(),
-                };
-                ids.push(id);
-                while let Some(&&(_, id)) = run.peek().filter(|(k, _)| *k == key) {
-                    ids.push(id);
-                    run.next();
-                }
-            }
+            merge_postings(tree, &postings, exact);
         }
     }
 
@@ -549,8 +543,9 @@ impl Catalog {
         self.values.get().is_some()
     }
 
-    /// An empty catalog whose value indexes are built on first use (checkpoint loads).
-    pub(crate) fn lazy() -> Catalog {
+    /// An empty catalog whose value indexes are built on first use (checkpoint loads,
+    /// and opens that replay the whole log).
+    pub fn lazy() -> Catalog {
         Catalog { lazy_values: true, ..Catalog::default() }
     }
 
@@ -636,48 +631,299 @@ impl Catalog {
     }
 }
 
-/// Builds the value indexes from packed terms: documents are grouped by (field,
-/// packed value) first, so each distinct value is decoded once.
+/// Builds the value indexes from the documents' terms, each field's tree bulk-built
+/// from its distinct values in order. Packed terms are grouped by (field, packed value)
+/// first, so each distinct value is decoded once ([`tree_from_groups`]); plain terms
+/// are gathered and sorted as in a flush ([`Catalog::flush_values`]) and merged in.
 fn build_values(docs: &DocMap) -> Values {
-    let mut groups: HashMap<(&str, &[u8]), Vec<DocumentId>, IdHashState> = HashMap::default();
-    let mut values = Values::new();
+    let mut packed: HashMap<(&str, &[u8]), Vec<DocumentId>, IdHashState> = HashMap::default();
+    let mut plain = FieldPostings::default();
     for (id, e) in docs {
         match &e.terms.packed {
             Some(p) => wire::each_term(p.bytes(), |sid, key| {
                 if let Some((field, _)) = p.schemas.schemas.get(sid) {
-                    groups.entry((field.as_str(), key)).or_default().push(*id);
+                    packed.entry((field.as_str(), key)).or_default().push(*id);
                 }
             }),
-            None => {
-                for t in e.terms.iter() {
-                    add_posting(&mut values, t, *id);
-                }
-            }
+            None => plain.add(e.terms.as_slice(), *id),
         }
     }
-    for ((field, key), ids) in groups {
+    let mut by_field: HashMap<&str, Vec<Group>> = HashMap::new();
+    for ((field, key), ids) in packed {
         if let Some(k) = wire::read_key(key) {
-            let m = match values.get_mut(field) {
-                Some(m) => m,
-                None => values.entry(field.to_string()).or_default(),
-            };
-            m.entry(k).or_default().extend(ids);
+            by_field.entry(field).or_default().push((sort_prefix(&k), k, ids));
         }
+    }
+    let mut values: Values =
+        by_field.into_iter().map(|(field, groups)| (field.to_string(), tree_from_groups(groups))).collect();
+    for (field, mut postings) in plain.0 {
+        let exact = sort_postings(&mut postings);
+        let tree = match values.get_mut(field) {
+            Some(m) => m,
+            None => values.entry(field.to_string()).or_default(),
+        };
+        merge_postings(tree, &postings, exact);
     }
     values
 }
 
-fn add_posting(values: &mut Values, t: &IndexTerm, id: DocumentId) {
-    let field = match values.get_mut(&t.field) {
-        Some(m) => m,
-        None => values.entry(t.field.clone()).or_default(),
-    };
-    match field.get_mut(&t.key) {
-        Some(ids) => ids.push(id),
-        None => {
-            field.insert(t.key.clone(), vec![id]);
+/// The documents of one distinct (decoded) packed value: ([`sort_prefix`] of the
+/// value, the value, the documents).
+type Group = (u64, IndexKey, Vec<DocumentId>);
+
+/// One posting gathered for a flush or build: ([`sort_prefix`] of the value, the
+/// value, the document).
+type Posting<'a> = (u64, &'a IndexKey, DocumentId);
+
+/// Postings gathered per field (a handful of fields: a short list, found by the
+/// term's position first, since documents list their fields in the same order).
+#[derive(Default)]
+struct FieldPostings<'a>(Vec<(&'a str, Vec<Posting<'a>>)>);
+
+impl<'a> FieldPostings<'a> {
+    /// Adds the postings of one document's terms.
+    fn add(&mut self, terms: &'a [IndexTerm], id: DocumentId) {
+        for (i, t) in terms.iter().enumerate() {
+            let f = t.field.as_str();
+            let at = match self.0.get(i) {
+                Some((g, _)) if *g == f => i,
+                _ => match self.0.iter().position(|(g, _)| *g == f) {
+                    Some(at) => at,
+                    None => {
+                        self.0.push((f, Vec::new()));
+                        self.0.len() - 1
+                    }
+                },
+            };
+            self.0[at].1.push((sort_prefix(&t.key), &t.key, id));
         }
     }
+}
+
+/// Sorts postings by value: by prefix, and by the full value only on equal prefixes
+/// that do not already decide equality. Returns which prefixes decide it (for
+/// [`runs`]).
+///
+/// When every value has one variant (the usual case: a field holds one type), the
+/// prefix uses all 64 bits: integers, dates, datetimes and booleans exactly (the full
+/// values are never compared); texts, and codes of one system, skip the bytes all of
+/// them start with and keep the next seven bytes and the length (capped at seven), which
+/// is exact for the many short values (`final`, `2345-7`) and orders long ones by
+/// their first bytes that differ (`CLM-000123...`). Following a value means reading
+/// another document's memory, so this matters more than the comparisons it saves.
+fn sort_postings(postings: &mut [Posting<'_>]) -> Exact {
+    fn common(a: &[u8], b: &[u8]) -> usize {
+        a.iter().zip(b).take_while(|(x, y)| x == y).count()
+    }
+    // The bytes compared after the skipped ones: a text's, or a code's of `system`.
+    fn strings<'k>(k: &'k IndexKey, system: Option<&str>) -> Option<&'k [u8]> {
+        match (k, system) {
+            (IndexKey::Text(t), None) => Some(t.as_bytes()),
+            (IndexKey::Code(s, c), Some(system)) if s == system => Some(c.as_bytes()),
+            _ => None,
+        }
+    }
+    // Numbers (and booleans) in order, exactly, for values of one variant.
+    fn number(k: &IndexKey) -> Option<u64> {
+        match k {
+            IndexKey::Integer(i) => Some(signed(*i)),
+            IndexKey::Date(d) => Some(signed(i64::from(*d))),
+            IndexKey::DateTime(t) => Some(signed(*t)),
+            IndexKey::Boolean(b) => Some(u64::from(*b)),
+            _ => None,
+        }
+    }
+    fn never(_: u64) -> bool {
+        false
+    }
+    fn always(_: u64) -> bool {
+        true
+    }
+    fn short(p: u64) -> bool {
+        p & 0xff < 7
+    }
+    let Some(first) = postings.first().map(|p| p.1) else { return never };
+    let one_variant = postings.iter().all(|p| std::mem::discriminant(p.1) == std::mem::discriminant(first));
+    // Whether an equal prefix means an equal value.
+    let mut exact: fn(u64) -> bool = never;
+    if one_variant && number(first).is_some() {
+        for p in postings.iter_mut() {
+            p.0 = number(p.1).unwrap_or(0);
+        }
+        exact = always;
+    } else if one_variant {
+        let system = match first {
+            IndexKey::Code(s, _) => Some(s.as_str()),
+            _ => None,
+        };
+        if let Some(first) = strings(first, system) {
+            let mut skip = first.len();
+            let mut all = true;
+            for p in postings.iter() {
+                match strings(p.1, system) {
+                    Some(b) => skip = skip.min(common(first, b)),
+                    None => {
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            if all {
+                for p in postings.iter_mut() {
+                    let rest = strings(p.1, system).and_then(|b| b.get(skip..)).unwrap_or(&[]);
+                    p.0 = bytes7(rest);
+                }
+                exact = short;
+            }
+        }
+    }
+    postings.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| if exact(a.0) { std::cmp::Ordering::Equal } else { a.1.cmp(b.1) })
+    });
+    exact
+}
+
+/// The first seven bytes of `b` (zero-padded) and its length capped at seven, as
+/// `bytes << 8 | length`: in the order of the strings, equal only for equal strings
+/// when the length is below seven.
+fn bytes7(b: &[u8]) -> u64 {
+    let mut x = [0u8; 8];
+    let n = b.len().min(7);
+    x[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(x) | n as u64
+}
+
+/// An i64 as a u64 in the same order.
+fn signed(v: i64) -> u64 {
+    (v as u64) ^ (1 << 63)
+}
+
+/// The first eight bytes of `b` (zero-padded) as a big-endian number: shorter or
+/// smaller strings give smaller or equal numbers.
+fn bytes8(b: &[u8]) -> u64 {
+    let mut x = [0u8; 8];
+    let n = b.len().min(8);
+    x[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(x)
+}
+
+/// A 64-bit summary of an index key that preserves its order: `sort_prefix(a) <
+/// sort_prefix(b)` implies `a < b` (equal prefixes say nothing). The variant is in the
+/// top three bits (keys order by variant first), the value's own summary below:
+/// integers, dates and datetimes themselves, decimals as fixed point with nine
+/// decimal places (saturating), strings by their first eight bytes (for a code, those
+/// of its system, which orders first).
+fn sort_prefix(k: &IndexKey) -> u64 {
+    let (variant, v) = match k {
+        IndexKey::Code(system, _) => (0u64, bytes8(system.as_bytes())),
+        IndexKey::Text(t) => (1, bytes8(t.as_bytes())),
+        IndexKey::Integer(i) => (2, signed(*i)),
+        IndexKey::Decimal(d) => {
+            let (m, scale) = (d.mantissa(), d.scale());
+            // |m| < 2^96 and 10^9 < 2^30: the product fits; floor division keeps order.
+            let fixed = if scale <= 9 {
+                m.saturating_mul(10i128.pow(9 - scale))
+            } else {
+                m.div_euclid(10i128.pow(scale.min(38) - 9))
+            };
+            let fixed = i64::try_from(fixed).unwrap_or(if fixed < 0 { i64::MIN } else { i64::MAX });
+            (3, signed(fixed))
+        }
+        IndexKey::Date(d) => (4, signed(i64::from(*d))),
+        IndexKey::DateTime(t) => (5, signed(*t)),
+        IndexKey::Boolean(b) => (6, u64::from(*b) << 63),
+    };
+    (variant << 61) | (v >> 3)
+}
+
+/// A field's tree from (prefix, value, documents) groups in any order: sorted, groups
+/// of equal values merged (distinct packed values may decode to equal keys, e.g.
+/// decimals 6.8 and 6.80), then bulk-built (`BTreeMap::from_iter` on sorted input
+/// builds the tree bottom-up instead of inserting key by key).
+fn tree_from_groups(mut groups: Vec<Group>) -> BTreeMap<IndexKey, Vec<DocumentId>> {
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    let mut out: Vec<(IndexKey, Vec<DocumentId>)> = Vec::with_capacity(groups.len());
+    for (_, k, ids) in groups {
+        match out.last_mut() {
+            Some((last, last_ids)) if *last == k => last_ids.extend(ids),
+            _ => out.push((k, ids)),
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// A flush merges its postings with a field's tree and rebuilds the tree when they
+/// have at least one distinct value per this many entries of the tree; otherwise it
+/// inserts them value by value.
+const REBUILD_RATIO: usize = 8;
+
+/// Adds sorted postings to a field's tree, each run of equal values as one posting
+/// list (a new key gets a list of exactly its run's size). When the distinct values
+/// are few next to the tree's size they are looked up and inserted one by one
+/// ([`insert_runs`]); when they are many, the tree is rebuilt ([`rebuild_with_runs`]).
+fn merge_postings(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, postings: &[Posting<'_>], exact: Exact) {
+    let distinct = runs(postings, exact).count();
+    if distinct.saturating_mul(REBUILD_RATIO) < tree.len() {
+        insert_runs(tree, postings, exact);
+    } else {
+        rebuild_with_runs(tree, postings, distinct, exact);
+    }
+}
+
+/// Whether an equal [`sort_prefix`] (as [`sort_postings`] left it) means an equal
+/// value, by the prefix.
+type Exact = fn(u64) -> bool;
+
+/// The runs of equal values of postings sorted by [`sort_postings`] (which returned
+/// `exact`): values are compared only on equal prefixes that do not decide it.
+fn runs<'p, 'a>(postings: &'p [Posting<'a>], exact: Exact) -> impl Iterator<Item = &'p [Posting<'a>]> {
+    postings.chunk_by(move |a: &Posting<'a>, b: &Posting<'a>| a.0 == b.0 && (exact(a.0) || a.1 == b.1))
+}
+
+/// The documents of a run.
+fn run_ids(run: &[Posting<'_>]) -> Vec<DocumentId> {
+    run.iter().map(|p| p.2).collect()
+}
+
+/// [`merge_postings`] by a lookup (and for a new value an insertion) per run.
+fn insert_runs(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, postings: &[Posting<'_>], exact: Exact) {
+    for run in runs(postings, exact) {
+        let key = run[0].1;
+        match tree.get_mut(key) {
+            Some(old) => old.extend(run.iter().map(|p| p.2)),
+            None => {
+                tree.insert(key.clone(), run_ids(run));
+            }
+        }
+    }
+}
+
+/// [`merge_postings`] by merging the runs with the tree's entries in one ordered pass
+/// and bulk-building the tree from the merged sequence: a comparison or two per entry
+/// instead of a tree search per value. `distinct` is the number of runs.
+fn rebuild_with_runs(
+    tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>,
+    postings: &[Posting<'_>],
+    distinct: usize,
+    exact: Exact,
+) {
+    let mut old = std::mem::take(tree).into_iter().peekable();
+    let mut out: Vec<(IndexKey, Vec<DocumentId>)> = Vec::with_capacity(old.len() + distinct);
+    for run in runs(postings, exact) {
+        let key = run[0].1;
+        while let Some(o) = old.next_if(|(k, _)| k < key) {
+            out.push(o);
+        }
+        match old.next_if(|(k, _)| k == key) {
+            Some((k, mut list)) => {
+                list.extend(run.iter().map(|p| p.2));
+                out.push((k, list));
+            }
+            None => out.push((key.clone(), run_ids(run))),
+        }
+    }
+    out.extend(old);
+    *tree = out.into_iter().collect();
 }
 
 fn remove_posting(values: &mut Values, field: &str, key: &IndexKey, id: &DocumentId) {
@@ -1155,6 +1401,249 @@ mod tests {
         let total: usize = cat.values().values().flat_map(|m| m.values()).map(Vec::len).sum();
         let terms: usize = cat.docs.iter().map(|(_, e)| e.terms.iter().count()).sum();
         assert_eq!(total, terms);
+    }
+
+    fn xorshift(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut rng = seed | 1;
+        move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n.max(1)
+        }
+    }
+
+    /// A key of field `field` (0: any variant; 1: texts sharing a prefix; 2: codes of
+    /// one system; 3: decimals, equal values at different scales; 4: dates): small
+    /// ranges, so values repeat, plus extremes and strings that share prefixes.
+    fn rich_key(field: u64, next: &mut impl FnMut(u64) -> u64) -> IndexKey {
+        let pick = match field {
+            0 => next(8),
+            1 => 1,
+            2 => 0,
+            3 => 4,
+            _ => 5,
+        };
+        match pick {
+            0 if field == 0 && next(2) == 0 => IndexKey::Code("http://snomed.info/sct".into(), format!("{}", next(9))),
+            0 => IndexKey::Code("http://loinc.org".into(), format!("{}-{}", next(30), next(3))),
+            1 => match next(6) {
+                0 => IndexKey::Text(["", "f", "fin", "final", "finalé", "final\u{0}"][next(6) as usize].into()),
+                _ => IndexKey::Text(format!("CLM-0000{:04}", next(60))),
+            },
+            2 => IndexKey::Integer([i64::MIN, i64::MAX, -1, 0][next(4) as usize]),
+            3 => IndexKey::Integer(next(40) as i64 - 20),
+            4 => {
+                let scale = next(4) as u32;
+                match next(8) {
+                    0 => IndexKey::Decimal([Decimal::MAX, Decimal::MIN][next(2) as usize]),
+                    1 => IndexKey::Decimal(Decimal::new(next(1000) as i64 - 500, 10 + next(18) as u32)),
+                    _ => IndexKey::Decimal(Decimal::new((next(30) as i64 - 15) * 10i64.pow(scale), 1 + scale)),
+                }
+            }
+            5 => IndexKey::Date(if next(10) == 0 {
+                [i32::MIN, i32::MAX][next(2) as usize]
+            } else {
+                next(50) as i32 - 25
+            }),
+            6 => IndexKey::DateTime(next(50) as i64 * 1_000_000 - 7),
+            _ => IndexKey::Boolean(next(2) == 0),
+        }
+    }
+
+    fn rich_version(id: DocumentId, slot: u32, ver: u32, next: &mut impl FnMut(u64) -> u64) -> NewVersion {
+        let fields = ["mixed", "text", "code", "decimal", "date"];
+        let terms = (0..next(7))
+            .map(|_| {
+                let f = next(5);
+                term(fields[f as usize], rich_key(f, next))
+            })
+            .collect();
+        NewVersion {
+            id,
+            patient_slot: slot,
+            kind: Kind::new("Observation").unwrap(),
+            created_us: 1,
+            loc: VersionLoc { version: ver, offset: 8192 + u64::from(ver), updated_us: 1 },
+            labels: LabelSet::new(),
+            terms,
+        }
+    }
+
+    /// Value indexes in a normal form: (field, value, sorted documents), non-empty
+    /// lists only, sorted.
+    fn normal(v: &Values) -> Vec<(String, IndexKey, Vec<DocumentId>)> {
+        let mut out = Vec::new();
+        for (f, m) in v {
+            for (k, ids) in m {
+                let mut ids = ids.clone();
+                ids.sort();
+                if !ids.is_empty() {
+                    out.push((f.clone(), k.clone(), ids));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The value indexes of `docs` by inserting every term one by one.
+    fn naive(docs: &DocMap) -> Vec<(String, IndexKey, Vec<DocumentId>)> {
+        let mut v = Values::new();
+        for (id, e) in docs {
+            for t in e.terms.iter() {
+                v.entry(t.field.clone()).or_default().entry(t.key.clone()).or_default().push(*id);
+            }
+        }
+        normal(&v)
+    }
+
+    /// The sort prefix never contradicts the order of keys, and equal keys (decimals at
+    /// different scales included) have equal prefixes.
+    #[test]
+    fn sort_prefix_keeps_key_order() {
+        let mut next = xorshift(0x5eed);
+        let keys: Vec<IndexKey> = (0..600).map(|_| rich_key(next(5), &mut next)).collect();
+        for a in &keys {
+            for b in &keys {
+                let (pa, pb) = (sort_prefix(a), sort_prefix(b));
+                if a == b {
+                    assert_eq!(pa, pb, "{a:?} {b:?}");
+                }
+                if pa < pb {
+                    assert!(a < b, "{a:?} {b:?}");
+                }
+            }
+        }
+        assert_eq!(
+            sort_prefix(&IndexKey::Decimal(Decimal::new(68, 1))),
+            sort_prefix(&IndexKey::Decimal(Decimal::new(680, 2)))
+        );
+        // Sorted postings are in key order, with or without skipped common bytes.
+        for field in 0..5 {
+            let keys: Vec<IndexKey> = (0..500).map(|_| rich_key(field, &mut next)).collect();
+            let mut postings: Vec<Posting<'_>> =
+                keys.iter().enumerate().map(|(i, k)| (sort_prefix(k), k, id(i as u32))).collect();
+            let exact = sort_postings(&mut postings);
+            assert!(postings.windows(2).all(|w| w[0].0 != w[1].0 || !exact(w[0].0) || w[0].1 == w[1].1));
+            assert!(postings.windows(2).all(|w| w[0].1 <= w[1].1), "field {field}");
+        }
+    }
+
+    /// Inserting runs one by one and rebuilding the tree with them give the same tree,
+    /// and the one naive insertion gives, whatever the sizes of tree and postings.
+    #[test]
+    fn rebuild_merge_equals_insertion() {
+        let mut next = xorshift(0xfeed);
+        for round in 0..200u32 {
+            let field = u64::from(round % 5);
+            let mut tree: BTreeMap<IndexKey, Vec<DocumentId>> = BTreeMap::new();
+            for i in 0..next(300) as u32 {
+                tree.entry(rich_key(field, &mut next)).or_default().push(id(100_000 + i));
+            }
+            let keys: Vec<IndexKey> = (0..next(400)).map(|_| rich_key(field, &mut next)).collect();
+            let mut postings: Vec<Posting<'_>> =
+                keys.iter().enumerate().map(|(i, k)| (sort_prefix(k), k, id(i as u32))).collect();
+            let exact = sort_postings(&mut postings);
+            let mut want = tree.clone();
+            for (_, k, d) in &postings {
+                want.entry((*k).clone()).or_default().push(*d);
+            }
+            let (mut a, mut b, mut c) = (tree.clone(), tree.clone(), tree);
+            insert_runs(&mut a, &postings, exact);
+            let distinct = runs(&postings, exact).count();
+            rebuild_with_runs(&mut b, &postings, distinct, exact);
+            merge_postings(&mut c, &postings, exact);
+            let norm = |t: BTreeMap<IndexKey, Vec<DocumentId>>| normal(&Values::from([("f".to_string(), t)]));
+            let want = norm(want);
+            assert_eq!(norm(a), want, "insert, round {round}");
+            assert_eq!(norm(b), want, "rebuild, round {round}");
+            assert_eq!(norm(c), want, "merge, round {round}");
+        }
+    }
+
+    /// Deferred postings with values of every type (repeats, equal decimals at
+    /// different scales, shared prefixes), small and large flushes (both the insertion
+    /// and the rebuild path), updates and removals of pending and flushed documents:
+    /// the flushed indexes equal naive insertion and a fresh build.
+    #[test]
+    fn deferred_postings_of_every_type_equal_naive_insertion() {
+        let mut next = xorshift(0xabcdef);
+        let mut cat = Catalog::default();
+        let mut ids: Vec<(DocumentId, u32, u32)> = Vec::new();
+        let mut step = 0u64;
+        for phase in 0..6 {
+            // Alternately long runs without a flush and frequent small flushes.
+            let flush_one_in = if phase % 2 == 0 { 2000 } else { 15 };
+            for _ in 0..1500 {
+                step += 1;
+                match next(20) {
+                    0..=11 => {
+                        let id = DocumentId((u128::from(step) << 1).to_le_bytes());
+                        let slot = next(30) as u32;
+                        cat.apply(rich_version(id, slot, 1, &mut next), step);
+                        ids.push((id, slot, 1));
+                    }
+                    12..=16 if !ids.is_empty() => {
+                        let i = next(ids.len() as u64) as usize;
+                        let (id, slot, ver) = ids[i];
+                        cat.apply(rich_version(id, slot, ver + 1, &mut next), step);
+                        ids[i].2 += 1;
+                    }
+                    17 if next(40) == 0 => {
+                        let slot = next(30) as u32;
+                        cat.remove_patient(slot);
+                        ids.retain(|(_, s, _)| *s != slot);
+                    }
+                    _ if next(flush_one_in) == 0 => cat.flush_values(),
+                    _ => {}
+                }
+            }
+            cat.flush_values();
+            assert_eq!(normal(cat.values()), naive(&cat.docs), "phase {phase}");
+        }
+        assert_eq!(normal(&build_values(&cat.docs)), naive(&cat.docs));
+        assert!(cat.docs.len() > 500, "{}", cat.docs.len());
+    }
+
+    /// A lazy catalog builds its indexes from packed and plain terms (equal values
+    /// under distinct packed encodings merged) like naive insertion, and keeps them
+    /// current afterwards.
+    #[test]
+    fn lazy_build_from_packed_and_plain_terms_equals_naive_insertion() {
+        let mut next = xorshift(0x1234);
+        let fields = ["mixed", "text", "code", "decimal", "date"];
+        let schemas =
+            Arc::new(TermSchemas { schemas: fields.iter().map(|f| (f.to_string(), vec![Label::normal()])).collect() });
+        let mut cat = Catalog::lazy();
+        for i in 0..800u32 {
+            let slot = next(10) as u32;
+            if i % 3 == 0 {
+                // Plain terms (a document replayed after a checkpoint).
+                cat.apply(rich_version(id(i), slot, 1, &mut next), u64::from(i));
+                continue;
+            }
+            let mut b = Vec::new();
+            for _ in 0..next(6) {
+                let f = next(5);
+                wire::put_uv(&mut b, f);
+                wire::put_key(&mut b, &rich_key(f, &mut next));
+            }
+            assert!(wire::check_terms(&b, fields.len()));
+            let n = b.len();
+            let mut e = entry(slot);
+            e.terms = Terms::packed(schemas.clone(), Arc::new(Zeroizing::new(b)), 0..n);
+            cat.docs.insert(id(i), e);
+            cat.by_patient.entry(slot).or_default().push(id(i));
+        }
+        assert!(!cat.values_built() && !cat.has_pending_values());
+        assert_eq!(normal(cat.values()), naive(&cat.docs));
+        for i in 0..200u32 {
+            cat.apply(rich_version(id(i * 4), 0, 2, &mut next), 1000 + u64::from(i));
+        }
+        cat.remove_patient(3);
+        cat.flush_values();
+        assert_eq!(normal(cat.values()), naive(&cat.docs));
     }
 
     fn version(id: DocumentId, slot: u32, ver: u32, next: &mut impl FnMut(u64) -> u64) -> NewVersion {

@@ -242,10 +242,13 @@ impl Store {
         };
         let ring = ring?;
         let loaded = verified.map(|v| v.and_then(|v| checkpoint::load(&keys, &ring, v)));
+        // Without a usable checkpoint the whole log is replayed into a catalog whose
+        // value indexes are built on first use, as after a checkpoint load: replay then
+        // only notes documents, and the indexes are bulk-built once, by the first query.
         let (mut catalog, start, cp_used, cp_fallback, cp_frames) = match loaded {
             Some(Ok(l)) => (l.catalog, l.head, Some(header.checkpoint_offset), None, l.frames),
-            Some(Err(e)) => (Catalog::default(), empty, None, Some(e.to_string()), 0),
-            None => (Catalog::default(), empty, None, None, 0),
+            Some(Err(e)) => (Catalog::lazy(), empty, None, Some(e.to_string()), 0),
+            None => (Catalog::lazy(), empty, None, None, 0),
         };
         // Verified frames wait here until REPLAY_BATCH records have come, then their
         // records are decrypted on every core and everything is applied in log order.
