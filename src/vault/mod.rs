@@ -331,8 +331,21 @@ impl Vault {
     /// sessions keep the vault open; the last one to go releases the file.
     pub fn close(self) -> Result<()> {
         self.inner.flush_audit()?;
-        if Arc::strong_count(&self.inner) == 1 {
-            self.inner.stop_flusher();
+        // The audit flusher holds the vault while it flushes, so the handle count alone
+        // cannot tell whether this is the last handle: stop the flusher (waiting for a
+        // flush in progress) first. If other handles (clones, sessions) remain, they
+        // still need it, so it is started again; otherwise the vault (and its file lock)
+        // is released when this handle drops, before `close` returns.
+        self.inner.stop_flusher();
+        if Arc::strong_count(&self.inner) > 1 && !self.inner.store.is_read_only() {
+            *self.inner.stop.0.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            let h = spawn_flusher(
+                Arc::downgrade(&self.inner),
+                self.inner.stop.clone(),
+                self.inner.pending_since.clone(),
+                self.inner.options.audit_window,
+            );
+            *self.inner.flusher.lock().unwrap_or_else(|e| e.into_inner()) = h;
         }
         Ok(())
     }
