@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Kind, Label, LabelSet};
+use super::{Field, Kind, Label, LabelSet};
 
 /// Per-field schema entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +179,24 @@ impl Labeler<'_> {
         let mut v = Vec::with_capacity(extra.len() + 1);
         self.field_labels_into(field, extra, &mut v);
         v
+    }
+
+    /// Every label of a document with `fields` (the union of their
+    /// [`Labeler::field_labels`]), sorted and duplicate-free.
+    pub fn document_labels<'f>(&self, fields: impl IntoIterator<Item = (&'f String, &'f Field)>) -> Vec<Label> {
+        // A document has a few distinct labels: keep them unique as they come.
+        let mut all: Vec<Label> = Vec::new();
+        let mut add = |l: Label| {
+            if !all.contains(&l) {
+                all.push(l);
+            }
+        };
+        for (name, f) in fields {
+            f.labels.iter().cloned().for_each(&mut add);
+            add(self.label_of(name));
+        }
+        all.sort_unstable();
+        all
     }
 
     /// [`Labeler::field_labels`] written into `out` (cleared first), so a caller

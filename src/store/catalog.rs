@@ -1445,15 +1445,7 @@ mod tests {
                 term(fields[f as usize], rich_key(f, next))
             })
             .collect();
-        NewVersion {
-            id,
-            patient_slot: slot,
-            kind: Kind::new("Observation").unwrap(),
-            created_us: 1,
-            loc: VersionLoc { version: ver, offset: 8192 + u64::from(ver), updated_us: 1 },
-            labels: LabelSet::new(),
-            terms,
-        }
+        observation(id, slot, ver, terms)
     }
 
     /// Value indexes in a normal form: (field, value, sorted documents), non-empty
@@ -1636,6 +1628,11 @@ mod tests {
         let terms = (0..1 + next(4))
             .map(|i| term(["code", "status", "effective"][i as usize % 3], IndexKey::Integer(next(30) as i64)))
             .collect();
+        observation(id, slot, ver, terms)
+    }
+
+    /// A version of an Observation with `terms`, at a made-up offset.
+    fn observation(id: DocumentId, slot: u32, ver: u32, terms: Vec<IndexTerm>) -> NewVersion {
         NewVersion {
             id,
             patient_slot: slot,

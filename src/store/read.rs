@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{KeyHierarchy, SecretKey, aead, keys};
 use crate::error::{Error, Result};
 use crate::format::body::{self, GroupBody, GroupMeta};
+use crate::format::envelope::GroupView;
 use crate::format::frame::{self, FRAME_HEADER, FrameType};
 use crate::log::Region;
 use crate::model::{AttachmentRef, DateTime, Document, Field, Kind, Label, LabelSet, Schema};
@@ -67,7 +68,7 @@ pub fn decode_catalog_entry(
             continue;
         }
         let sealed = layout.group_in(groups_buf, i, offset)?;
-        let parts = GroupKeyParts { labels: g.labels, generations: g.generations, fields: g.fields };
+        let parts = GroupKeyParts::of_view(&g);
         open_group_into(keys, layout.part_ids(), i, parts, (env.patient_slot, pk), sealed, offset, &mut |j, field| {
             if let Some(name) = g.fields.get(j)
                 && schema.is_indexed(name)
@@ -142,7 +143,7 @@ pub(crate) fn open_group(
     let sealed = rec.groups.get(i).ok_or(Error::Integrity { what: "label group", offset })?;
     let mut copy = Zeroizing::new(sealed.to_vec());
     let mut out = Vec::with_capacity(g.fields.len());
-    let group = GroupKeyParts { labels: &g.labels, generations: &g.generations, fields: &g.fields };
+    let group = GroupKeyParts::of_meta(g);
     open_group_into(keys, (&rec.id, rec.version, &rec.nonce), i, group, patient, &mut copy, offset, &mut |_, f| {
         out.push(f)
     })?;
@@ -158,6 +159,20 @@ pub(crate) struct GroupKeyParts<'g, S> {
     pub generations: &'g [u32],
     /// The names of the group's fields, in order.
     pub fields: &'g [S],
+}
+
+impl<'g> GroupKeyParts<'g, String> {
+    /// The parts of an owned envelope's group.
+    fn of_meta(g: &'g GroupMeta) -> Self {
+        GroupKeyParts { labels: &g.labels, generations: &g.generations, fields: &g.fields }
+    }
+}
+
+impl<'g, 'a> GroupKeyParts<'g, &'a str> {
+    /// The parts of a borrowed envelope's group.
+    fn of_view(g: &GroupView<'g, 'a>) -> Self {
+        GroupKeyParts { labels: g.labels, generations: g.generations, fields: g.fields }
+    }
 }
 
 /// Opens the sealed bytes `sealed` of label group `i` of document version
@@ -245,7 +260,7 @@ impl Store {
             }
             let sealed = layout.group_in(groups_buf, i, offset)?;
             let mut values = Vec::with_capacity(g.fields.len());
-            let parts = GroupKeyParts { labels: &g.labels, generations: &g.generations, fields: &g.fields };
+            let parts = GroupKeyParts::of_meta(&g);
             open_group_into(keys, layout.part_ids(), i, parts, (slot, &pk), sealed, offset, &mut |_, field| {
                 values.push(field)
             })?;

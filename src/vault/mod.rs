@@ -266,15 +266,7 @@ impl Vault {
             flusher: Mutex::new(None),
             pending_since: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         });
-        if !inner.store.is_read_only() {
-            let h = spawn_flusher(
-                Arc::downgrade(&inner),
-                inner.stop.clone(),
-                inner.pending_since.clone(),
-                inner.options.audit_window,
-            );
-            *inner.flusher.lock().unwrap_or_else(|e| e.into_inner()) = h;
-        }
+        Inner::start_flusher(&inner);
         Vault { inner }
     }
 
@@ -337,15 +329,8 @@ impl Vault {
         // still need it, so it is started again; otherwise the vault (and its file lock)
         // is released when this handle drops, before `close` returns.
         self.inner.stop_flusher();
-        if Arc::strong_count(&self.inner) > 1 && !self.inner.store.is_read_only() {
-            *self.inner.stop.0.lock().unwrap_or_else(|e| e.into_inner()) = false;
-            let h = spawn_flusher(
-                Arc::downgrade(&self.inner),
-                self.inner.stop.clone(),
-                self.inner.pending_since.clone(),
-                self.inner.options.audit_window,
-            );
-            *self.inner.flusher.lock().unwrap_or_else(|e| e.into_inner()) = h;
+        if Arc::strong_count(&self.inner) > 1 {
+            Inner::start_flusher(&self.inner);
         }
         Ok(())
     }
@@ -363,6 +348,22 @@ thread_local! {
 }
 
 impl Inner {
+    /// Starts the audit flusher thread of a read-write vault (clearing an earlier stop
+    /// request, so a flusher stopped by [`Vault::close`] can be started again).
+    fn start_flusher(inner: &Arc<Inner>) {
+        if inner.store.is_read_only() {
+            return;
+        }
+        *inner.stop.0.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        let h = spawn_flusher(
+            Arc::downgrade(inner),
+            inner.stop.clone(),
+            inner.pending_since.clone(),
+            inner.options.audit_window,
+        );
+        *inner.flusher.lock().unwrap_or_else(|e| e.into_inner()) = h;
+    }
+
     /// Stops the audit flusher thread and waits for it (unless called on it).
     fn stop_flusher(&self) {
         let (m, c) = &*self.stop;

@@ -576,23 +576,8 @@ impl<'s> SessionBatch<'s> {
         self.session.touch()?;
         doc.validate()?;
         // Every label of the document, for the policy check (the store labels each
-        // field again when it groups them; that reuses one buffer, no list per field).
-        let labels: Vec<Label> = {
-            let labeler = self.session.inner.store.schema().labeler(&doc.kind);
-            // A document has a few distinct labels: keep them unique as they come.
-            let mut all: Vec<Label> = Vec::new();
-            let mut add = |l: Label| {
-                if !all.contains(&l) {
-                    all.push(l);
-                }
-            };
-            for (n, f) in &doc.fields {
-                f.labels.iter().cloned().for_each(&mut add);
-                add(labeler.label_of(n));
-            }
-            all.sort_unstable();
-            all
-        };
+        // field again when it groups them, into one reused buffer).
+        let labels = self.session.inner.store.schema().labeler(&doc.kind).document_labels(&doc.fields);
         let bg =
             self.check_write(Operation::Create, Action::Create, &doc.patient, doc.kind.as_str(), labels.clone(), None)?;
         let author = self.session.principal.user.clone();
