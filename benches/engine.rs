@@ -51,7 +51,7 @@ fn new_document(r: &Record) -> NewDocument {
         .with_labeled("birthDate", date(r.birth_date), demo())
         .with_labeled("address", Value::Text(r.address.clone()), demo())
         .with_labeled("phone", Value::Text(r.phone.clone()), demo())
-        .with("code", Value::Code(Coding::new(r.system, &r.code, Some(&r.display))))
+        .with("code", Value::from(Coding::new(r.system, &r.code, Some(&r.display))))
         .with("effective", date(r.effective))
         .with("issued", Value::DateTime(DateTime::from_unix_micros(r.issued_s * 1_000_000)))
         .with("status", Value::Text(r.status.into()))

@@ -56,7 +56,7 @@ fn main() -> chartvault::Result<()> {
                 let day = (i % 1500) as i32;
                 b.put(
                     &NewDocument::new(&format!("MRN-{p}"), "Observation")?
-                        .with("code", Value::Code(Coding::new("loinc", codes[i % codes.len()], Some("lab"))))
+                        .with("code", Value::from(Coding::new("loinc", codes[i % codes.len()], Some("lab"))))
                         .with(
                             "effective",
                             Value::Date(Date::from_days(19000 + day).unwrap_or(Date::parse("2024-01-01")?)),

@@ -120,7 +120,7 @@ fn no_canary_reaches_the_disk() {
         .unwrap()
         .with("text1", Value::Text(text1.clone()))
         .with("note", Value::Text(note.clone()))
-        .with("code", Value::Code(Coding::new(&sys, &code, Some(&display))))
+        .with("code", Value::from(Coding::new(&sys, &code, Some(&display))))
         .with("value", Value::Decimal(dec_str.parse::<Decimal>().unwrap()))
         .with("delta", Value::Decimal(dec_neg.parse::<Decimal>().unwrap()))
         .with("effective", Value::DateTime(dt))
@@ -135,7 +135,7 @@ fn no_canary_reaches_the_disk() {
         )
         .with(&field_name, Value::Boolean(true))
         .with_labeled("hiv", Value::Text(format!("{text1} hiv")), vec![Label::hiv_sti()])
-        .with("report", Value::Attachment(att));
+        .with("report", Value::from(att));
     let id_a = b.put(&doc).unwrap();
     let id_b = b
         .put(&NewDocument::new(PATIENT_B, &kind).unwrap().with("text1", Value::Text(format!("{text1} for bravo"))))

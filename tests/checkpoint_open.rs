@@ -37,7 +37,7 @@ fn put(v: &Vault, from: usize, to: usize) {
         b.put(
             &NewDocument::new(PATIENTS[i % PATIENTS.len()], "Observation")
                 .unwrap()
-                .with("code", Value::Code(Coding::new("loinc", ["4548-4", "2345-7"][i % 2], None)))
+                .with("code", Value::from(Coding::new("loinc", ["4548-4", "2345-7"][i % 2], None)))
                 .with("status", Value::Text(format!("état {i}"))),
         )
         .unwrap();

@@ -82,8 +82,8 @@ fn build() -> Fixture {
     let r1 = batch.put_attachment("application/octet-stream", &mut &contents[1][..]).unwrap();
     let dc = NewDocument::new("P1", "DocumentReference")
         .unwrap()
-        .with("one", Value::Attachment(r0.clone()))
-        .with("two", Value::Attachment(r1.clone()));
+        .with("one", Value::from(r0.clone()))
+        .with("two", Value::from(r1.clone()));
     let c = batch.put(&dc).unwrap();
     batch.commit().unwrap();
     docs.push(exp(c, 1, &dc));

@@ -24,7 +24,7 @@ fn erased_patient_is_unreadable_everywhere_and_others_are_intact() {
                 s.put(
                     &NewDocument::new(p, "Observation")
                         .unwrap()
-                        .with("code", Value::Code(Coding::new("loinc", "4548-4", None)))
+                        .with("code", Value::from(Coding::new("loinc", "4548-4", None)))
                         .with("value", Value::Integer(i)),
                 )
                 .unwrap(),
@@ -90,11 +90,11 @@ fn amendment_is_a_new_audited_version_and_needs_the_amend_grant() {
         .put(
             &NewDocument::new("P1", "Condition")
                 .unwrap()
-                .with("code", Value::Code(Coding::new("icd10cm", "E11.9", None))),
+                .with("code", Value::from(Coding::new("icd10cm", "E11.9", None))),
         )
         .unwrap();
     let mut fields = std::collections::BTreeMap::new();
-    fields.insert("code".to_string(), Value::Code(Coding::new("icd10cm", "E10.9", None)).into());
+    fields.insert("code".to_string(), Value::from(Coding::new("icd10cm", "E10.9", None)).into());
     assert!(s.amend(&id, fields.clone(), "").is_err(), "a reason is required");
     let billing = v.session(Principal::new("b", Role::billing(), "h", Purpose::Payment)).unwrap();
     assert!(matches!(billing.amend(&id, fields.clone(), "patient request 2024-05"), Err(Error::Denied(_))));

@@ -41,7 +41,7 @@ fn content(len: usize, seed: u8) -> Vec<u8> {
 fn doc(patient: &str, n: i64) -> NewDocument {
     NewDocument::new(patient, "Observation")
         .unwrap()
-        .with("code", Value::Code(Coding::new("loinc", "718-7", Some("Hemoglobin"))))
+        .with("code", Value::from(Coding::new("loinc", "718-7", Some("Hemoglobin"))))
         .with("value", Value::Integer(n))
         .with("note", Value::Text(format!("sample {n}")))
 }
@@ -60,8 +60,8 @@ fn big_batch(dr: &Session) -> chartvault::Result<Committed> {
     let a = b.put_attachment("application/dicom", &mut Cursor::new(bytes.clone()))?;
     let d = NewDocument::new("P1", "DocumentReference")
         .unwrap()
-        .with("type", Value::Code(Coding::new("loinc", "18748-4", None)))
-        .with("content", Value::Attachment(a));
+        .with("type", Value::from(Coding::new("loinc", "18748-4", None)))
+        .with("content", Value::from(a));
     out.insert(b.put(&d)?, ("P1".into(), vec![d.fields], Some(bytes)));
     let d = doc("P9", 901);
     out.insert(b.put(&d)?, ("P9".into(), vec![d.fields], None));
@@ -107,7 +107,7 @@ fn fixture() -> Fixture {
     let mut b = dr.batch().expect("batch");
     let bytes = content(SMALL, 3);
     let a = b.put_attachment("application/pdf", &mut Cursor::new(bytes.clone())).expect("attachment");
-    let d = NewDocument::new("P3", "DocumentReference").unwrap().with("content", Value::Attachment(a));
+    let d = NewDocument::new("P3", "DocumentReference").unwrap().with("content", Value::from(a));
     let id = b.put(&d).expect("put");
     b.commit().expect("commit");
     committed.insert(id, ("P3".into(), vec![d.fields], Some(bytes)));

@@ -101,7 +101,7 @@ fn attachment_bytes() -> Vec<u8> {
 fn obs(patient: &str, n: i64) -> NewDocument {
     NewDocument::new(patient, "Observation")
         .unwrap()
-        .with("code", Value::Code(Coding::new("loinc", &format!("{}-{}", 4000 + n, n % 10), Some("test"))))
+        .with("code", Value::from(Coding::new("loinc", &format!("{}-{}", 4000 + n, n % 10), Some("test"))))
         .with("value", Value::Decimal(Decimal::new(n * 10 + 5, 1)))
         .with("effective", Value::Date(Date::from_days(19_000 + n as i32).unwrap()))
         .with("note", Value::Text(format!("observation {n} of {patient}: within range")))
@@ -116,7 +116,7 @@ fn note(patient: &str, n: i64) -> NewDocument {
 
 fn revised(n: i64) -> BTreeMap<String, Field> {
     let mut f = BTreeMap::new();
-    f.insert("code".to_string(), Field::from(Value::Code(Coding::new("loinc", "2345-7", None))));
+    f.insert("code".to_string(), Field::from(Value::from(Coding::new("loinc", "2345-7", None))));
     f.insert("value".to_string(), Field::from(Value::Integer(100 + n)));
     f.insert("note".to_string(), Field::from(Value::Text(format!("revision {n}"))));
     f
@@ -197,8 +197,8 @@ fn workload(data: Arc<dyn Storage>, keyring: Arc<dyn Storage>, run: &mut Run) ->
         let a = b.put_attachment("application/octet-stream", &mut Cursor::new(attachment_bytes()))?;
         let doc = NewDocument::new("P1", "DocumentReference")
             .unwrap()
-            .with("type", Value::Code(Coding::new("loinc", "18748-4", Some("imaging"))))
-            .with("content", Value::Attachment(a));
+            .with("type", Value::from(Coding::new("loinc", "18748-4", Some("imaging"))))
+            .with("content", Value::from(a));
         let id = put(b, m, doc)?;
         m.attachment_doc = Some(id);
         scan = Some(id);

@@ -30,7 +30,7 @@ const KEYRING: &str = "fault://latch.cv.keyring";
 fn doc(patient: &str, n: i64) -> NewDocument {
     NewDocument::new(patient, "Observation")
         .unwrap()
-        .with("code", Value::Code(Coding::new("loinc", "4548-4", Some("HbA1c"))))
+        .with("code", Value::from(Coding::new("loinc", "4548-4", Some("HbA1c"))))
         .with("value", Value::Integer(n))
         .with("note", Value::Text(format!("reading {n} for {patient}")))
 }

@@ -55,11 +55,11 @@ fn build() -> Fixture {
     // Commit: two documents of two patients in one batch.
     let d1 = NewDocument::new("P1", "Observation")
         .unwrap()
-        .with("code", Value::Code(Coding::new("loinc", "4548-4", Some("HbA1c"))))
+        .with("code", Value::from(Coding::new("loinc", "4548-4", Some("HbA1c"))))
         .with("value", Value::Decimal("6.80".parse().unwrap()))
         .with("note", Value::Text("fasting".into()));
     let d2 =
-        NewDocument::new("P2", "Condition").unwrap().with("code", Value::Code(Coding::new("icd10cm", "E11.9", None)));
+        NewDocument::new("P2", "Condition").unwrap().with("code", Value::from(Coding::new("icd10cm", "E11.9", None)));
     let mut b = dr.batch().unwrap();
     let id1 = b.put(&d1).unwrap();
     let id2 = b.put(&d2).unwrap();

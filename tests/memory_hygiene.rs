@@ -204,9 +204,8 @@ fn workload(dir: &std::path::Path) -> HashSet<[u8; 32]> {
             b.put(&note(p, 10 + i)).expect("put");
         }
         let a = b.put_attachment("application/octet-stream", &mut MarkedContent(0)).expect("attachment");
-        let id = b
-            .put(&NewDocument::new("H1", "DocumentReference").unwrap().with("content", Value::Attachment(a)))
-            .expect("put");
+        let id =
+            b.put(&NewDocument::new("H1", "DocumentReference").unwrap().with("content", Value::from(a))).expect("put");
         b.commit().expect("commit");
         let mut check = CheckContent(0);
         dr.read_attachment(&id, "content", &mut check).expect("download");

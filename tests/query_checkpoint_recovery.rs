@@ -100,7 +100,7 @@ fn doc(i: usize, patient: &str) -> NewDocument {
     let labels = if i.is_multiple_of(5) { vec![Label::hiv_sti()] } else { Vec::new() };
     NewDocument::new(patient, kind)
         .unwrap()
-        .with_labeled("code", Value::Code(code), labels)
+        .with_labeled("code", Value::from(code), labels)
         .with("effective", effective)
         .with("value", value)
         .with("status", Value::Text(["final", "preliminary", "amended"][i % 3].into()))
@@ -261,7 +261,7 @@ fn crash_after_a_checkpoint_keeps_complete_commits_and_drops_the_torn_one() {
     // Later complete commits: a new document, an update of a checkpointed one.
     let x1 = s.put(&doc(100, "P1")).unwrap();
     let mut f: BTreeMap<String, Field> = BTreeMap::new();
-    f.insert("code".into(), Value::Code(Coding::new("loinc", "9999-9", None)).into());
+    f.insert("code".into(), Value::from(Coding::new("loinc", "9999-9", None)).into());
     f.insert("value".into(), Value::Integer(777).into());
     s.update(&base[3], f).unwrap();
     // The last commit: two documents, one for a patient the vault has never seen
@@ -443,14 +443,14 @@ fn updates_after_a_checkpoint_are_reflected() {
     // An update before the checkpoint: the checkpoint holds a two-version document.
     let mut f: BTreeMap<String, Field> = BTreeMap::new();
     f.insert("value".into(), Value::Integer(500).into());
-    f.insert("code".into(), Value::Code(Coding::new("loinc", "1111-1", None)).into());
+    f.insert("code".into(), Value::from(Coding::new("loinc", "1111-1", None)).into());
     s.update(&ids[0], f).unwrap();
     let cp = v.checkpoint().unwrap();
     // After the checkpoint: change values, codes, and labels; update one twice.
     let upd = |id: &DocumentId, value: i64, code: &str, labels: Vec<Label>| {
         let mut f: BTreeMap<String, Field> = BTreeMap::new();
         f.insert("value".into(), Value::Integer(value).into());
-        f.insert("code".into(), Field { value: Value::Code(Coding::new("loinc", code, None)), labels });
+        f.insert("code".into(), Field { value: Value::from(Coding::new("loinc", code, None)), labels });
         f.insert("kind-note".into(), Value::Text("updated".into()).into());
         s.update(id, f).unwrap()
     };
@@ -638,7 +638,7 @@ fn a_full_replay_builds_value_indexes_on_first_use_and_answers_like_a_checkpoint
     let upd = |s: &Session, id: &DocumentId, value: i64, code: &str| {
         let mut f: BTreeMap<String, Field> = BTreeMap::new();
         f.insert("value".into(), Value::Integer(value).into());
-        f.insert("code".into(), Value::Code(Coding::new("loinc", code, None)).into());
+        f.insert("code".into(), Value::from(Coding::new("loinc", code, None)).into());
         s.update(id, f).unwrap()
     };
     // Before the first query: updates of replayed documents, new documents, an erasure.

@@ -107,7 +107,7 @@ fn doc_spec() -> impl Strategy<Value = DocSpec> {
     (
         0..PATIENTS.len(),
         0..KINDS.len(),
-        field("code", maybe_list(coding().prop_map(Value::Code))),
+        field("code", maybe_list(coding().prop_map(Value::from))),
         field("effective", maybe_list(time_scalar())),
         field("value", maybe_list(num_scalar())),
         field("status", (0..STATUSES.len()).prop_map(|i| Value::Text(STATUSES[i].into()))),
@@ -703,18 +703,18 @@ fn fixed_semantics_cases() {
         // 05:00+05:00 is midnight UTC too; 00:00-05:00 is 05:00 UTC.
         obs(vec![
             ("effective", datetime_value(1, 5, 1), None),
-            ("code", Value::Code(Coding::new("snomed", "A1", None)), None),
+            ("code", Value::from(Coding::new("snomed", "A1", None)), None),
         ]),
         obs(vec![
             ("effective", datetime_value(1, 0, 2), None),
-            ("code", Value::Code(Coding::new("loinc", "A1", None)), None),
+            ("code", Value::from(Coding::new("loinc", "A1", None)), None),
         ]),
         // Lists match existentially.
         obs(vec![(
             "code",
             Value::List(vec![
-                Value::Code(Coding::new("loinc", "B2", None)),
-                Value::Code(Coding::new("icd10cm", "C3", None)),
+                Value::from(Coding::new("loinc", "B2", None)),
+                Value::from(Coding::new("icd10cm", "C3", None)),
             ]),
             None,
         )]),
@@ -734,7 +734,7 @@ fn fixed_semantics_cases() {
             kind: 3,
             fields: vec![
                 ("value", Value::Integer(9), None),
-                ("code", Value::Code(Coding::new("loinc", "A1", None)), None),
+                ("code", Value::from(Coding::new("loinc", "A1", None)), None),
             ],
         },
     ];

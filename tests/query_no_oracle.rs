@@ -72,7 +72,7 @@ fn date(s: &str) -> Value {
     Value::Date(Date::parse(s).unwrap())
 }
 fn loinc(c: &str) -> Value {
-    Value::Code(Coding::new("loinc", c, None))
+    Value::from(Coding::new("loinc", c, None))
 }
 
 /// A document: patient, kind, and (field, value, extra labels).
@@ -140,7 +140,7 @@ fn base_docs() -> Vec<Spec> {
             kind: "Condition",
             fields: vec![
                 ("seq", Value::Integer(7), vec![]),
-                ("code", Value::Code(Coding::new("snomed", "44054006", None)), vec![]),
+                ("code", Value::from(Coding::new("snomed", "44054006", None)), vec![]),
                 ("effective", date("2022-05-05"), vec![]),
             ],
             self_pay: false,

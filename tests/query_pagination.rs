@@ -41,7 +41,7 @@ fn doc(patient: &str, code: &str, day: i32, value: i64, status: &str) -> NewDocu
     let base = Date::parse("2024-01-01").unwrap().days();
     NewDocument::new(patient, "Observation")
         .unwrap()
-        .with("code", Value::Code(Coding::new("loinc", code, None)))
+        .with("code", Value::from(Coding::new("loinc", code, None)))
         .with("effective", Value::Date(Date::from_days(base + day).unwrap()))
         .with("value", Value::Integer(value))
         .with("status", Value::Text(status.into()))

@@ -166,7 +166,7 @@ fn semantically_invalid_queries_are_invalid_query() {
     dr.put(
         &NewDocument::new("P1", "Observation")
             .unwrap()
-            .with("code", Value::Code(Coding::new("loinc", "4548-4", None)))
+            .with("code", Value::from(Coding::new("loinc", "4548-4", None)))
             .with("effective", Value::Date(Date::parse("2024-03-01").unwrap())),
     )
     .unwrap();

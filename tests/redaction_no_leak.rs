@@ -83,7 +83,7 @@ fn denied_plaintext_never_leaks() {
         .put(
             &NewDocument::new("P1", "Observation")
                 .unwrap()
-                .with("code", Value::Code(Coding::new("loinc", "4548-4", None)))
+                .with("code", Value::from(Coding::new("loinc", "4548-4", None)))
                 .with_labeled("psy", text(PSY), vec![Label::psychotherapy()])
                 .with_labeled("hiv", text(HIV), vec![Label::hiv_sti()]),
         )
@@ -92,7 +92,7 @@ fn denied_plaintext_never_leaks() {
         .put(
             &NewDocument::new("P1", "Observation")
                 .unwrap()
-                .with("code", Value::Code(Coding::new("loinc", "2345-7", None)))
+                .with("code", Value::from(Coding::new("loinc", "2345-7", None)))
                 .with("value", text(SELF_PAY)),
         )
         .unwrap();

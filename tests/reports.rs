@@ -14,7 +14,7 @@ const ORG: &str = "general-hospital";
 fn obs(patient: &str, v: i64) -> NewDocument {
     NewDocument::new(patient, "Observation")
         .unwrap()
-        .with("code", Value::Code(Coding::new("loinc", "4548-4", None)))
+        .with("code", Value::from(Coding::new("loinc", "4548-4", None)))
         .with("value", Value::Integer(v))
 }
 

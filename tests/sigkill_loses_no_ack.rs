@@ -34,7 +34,7 @@ fn make_doc(trial: u32, n: u64, j: u64) -> NewDocument {
         .with("value", Value::Integer(i64::from(trial) * 1_000_000_000 + n as i64 * 10 + j as i64))
         .with("note", Value::Text(format!("trial {trial} commit {n} document {j}")));
     if j == 1 {
-        d = d.with("code", Value::Code(chartvault::Coding::new("loinc", &format!("{n}-{j}"), None)));
+        d = d.with("code", Value::from(chartvault::Coding::new("loinc", &format!("{n}-{j}"), None)));
     }
     d
 }
@@ -62,7 +62,7 @@ fn child(spec: &str) {
             let mut d = make_doc(trial, n, j);
             if j == 2 {
                 let a = b.put_attachment("application/octet-stream", &mut &attachment_bytes(trial, n)[..]).unwrap();
-                d = d.with("blob", Value::Attachment(a));
+                d = d.with("blob", Value::from(a));
             }
             ids.push((j, b.put(&d).unwrap()));
         }

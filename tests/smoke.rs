@@ -45,7 +45,7 @@ fn query_and_checkpoint_smoke() {
         dr.put(
             &NewDocument::new(p, "Observation")
                 .unwrap()
-                .with("code", Value::Code(Coding::new("loinc", code, None)))
+                .with("code", Value::from(Coding::new("loinc", code, None)))
                 .with("effective", Value::Date(Date::parse(date).unwrap())),
         )
         .unwrap();
@@ -75,7 +75,7 @@ fn query_and_checkpoint_smoke() {
     assert!(r2.next_cursor.is_none());
     v.checkpoint().unwrap();
     dr.put(
-        &NewDocument::new("P2", "Observation").unwrap().with("code", Value::Code(Coding::new("loinc", "4548-4", None))),
+        &NewDocument::new("P2", "Observation").unwrap().with("code", Value::from(Coding::new("loinc", "4548-4", None))),
     )
     .unwrap();
     drop(dr);

@@ -74,7 +74,7 @@ fn build() -> Fixture {
     let content: Vec<u8> = (0..700u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut b = dr.batch().unwrap();
     let a = b.put_attachment("image/png", &mut &content[..]).unwrap();
-    let d1 = doc("P1", 100).with("image", Value::Attachment(a));
+    let d1 = doc("P1", 100).with("image", Value::from(a));
     let d2 = doc("P3", 101);
     let id1 = b.put(&d1).unwrap();
     let id2 = b.put(&d2).unwrap();

@@ -142,9 +142,9 @@ fn scalar_doc() -> NewDocument {
         .with("dt_utc", dt("2024-03-01T09:30:00Z"))
         .with("dt_plus14", dt("2024-03-01T23:59:59.999999+14:00"))
         .with("dt_nepal_pre_epoch", dt("1969-07-20T20:17:40+05:45"))
-        .with("code", Value::Code(Coding::new("loinc", "4548-4", Some("Hemoglobin A1c/Hemoglobin.total in Blood"))))
-        .with("code_no_display", Value::Code(Coding::new("http://snomed.info/sct", "44054006", None)))
-        .with("code_unicode", Value::Code(Coding::new("icd10cm", "E11.65", Some("Diabète de type 2 — hyperglycémie"))))
+        .with("code", Value::from(Coding::new("loinc", "4548-4", Some("Hemoglobin A1c/Hemoglobin.total in Blood"))))
+        .with("code_no_display", Value::from(Coding::new("http://snomed.info/sct", "44054006", None)))
+        .with("code_unicode", Value::from(Coding::new("icd10cm", "E11.65", Some("Diabète de type 2 — hyperglycémie"))))
 }
 
 /// Nested lists and groups, and per-field extra labels (several label groups).
@@ -168,7 +168,7 @@ fn nested_doc() -> NewDocument {
                     (
                         "codes",
                         Value::List(vec![
-                            Value::Code(Coding::new("rxnorm", "860975", Some("metformin"))),
+                            Value::from(Coding::new("rxnorm", "860975", Some("metformin"))),
                             date("2020-01-01"),
                         ]),
                     ),
@@ -216,7 +216,7 @@ fn expected(id: DocumentId, version: u32, doc: &NewDocument) -> Expected {
 
 fn attachment_of(fields: &BTreeMap<String, Field>, name: &str) -> AttachmentRef {
     match &fields[name].value {
-        Value::Attachment(a) => a.clone(),
+        Value::Attachment(a) => (**a).clone(),
         other => panic!("{name} is {other:?}"),
     }
 }
@@ -284,10 +284,10 @@ fn every_value_type_round_trips() {
     assert_eq!(big.size, BIG);
     let att_doc = NewDocument::new(PATIENT, "DocumentReference")
         .unwrap()
-        .with("scan", Value::Attachment(big))
-        .with("empty", Value::Attachment(empty))
-        .with("edge", Value::Attachment(edge))
-        .with("bundle", group(&[("file", Value::Attachment(small)), ("caption", text("thumbnail"))]))
+        .with("scan", Value::from(big))
+        .with("empty", Value::from(empty))
+        .with("edge", Value::from(edge))
+        .with("bundle", group(&[("file", Value::from(small)), ("caption", text("thumbnail"))]))
         .with("date", date("2024-03-02"));
     let att_id = b.put(&att_doc).unwrap();
     b.commit().unwrap();

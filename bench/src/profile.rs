@@ -12,6 +12,9 @@
 //! builds them before the loop (as in a vault written by the same process).
 //! `PROFILE_NO_CHECKPOINT=1 ... profile build` writes no checkpoint, so every open
 //! replays the whole log (the total time printed includes the open).
+//! `PROFILE_GET_AFTER_BUILD=N ... profile build` times N gets right after the build, on
+//! the vault that wrote the data (as the comparison harness reads), then N more after
+//! closing and reopening it in the same process.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -92,6 +95,32 @@ pub fn main(args: &[String]) -> Res<()> {
             }
             b.commit().map_err(e)?;
             i += 1000;
+        }
+        // `PROFILE_GET_AFTER_BUILD=N`: N random gets on the vault that has just written
+        // the data (as the harness reads), then N more after closing and reopening it
+        // in this same process (same heap), to tell the vault's state from the heap's.
+        if let Some(n) = std::env::var("PROFILE_GET_AFTER_BUILD").ok().and_then(|x| x.parse::<u64>().ok()) {
+            let all: Vec<DocumentId> =
+                ids.chunks_exact(16).map(|c| DocumentId(c.try_into().unwrap_or([0; 16]))).collect();
+            let mut r = Rng::new(7);
+            let mut time_gets = |s: &chartvault::Session, what: &str| -> Res<()> {
+                let t = Instant::now();
+                for _ in 0..n {
+                    s.get(&all[r.below(all.len() as u64) as usize]).map_err(e)?;
+                }
+                eprintln!("get {what}: {:.2} µs each", t.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64);
+                Ok(())
+            };
+            time_gets(&s, "on the vault that wrote the data")?;
+            v.checkpoint().map_err(e)?;
+            drop(s);
+            v.close().map_err(e)?;
+            let v2 = Vault::open(&path, VaultKey::Raw(&k), options()).map_err(e)?;
+            time_gets(&v2.session(physician(&p)).map_err(e)?, "after close and reopen in this process")?;
+            v2.close().map_err(e)?;
+            std::fs::write(&ids_path, ids).map_err(e)?;
+            std::fs::write(&docs_path, docs.to_string()).map_err(e)?;
+            return Ok(());
         }
         // `PROFILE_NO_CHECKPOINT=1`: the header points at no checkpoint (not even one
         // written on the way), so every open replays the whole log.

@@ -204,7 +204,7 @@ fn text(s: impl Into<String>) -> Value {
 }
 
 fn code(system: &str, c: &str, display: &str) -> Value {
-    Value::Code(Coding::new(system, c, Some(display)))
+    Value::from(Coding::new(system, c, Some(display)))
 }
 
 fn doc(patient: &str, kind: &str) -> NewDocument {

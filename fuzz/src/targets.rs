@@ -1240,7 +1240,7 @@ pub mod ops {
                 ValSel::Amended => Value::Text("amended".into()),
                 ValSel::Int(i) => Value::Integer(i64::from(i)),
                 ValSel::Flag(b) => Value::Boolean(b),
-                ValSel::Code(n) => Value::Code(Coding::new("loinc", &format!("{n}-0"), None)),
+                ValSel::Code(n) => Value::from(Coding::new("loinc", &format!("{n}-0"), None)),
             }
         }
     }

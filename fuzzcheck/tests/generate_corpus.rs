@@ -43,7 +43,7 @@ fn build_vault(dir: &Path, name: &str, extras: bool) -> PathBuf {
                 &NewDocument::new("MRN-1", "Observation")
                     .expect("doc")
                     .with("status", Value::Text("final".into()))
-                    .with("code", Value::Code(Coding::new("loinc", "4548-4", Some("HbA1c"))))
+                    .with("code", Value::from(Coding::new("loinc", "4548-4", Some("HbA1c"))))
                     .with("value", Value::Decimal("6.8".parse().expect("decimal")))
                     .with("effective", Value::Date(Date::parse("2024-03-01").expect("date")))
                     .with_labeled("note", Value::Text("n".into()), vec![Label::mental_health()]),
@@ -55,7 +55,7 @@ fn build_vault(dir: &Path, name: &str, extras: bool) -> PathBuf {
             &NewDocument::new("MRN-2", "DocumentReference")
                 .expect("doc")
                 .with("status", Value::Text("current".into()))
-                .with("content", Value::Attachment(att)),
+                .with("content", Value::from(att)),
         )
         .expect("put");
         b.put(
@@ -200,7 +200,7 @@ fn seeds(dir: &Path) -> Vec<(&'static str, String, Vec<u8>)> {
         Field::from(Value::Date(Date::parse("2024-02-29").expect("date"))),
         Field::from(Value::DateTime(DateTime::parse("2024-03-01T09:30:00.5+02:00").expect("dt"))),
         Field {
-            value: Value::Code(Coding::new("snomed", "44054006", Some("Diabetes"))),
+            value: Value::from(Coding::new("snomed", "44054006", Some("Diabetes"))),
             labels: vec![Label::genetic()],
         },
         Field::from(Value::List(vec![Value::Integer(1), Value::Text("a".into())])),

@@ -187,7 +187,7 @@ impl NewDocument {
     /// ```
     /// use chartvault::{NewDocument, Value, Coding};
     /// let doc = NewDocument::new("MRN-7", "Observation").unwrap()
-    ///     .with("code", Value::Code(Coding::new("loinc", "4548-4", Some("HbA1c"))))
+    ///     .with("code", Value::from(Coding::new("loinc", "4548-4", Some("HbA1c"))))
     ///     .with("value", Value::Decimal("6.8".parse().unwrap()));
     /// assert_eq!(doc.fields.len(), 2);
     /// ```

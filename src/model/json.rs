@@ -146,7 +146,7 @@ pub fn parse_value(v: &J, upload: &mut Uploader<'_>, depth: usize) -> Result<Val
                     if system.is_empty() || code.is_empty() {
                         return Err(bad("a code's system and code must not be empty"));
                     }
-                    Value::Code(Coding::new(system, code, s("display")))
+                    Value::from(Coding::new(system, code, s("display")))
                 }
                 "attachment" => {
                     let a = x.as_object().ok_or_else(|| bad("\"attachment\" takes an object"))?;
@@ -162,7 +162,7 @@ pub fn parse_value(v: &J, upload: &mut Uploader<'_>, depth: usize) -> Result<Val
                     } else {
                         return Err(bad("an attachment needs \"base64\" data or a \"file\" path"));
                     };
-                    Value::Attachment(upload(ct, src)?)
+                    Value::from(upload(ct, src)?)
                 }
                 "list" => match x {
                     J::Array(items) => {

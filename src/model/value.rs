@@ -27,13 +27,38 @@ pub enum Value {
     /// An instant with its UTC offset.
     DateTime(DateTime),
     /// A coded value from a terminology (ICD-10-CM, LOINC, SNOMED CT, RxNorm, CPT ...).
-    Code(Coding),
+    ///
+    /// Boxed, like [`Value::Attachment`], so that a `Value` stays 32 bytes: documents
+    /// are maps of values, and every read moves them. Build one with
+    /// `Value::from(Coding::new(..))`.
+    Code(Box<Coding>),
     /// A binary attachment stored in chunks beside the document.
-    Attachment(AttachmentRef),
+    /// Boxed (see [`Value::Code`]); build one with `Value::from(attachment_ref)`.
+    Attachment(Box<AttachmentRef>),
     /// An ordered list of values.
     List(Vec<Value>),
     /// A nested group of named values.
     Group(BTreeMap<String, Value>),
+}
+
+impl From<Coding> for Value {
+    /// A coded value.
+    ///
+    /// ```
+    /// use chartvault::{Coding, Value};
+    /// let v = Value::from(Coding::new("loinc", "4548-4", Some("HbA1c")));
+    /// assert!(matches!(&v, Value::Code(c) if c.code == "4548-4"));
+    /// ```
+    fn from(c: Coding) -> Self {
+        Value::Code(Box::new(c))
+    }
+}
+
+impl From<AttachmentRef> for Value {
+    /// An attachment value (from `SessionBatch::put_attachment`).
+    fn from(a: AttachmentRef) -> Self {
+        Value::Attachment(Box::new(a))
+    }
 }
 
 impl Value {

@@ -75,7 +75,7 @@ impl Session {
     /// # let v = Vault::create(&dir.path().join("q.cv"), VaultKey::Raw(&SecretKey::random()), VaultOptions::default())?;
     /// let dr = v.session(Principal::new("dr", Role::physician(), "h", Purpose::Treat).with_care_team(["MRN-7"]))?;
     /// dr.put(&NewDocument::new("MRN-7", "Observation")?
-    ///     .with("code", Value::Code(Coding::new("loinc", "4548-4", None)))
+    ///     .with("code", Value::from(Coding::new("loinc", "4548-4", None)))
     ///     .with("effective", Value::Date(Date::parse("2024-03-01")?)))?;
     /// let page = dr.query_str("kind = Observation and code = loinc:4548-4 and effective >= 2024-01-01")?;
     /// assert_eq!(page.total, 1);

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod keyring;
 pub mod read;
 pub mod record;
+pub mod scratch;
 pub mod verify;
 
 use std::fs::{File, OpenOptions};

@@ -460,8 +460,11 @@ impl Inner {
     pub(crate) fn commit_with_audit(&self, mut b: Batch<'_>, entries: Vec<AuditEntry>) -> Result<CommitInfo> {
         let mut a = self.lock_audit();
         let mut pos = a.pos;
-        let mut all: Vec<AuditEntry> = std::mem::take(&mut a.pending);
-        let n_pending = all.len();
+        // The next pending list starts with room for as many entries as this one had:
+        // growing it again read by read reallocates ever larger buffers, and each
+        // large free makes malloc consolidate its free lists (see `store::scratch`).
+        let n_pending = a.pending.len();
+        let mut all: Vec<AuditEntry> = std::mem::replace(&mut a.pending, Vec::with_capacity(n_pending));
         all.extend(entries);
         // One audit frame (one seal) for all of them, unless they are very many.
         let sealed = trail::seal(self.store.keys(), &mut all, &mut pos);
