@@ -251,18 +251,17 @@ impl Store {
         // Split the copy after the envelope, so the decoded envelope borrows its names
         // while the groups are opened in place.
         let (head, groups_buf) = payload.split_at_mut(layout.envelope.end);
-        // The owned envelope: one allocation per name, made once here (an A/B in the
-        // harness measured reads that borrow the names from the copy as slower there).
-        let env =
-            open_envelope_in_place(keys, layout.part_ids(), &mut head[layout.envelope.clone()], offset)?.to_envelope();
+        // The envelope is a view: its names borrow from the copy, and only the names
+        // of the fields handed out are allocated (as the document's map keys).
+        let env = open_envelope_in_place(keys, layout.part_ids(), &mut head[layout.envelope.clone()], offset)?;
         let slot = env.patient_slot;
         let pk = st.keyring.key(slot, offset)?.clone();
         let patient = st.keyring.patient(slot).unwrap_or_default().to_string();
         drop(st);
-        if layout.groups.len() != env.groups.len() {
+        if layout.groups.len() != env.group_count() {
             return Err(bad("record frame"));
         }
-        let kind = Kind::new(&env.kind).map_err(|_| bad("document envelope"))?;
+        let kind = Kind::new(env.kind).map_err(|_| bad("document envelope"))?;
         // Names are unique within a document (they were map keys when written). Each
         // field goes straight into the map: no list of all fields (a "large" heap
         // allocation, see `scratch`), and a group's values wait on the stack. (Sorting
@@ -270,21 +269,21 @@ impl Store {
         let mut fields = BTreeMap::new();
         let mut redacted = BTreeMap::new();
         let mut values: SmallVec<[Field; 16]> = SmallVec::new();
-        for (i, g) in env.groups.into_iter().enumerate() {
-            if !gate.may_read(&g.labels) {
+        for (i, g) in env.groups().enumerate() {
+            if !gate.may_read(g.labels) {
                 for f in g.fields {
-                    redacted.insert(f, g.labels.clone());
+                    redacted.insert(f.to_string(), g.labels.to_vec());
                 }
                 continue;
             }
             let sealed = layout.group_in(groups_buf, i, offset)?;
             values.clear();
-            let parts = GroupKeyParts::of_meta(&g);
+            let parts = GroupKeyParts::of_view(&g);
             open_group_into(keys, layout.part_ids(), i, parts, (slot, &pk), sealed, offset, &mut |_, field| {
                 values.push(field)
             })?;
-            for (name, value) in g.fields.into_iter().zip(values.drain(..)) {
-                fields.insert(name, value);
+            for (name, value) in g.fields.iter().zip(values.drain(..)) {
+                fields.insert(name.to_string(), value);
             }
         }
         Ok(Document {
@@ -294,7 +293,7 @@ impl Store {
             version: layout.version,
             created: DateTime::from_unix_micros(env.created_us),
             updated: DateTime::from_unix_micros(env.updated_us),
-            author: env.author,
+            author: env.author.to_string(),
             fields,
             redacted,
         })
