@@ -39,8 +39,8 @@ impl Drop for Wipe<'_> {
 }
 
 /// Runs `f` with this thread's empty scratch buffer, and wipes it afterwards. If the
-/// buffer is already in use on this thread (a nested read), `f` gets a fresh
-/// zeroizing buffer instead.
+/// buffer is already in use on this thread (a nested read), or the thread is being torn
+/// down (a read from a thread-local destructor), `f` gets a fresh zeroizing buffer.
 ///
 /// ```
 /// use chartvault::store::scratch::with_frame_buffer;
@@ -52,17 +52,24 @@ impl Drop for Wipe<'_> {
 /// with_frame_buffer(|b| assert!(b.is_empty()));
 /// ```
 pub fn with_frame_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    FRAME_BUFFER.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let wipe = Wipe(&mut buf);
-            f(wipe.0)
-        }
-        Err(_) => {
-            let mut own = Zeroizing::new(Vec::new());
-            let wipe = Wipe(&mut own);
-            f(wipe.0)
-        }
-    })
+    let mut pending = Some(f);
+    let shared = FRAME_BUFFER.try_with(|cell| {
+        let mut buf = cell.try_borrow_mut().ok()?;
+        let f = pending.take()?;
+        let wipe = Wipe(&mut buf);
+        Some(f(wipe.0))
+    });
+    if let Ok(Some(r)) = shared {
+        return r;
+    }
+    let mut own = Zeroizing::new(Vec::new());
+    let wipe = Wipe(&mut own);
+    match pending.take() {
+        Some(f) => f(wipe.0),
+        // `pending` is taken only right before `f` runs on the shared buffer, and
+        // then `shared` holds its result.
+        None => unreachable!("the scratch closure ran but its result was lost"),
+    }
 }
 
 #[cfg(test)]
@@ -95,6 +102,37 @@ mod tests {
             b.resize(50, 0);
             assert!(b.iter().all(|&x| x == 0));
         });
+    }
+
+    /// A read from a thread-local destructor (when this buffer may be gone already)
+    /// still gets a buffer instead of a panic.
+    #[test]
+    fn a_use_while_the_thread_is_torn_down_works() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        struct ReadsOnDrop(Arc<AtomicBool>);
+        impl Drop for ReadsOnDrop {
+            fn drop(&mut self) {
+                let n = with_frame_buffer(|b| {
+                    b.extend_from_slice(b"late");
+                    b.len()
+                });
+                self.0.store(n == 4, Ordering::SeqCst);
+            }
+        }
+        thread_local! {
+            static LATE: std::cell::RefCell<Option<ReadsOnDrop>> = const { std::cell::RefCell::new(None) };
+        }
+        let ok = Arc::new(AtomicBool::new(false));
+        let flag = ok.clone();
+        std::thread::spawn(move || {
+            // Use the buffer first, so it is initialised (and may be destroyed first).
+            with_frame_buffer(|b| b.push(1));
+            LATE.with(|l| *l.borrow_mut() = Some(ReadsOnDrop(flag)));
+        })
+        .join()
+        .unwrap();
+        assert!(ok.load(Ordering::SeqCst));
     }
 
     #[test]
