@@ -635,10 +635,98 @@ impl Catalog {
 /// from its distinct values in order. Packed terms are grouped by (field, packed value)
 /// first, so each distinct value is decoded once ([`tree_from_groups`]); plain terms
 /// are gathered and sorted as in a flush ([`Catalog::flush_values`]) and merged in.
+///
+/// A large catalog is gathered on every core, each thread taking a share of the
+/// documents; the shares' groups of one value are then joined by [`tree_from_groups`]
+/// and their plain postings sorted together, so the result is that of one thread (up
+/// to the order of a posting list, which is unordered). A thread that panics has its
+/// share gathered again on this thread.
 fn build_values(docs: &DocMap) -> Values {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let all: Vec<&[(DocumentId, DocEntry)]> = docs.segments.iter().map(Vec::as_slice).collect();
+    let gathered = if threads < 2 || docs.len() < PARALLEL_BUILD_MIN {
+        gather_terms(&all)
+    } else {
+        let shares = split_segments(&all, threads);
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = shares[1..].iter().map(|sh| (sh, scope.spawn(move || gather_terms(sh)))).collect();
+            let mut g = gather_terms(&shares[0]);
+            for (sh, h) in helpers {
+                g.append(h.join().unwrap_or_else(|_| gather_terms(sh)));
+            }
+            g
+        })
+    };
+    let Gathered { by_field, plain } = gathered;
+    let mut values: Values =
+        by_field.into_iter().map(|(field, groups)| (field.to_string(), tree_from_groups(groups))).collect();
+    for (field, mut postings) in plain.0 {
+        let exact = sort_postings(&mut postings);
+        let tree = match values.get_mut(field) {
+            Some(m) => m,
+            None => values.entry(field.to_string()).or_default(),
+        };
+        merge_postings(tree, &postings, exact);
+    }
+    values
+}
+
+/// Fewest documents for which [`build_values`] gathers on more than one thread.
+const PARALLEL_BUILD_MIN: usize = 1 << 14;
+
+/// Splits a catalog's segments into `n` runs of about as many documents each (a
+/// segment larger than a share is split too).
+fn split_segments<'a>(all: &[&'a [(DocumentId, DocEntry)]], n: usize) -> Vec<Vec<&'a [(DocumentId, DocEntry)]>> {
+    let total: usize = all.iter().map(|s| s.len()).sum();
+    let per = total.div_ceil(n).max(1);
+    let mut shares = vec![Vec::new()];
+    let mut room = per;
+    for seg in all {
+        let mut rest: &[(DocumentId, DocEntry)] = seg;
+        while !rest.is_empty() {
+            if room == 0 {
+                shares.push(Vec::new());
+                room = per;
+            }
+            let (now, later) = rest.split_at(rest.len().min(room));
+            if let Some(last) = shares.last_mut() {
+                last.push(now);
+            }
+            room -= now.len();
+            rest = later;
+        }
+    }
+    shares
+}
+
+/// The terms of some documents, gathered for [`build_values`]: packed terms grouped
+/// by field and distinct value (decoded), plain terms as postings per field.
+struct Gathered<'a> {
+    by_field: HashMap<&'a str, Vec<Group>>,
+    plain: FieldPostings<'a>,
+}
+
+impl<'a> Gathered<'a> {
+    /// Adds another share's terms (its groups of a value already here are joined
+    /// later, by [`tree_from_groups`]).
+    fn append(&mut self, other: Gathered<'a>) {
+        for (field, mut groups) in other.by_field {
+            self.by_field.entry(field).or_default().append(&mut groups);
+        }
+        for (field, mut postings) in other.plain.0 {
+            match self.plain.0.iter_mut().find(|(f, _)| *f == field) {
+                Some((_, mine)) => mine.append(&mut postings),
+                None => self.plain.0.push((field, postings)),
+            }
+        }
+    }
+}
+
+/// Gathers the terms of the documents of `segments`.
+fn gather_terms<'a>(segments: &[&'a [(DocumentId, DocEntry)]]) -> Gathered<'a> {
     let mut packed: HashMap<(&str, &[u8]), Vec<DocumentId>, IdHashState> = HashMap::default();
     let mut plain = FieldPostings::default();
-    for (id, e) in docs {
+    for (id, e) in segments.iter().flat_map(|s| s.iter()) {
         match &e.terms.packed {
             Some(p) => wire::each_term(p.bytes(), |sid, key| {
                 if let Some((field, _)) = p.schemas.schemas.get(sid) {
@@ -654,17 +742,7 @@ fn build_values(docs: &DocMap) -> Values {
             by_field.entry(field).or_default().push((sort_prefix(&k), k, ids));
         }
     }
-    let mut values: Values =
-        by_field.into_iter().map(|(field, groups)| (field.to_string(), tree_from_groups(groups))).collect();
-    for (field, mut postings) in plain.0 {
-        let exact = sort_postings(&mut postings);
-        let tree = match values.get_mut(field) {
-            Some(m) => m,
-            None => values.entry(field.to_string()).or_default(),
-        };
-        merge_postings(tree, &postings, exact);
-    }
-    values
+    Gathered { by_field, plain }
 }
 
 /// The documents of one distinct (decoded) packed value: ([`sort_prefix`] of the
@@ -1590,30 +1668,7 @@ mod tests {
     #[test]
     fn lazy_build_from_packed_and_plain_terms_equals_naive_insertion() {
         let mut next = xorshift(0x1234);
-        let fields = ["mixed", "text", "code", "decimal", "date"];
-        let schemas =
-            Arc::new(TermSchemas { schemas: fields.iter().map(|f| (f.to_string(), vec![Label::normal()])).collect() });
-        let mut cat = Catalog::lazy();
-        for i in 0..800u32 {
-            let slot = next(10) as u32;
-            if i % 3 == 0 {
-                // Plain terms (a document replayed after a checkpoint).
-                cat.apply(rich_version(id(i), slot, 1, &mut next), u64::from(i));
-                continue;
-            }
-            let mut b = Vec::new();
-            for _ in 0..next(6) {
-                let f = next(5);
-                wire::put_uv(&mut b, f);
-                wire::put_key(&mut b, &rich_key(f, &mut next));
-            }
-            assert!(wire::check_terms(&b, fields.len()));
-            let n = b.len();
-            let mut e = entry(slot);
-            e.terms = Terms::packed(schemas.clone(), Arc::new(Zeroizing::new(b)), 0..n);
-            cat.docs.insert(id(i), e);
-            cat.by_patient.entry(slot).or_default().push(id(i));
-        }
+        let mut cat = packed_and_plain_catalog(800, &mut next);
         assert!(!cat.values_built() && !cat.has_pending_values());
         assert_eq!(normal(cat.values()), naive(&cat.docs));
         for i in 0..200u32 {
@@ -1622,6 +1677,63 @@ mod tests {
         cat.remove_patient(3);
         cat.flush_values();
         assert_eq!(normal(cat.values()), naive(&cat.docs));
+    }
+
+    /// A catalog large enough to be built on several threads (when the machine has
+    /// them) builds the same indexes as naive insertion.
+    #[test]
+    fn a_build_on_every_core_equals_naive_insertion() {
+        let mut next = xorshift(0x5678);
+        let cat = packed_and_plain_catalog(PARALLEL_BUILD_MIN as u32 + 3_000, &mut next);
+        assert_eq!(normal(cat.values()), naive(&cat.docs));
+    }
+
+    /// Shares cover every document once, in order, and are about equal.
+    #[test]
+    fn split_segments_covers_every_document_once_in_order() {
+        let mut cat = Catalog::lazy();
+        for i in 0..1000u32 {
+            cat.docs.insert(id(i), entry(0));
+        }
+        let all: Vec<&[(DocumentId, DocEntry)]> = cat.docs.segments.iter().map(Vec::as_slice).collect();
+        let flat: Vec<DocumentId> = all.iter().flat_map(|s| s.iter().map(|(i, _)| *i)).collect();
+        for n in 1..6 {
+            let shares = split_segments(&all, n);
+            assert!(shares.len() <= n);
+            let got: Vec<DocumentId> = shares.iter().flatten().flat_map(|s| s.iter().map(|(i, _)| *i)).collect();
+            assert_eq!(got, flat);
+            let sizes: Vec<usize> = shares.iter().map(|sh| sh.iter().map(|s| s.len()).sum()).collect();
+            assert!(sizes.iter().all(|&k| k <= 1000usize.div_ceil(n)), "{sizes:?}");
+        }
+    }
+
+    /// `n` documents: every third with plain terms (replayed after a checkpoint), the
+    /// others with packed terms (loaded from one), over five fields of mixed types.
+    fn packed_and_plain_catalog(n: u32, next: &mut impl FnMut(u64) -> u64) -> Catalog {
+        let fields = ["mixed", "text", "code", "decimal", "date"];
+        let schemas =
+            Arc::new(TermSchemas { schemas: fields.iter().map(|f| (f.to_string(), vec![Label::normal()])).collect() });
+        let mut cat = Catalog::lazy();
+        for i in 0..n {
+            let slot = next(10) as u32;
+            if i % 3 == 0 {
+                cat.apply(rich_version(id(i), slot, 1, next), u64::from(i));
+                continue;
+            }
+            let mut b = Vec::new();
+            for _ in 0..next(6) {
+                let f = next(5);
+                wire::put_uv(&mut b, f);
+                wire::put_key(&mut b, &rich_key(f, next));
+            }
+            assert!(wire::check_terms(&b, fields.len()));
+            let len = b.len();
+            let mut e = entry(slot);
+            e.terms = Terms::packed(schemas.clone(), Arc::new(Zeroizing::new(b)), 0..len);
+            cat.docs.insert(id(i), e);
+            cat.by_patient.entry(slot).or_default().push(id(i));
+        }
+        cat
     }
 
     fn version(id: DocumentId, slot: u32, ver: u32, next: &mut impl FnMut(u64) -> u64) -> NewVersion {
