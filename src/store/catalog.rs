@@ -528,14 +528,7 @@ impl Catalog {
                 fields.add(e.terms.as_slice(), *id);
             }
         }
-        for (field, mut postings) in fields.0 {
-            let exact = sort_postings(&mut postings);
-            let tree = match values.get_mut(field) {
-                Some(m) => m,
-                None => values.entry(field.to_string()).or_default(),
-            };
-            merge_postings(tree, &postings, exact);
-        }
+        fields.merge_into(values);
     }
 
     /// Whether the value indexes have been built yet (tests and measurements).
@@ -660,14 +653,7 @@ fn build_values(docs: &DocMap) -> Values {
     let Gathered { by_field, plain } = gathered;
     let mut values: Values =
         by_field.into_iter().map(|(field, groups)| (field.to_string(), tree_from_groups(groups))).collect();
-    for (field, mut postings) in plain.0 {
-        let exact = sort_postings(&mut postings);
-        let tree = match values.get_mut(field) {
-            Some(m) => m,
-            None => values.entry(field.to_string()).or_default(),
-        };
-        merge_postings(tree, &postings, exact);
-    }
+    plain.merge_into(&mut values);
     values
 }
 
@@ -759,6 +745,18 @@ type Posting<'a> = (u64, &'a IndexKey, DocumentId);
 struct FieldPostings<'a>(Vec<(&'a str, Vec<Posting<'a>>)>);
 
 impl<'a> FieldPostings<'a> {
+    /// Sorts each field's postings and merges them into that field's tree.
+    fn merge_into(self, values: &mut Values) {
+        for (field, mut postings) in self.0 {
+            let exact = sort_postings(&mut postings);
+            let tree = match values.get_mut(field) {
+                Some(m) => m,
+                None => values.entry(field.to_string()).or_default(),
+            };
+            merge_postings(tree, &postings, exact);
+        }
+    }
+
     /// Adds the postings of one document's terms.
     fn add(&mut self, terms: &'a [IndexTerm], id: DocumentId) {
         for (i, t) in terms.iter().enumerate() {
