@@ -632,23 +632,22 @@ impl Catalog {
 /// A large catalog is gathered on every core, each thread taking a share of the
 /// documents; the shares' groups of one value are then joined by [`tree_from_groups`]
 /// and their plain postings sorted together, so the result is that of one thread (up
-/// to the order of a posting list, which is unordered). A thread that panics has its
-/// share gathered again on this thread.
+/// to the order of a posting list, which is unordered). [`crate::util::split_map`]
+/// spreads the shares and redoes on this thread a share whose thread panicked.
 fn build_values(docs: &DocMap) -> Values {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let all: Vec<&[(DocumentId, DocEntry)]> = docs.segments.iter().map(Vec::as_slice).collect();
     let gathered = if threads < 2 || docs.len() < PARALLEL_BUILD_MIN {
         gather_terms(&all)
     } else {
-        let shares = split_segments(&all, threads);
-        std::thread::scope(|scope| {
-            let helpers: Vec<_> = shares[1..].iter().map(|sh| (sh, scope.spawn(move || gather_terms(sh)))).collect();
-            let mut g = gather_terms(&shares[0]);
-            for (sh, h) in helpers {
-                g.append(h.join().unwrap_or_else(|_| gather_terms(sh)));
-            }
-            g
-        })
+        // Runs of about equal size, claimed in turn by the threads of `split_map`.
+        let pieces: Vec<&[(DocumentId, DocEntry)]> = split_segments(&all, threads * 8).into_iter().flatten().collect();
+        let mut parts = crate::util::split_map(&pieces, threads, |run| vec![gather_terms(run)]).into_iter();
+        let mut g = parts.next().unwrap_or_else(|| gather_terms(&[]));
+        for part in parts {
+            g.append(part);
+        }
+        g
     };
     let Gathered { by_field, plain } = gathered;
     let mut values: Values =
