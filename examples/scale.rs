@@ -101,6 +101,15 @@ fn main() -> chartvault::Result<()> {
         let t = Instant::now();
         let v = Vault::open(&path, VaultKey::Raw(&key), opts.clone())?;
         println!("open (checkpoint {:?}): {:.2?}", v.open_report().checkpoint.is_some(), t.elapsed());
+        // What comes after an open from a checkpoint: a chart decodes only its
+        // patient's entry; the first query decodes the rest and builds the indexes.
+        let dr = v.session(Principal::new("dr", Role::physician(), "h", Purpose::Treat).with_care_team(["MRN-7"]))?;
+        let t = Instant::now();
+        let n = dr.chart("MRN-7")?.len();
+        println!("  first chart ({n} docs): {:.2?}", t.elapsed());
+        let t = Instant::now();
+        let r = dr.query_str("patient = \"MRN-7\" and code = loinc:4548-4 and effective >= 2022-01-01")?;
+        println!("  first query ({} docs): {:.2?}", r.total, t.elapsed());
         return Ok(());
     }
     for pass in 0..2 {

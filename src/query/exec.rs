@@ -119,7 +119,7 @@ impl Session {
             return Err(self.deny(Action::Query, None, Vec::new(), Vec::new(), reason));
         }
 
-        let st = self.inner.store.read_state_for_query();
+        let st = self.inner.store.read_state_for_query()?;
         let cat = &st.catalog;
         let ring = &st.keyring;
         // 2. Candidates from indexes.

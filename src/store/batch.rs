@@ -177,7 +177,7 @@ impl<'a> Batch<'a> {
         if let Some(x) = self.latest.get(id) {
             return Ok(x.clone());
         }
-        let st = self.store.read_state();
+        let st = self.store.read_for_doc(id)?;
         let e = st.catalog.docs.get(id).ok_or_else(|| Error::NotFound { id: id.to_string(), version: None })?;
         Ok((e.latest().version, e.created_us, e.patient_slot, e.kind.clone()))
     }
@@ -406,6 +406,15 @@ impl<'a> Batch<'a> {
     pub fn commit(mut self) -> Result<CommitInfo> {
         let store = self.store;
         self.seal_unsealed()?;
+        // The patients written to whose checkpoint entries are still sealed are decoded
+        // now, so that applying the versions after the commit cannot fail.
+        if store.read_state().catalog.unloaded_patients() > 0 {
+            let mut st = store.write_state();
+            let crate::store::State { catalog, keyring, .. } = &mut *st;
+            for v in &self.versions {
+                catalog.load_patient(v.patient_slot, keyring)?;
+            }
+        }
         if !self.new_patients.is_empty() {
             let new = std::mem::take(&mut self.new_patients);
             let r = store.write_state().keyring.append(store.keys(), new);

@@ -241,12 +241,21 @@ impl Default for DocMap {
     }
 }
 
-/// Ids of segments added by [`DocMap::adopt_unindexed`] and not indexed yet, by shard:
+/// Ids noted by [`DocMap::note_unloaded`] and not indexed yet, by shard:
 /// (id, segment, position).
 pub(crate) struct PendingIds(Vec<Vec<(DocumentId, u32, u32)>>);
 
+/// Ids of documents added by [`DocMap::adopt_loaded`] whose id map entries still
+/// point at their sealed checkpoint entry, by shard: (id, segment, position, entry).
+#[derive(Default)]
+pub(crate) struct LoadedIds(Vec<Vec<(DocumentId, u32, u32, u32)>>);
+
 /// Largest segment that [`DocMap::insert`] appends to (adopted segments may be larger).
 const SEGMENT: usize = 1 << 16;
+
+/// The segment number that marks an id noted by [`DocMap::note_unloaded`] (its
+/// position is then the number of its sealed checkpoint entry).
+const UNLOADED: u32 = u32::MAX;
 
 impl DocMap {
     /// The shard of `id`: hash bits 32.. (each shard map places ids by the low bits of
@@ -335,6 +344,7 @@ impl DocMap {
     /// Adds a batch of new entries as one segment without indexing them: their ids go
     /// to `pending`, and [`DocMap::index_pending`] must index them before the map is
     /// used (until then lookups do not find them). Fails if the batch is too large.
+    #[cfg(test)]
     pub(crate) fn adopt_unindexed(
         &mut self,
         batch: Vec<(DocumentId, DocEntry)>,
@@ -351,7 +361,7 @@ impl DocMap {
         Ok(())
     }
 
-    /// Indexes the ids of [`DocMap::adopt_unindexed`], one shard at a time on every
+    /// Indexes the ids of [`DocMap::note_unloaded`], one shard at a time on every
     /// core. Fails if an id is already present or appears twice; the map must then be
     /// dropped (it may be partly indexed).
     pub(crate) fn index_pending(&mut self, pending: PendingIds) -> std::result::Result<(), ()> {
@@ -361,6 +371,93 @@ impl DocMap {
             shards.iter_mut().zip(ids).all(|(m, ids)| {
                 m.reserve(ids.len());
                 ids.iter().all(|(id, s, i)| m.insert(*id, (*s, *i)).is_none())
+            })
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+        let total: usize = pending.0.iter().map(Vec::len).sum();
+        let ok = if threads == 1 || total < 1 << 16 {
+            fill(&mut self.shards, &pending.0)
+        } else {
+            let per = SHARDS.div_ceil(threads);
+            std::thread::scope(|scope| {
+                let mut parts = self.shards.chunks_mut(per).zip(pending.0.chunks(per));
+                let mine = parts.next();
+                let handles: Vec<_> = parts.map(|(m, ids)| scope.spawn(move || fill(m, ids))).collect();
+                let mut ok = mine.is_none_or(|(m, ids)| fill(m, ids));
+                for h in handles {
+                    ok &= h.join().unwrap_or(false);
+                }
+                ok
+            })
+        };
+        if ok { Ok(()) } else { Err(()) }
+    }
+
+    /// Notes `id` as a document of sealed checkpoint entry `entry`: like
+    /// `DocMap::adopt_unindexed` (tests), its id goes to `pending`, and lookups do not find
+    /// it until [`DocMap::adopt_loaded`] adds its entry.
+    pub(crate) fn note_unloaded(&self, id: DocumentId, entry: u32, pending: &mut PendingIds) {
+        pending.0[self.shard_of(&id)].push((id, UNLOADED, entry));
+    }
+
+    /// The sealed checkpoint entry `id` was noted in by [`DocMap::note_unloaded`], if
+    /// its entry has not been added since.
+    pub(crate) fn unloaded_entry(&self, id: &DocumentId) -> Option<u32> {
+        match self.shard(id).get(id) {
+            Some(&(s, k)) if s == UNLOADED => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Adds the decoded documents of sealed checkpoint entries as one segment: each
+    /// `(range, entry)` of `ranges` says which entry the documents in that range of
+    /// `batch` come from. Their ids go to `pending` as (id, segment, position, entry);
+    /// [`DocMap::index_loaded`] then points the id map at them. Fails if the ranges do
+    /// not cover the batch.
+    pub(crate) fn adopt_loaded(
+        &mut self,
+        batch: Vec<(DocumentId, DocEntry)>,
+        ranges: &[(Range<usize>, u32)],
+        pending: &mut LoadedIds,
+    ) -> std::result::Result<(), ()> {
+        let s = u32::try_from(self.segments.len()).map_err(|_| ())?;
+        if s == UNLOADED
+            || u32::try_from(batch.len()).is_err()
+            || ranges.iter().map(|(r, _)| r.len()).sum::<usize>() != batch.len()
+        {
+            return Err(());
+        }
+        if pending.0.is_empty() {
+            pending.0 = (0..SHARDS).map(|_| Vec::new()).collect();
+        }
+        for (r, k) in ranges {
+            for i in r.clone() {
+                let id = batch.get(i).ok_or(())?.0;
+                pending.0[self.shard_of(&id)].push((id, s, i as u32, *k));
+            }
+        }
+        self.segments.push(batch);
+        Ok(())
+    }
+
+    /// Points the id map at the documents of [`DocMap::adopt_loaded`], one shard at a
+    /// time on every core. Fails if an id was not noted for the entry it came from
+    /// (the map must then be dropped: it may be partly updated).
+    pub(crate) fn index_loaded(&mut self, pending: LoadedIds) -> std::result::Result<(), ()> {
+        if pending.0.is_empty() {
+            return Ok(());
+        }
+        let fill = |shards: &mut [HashMap<DocumentId, (u32, u32), IdHashState>],
+                    ids: &[Vec<(DocumentId, u32, u32, u32)>]|
+         -> bool {
+            shards.iter_mut().zip(ids).all(|(m, ids)| {
+                ids.iter().all(|(id, s, i, k)| match m.get_mut(id) {
+                    Some(at) if *at == (UNLOADED, *k) => {
+                        *at = (*s, *i);
+                        true
+                    }
+                    _ => false,
+                })
             })
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
@@ -465,6 +562,10 @@ pub struct Catalog {
     pub frames: HashMap<u8, Vec<u64>>,
     /// Number of document versions.
     pub versions: u64,
+    /// Patient entries of the checkpoint this catalog was opened from that are not
+    /// decoded yet (their documents' ids are in `docs`, found only by
+    /// [`Catalog::unloaded_slot_of`]); `None` once every entry is decoded.
+    pub(crate) unloaded: Option<Box<crate::store::checkpoint::Unloaded>>,
 }
 
 /// A version to add to the catalog.
@@ -604,6 +705,7 @@ impl Catalog {
 
     /// Removes every document of a patient (after erasure).
     pub fn remove_patient(&mut self, slot: u32) -> Vec<DocumentId> {
+        self.forget_unloaded(slot);
         let ids = self.by_patient.remove(&slot).unwrap_or_default();
         let mut values = self.values.get_mut();
         for id in &ids {

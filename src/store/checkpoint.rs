@@ -2,20 +2,25 @@
 //! decrypting every document.
 //!
 //! A checkpoint is one commit of Checkpoint frames. The first frame's payload is
-//! `b'G' || sealed(index key, Global)`; the others are `b'P' || repeated
-//! (slot u32 LE || length u32 LE || sealed(patient index key, that patient's entries))`.
-//! Each patient's entries are sealed under that patient's own index key, so erasing a
-//! patient (destroying the key) also makes its indexed values in every checkpoint
-//! unreadable. The header's `checkpoint_offset` points at the newest checkpoint; it is
-//! only a hint: open verifies the checkpoint and everything after it, and falls back
-//! to a full scan (and says so) when anything is wrong.
+//! `b'G' || 3 || sealed(index key, Global)`; the others are `b'P' || 3 || directory ||
+//! repeated (slot u32 LE || length u32 LE || sealed(patient index key, that patient's
+//! entries))`, where the directory (sealed under the index key) lists, for each entry
+//! of the frame, its slot and the ids of its documents. Each patient's entries are
+//! sealed under that patient's own index key, so erasing a patient (destroying the
+//! key) also makes its indexed values in every checkpoint unreadable. The header's
+//! `checkpoint_offset` points at the newest checkpoint; it is only a hint: open
+//! verifies the checkpoint and everything after it, and falls back to a full scan (and
+//! says so) when anything is wrong.
 //!
-//! Open first runs `read_verified` (no patient key needed, so it runs while the
-//! keyring loads): every checkpoint frame is copied out of the map once, and that copy
-//! is CRC-checked and hashed into the chain, and the checkpoint's commit frame must
-//! carry that chain and a valid MAC. Then `load` decrypts the copies in place and
-//! decodes them on every core; the scan of the log resumes after the checkpoint's
-//! commit.
+//! Open runs `read_verified` (no patient key needed, so it runs while the keyring
+//! loads): every checkpoint frame is copied out of the map once, and that copy is
+//! CRC-checked and hashed into the chain, and the checkpoint's commit frame must carry
+//! that chain and a valid MAC; the directories are opened from the copy. Then `load`
+//! checks every entry's slot against the keyring and indexes the directories' ids: the
+//! patient entries stay sealed ([`Unloaded`]) until a read of one of the patient's
+//! documents, a write to the patient, or anything that needs the whole catalog (a
+//! query, a checkpoint) decrypts and decodes them (`Catalog::load_patient`,
+//! `Catalog::load_all`, on every core).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -32,22 +37,26 @@ use crate::log::writer::LogHead;
 use crate::model::{DocumentId, Kind, Label, LabelSet};
 use crate::store::Store;
 use crate::store::catalog::wire::{self, Reader};
-use crate::store::catalog::{Catalog, DocEntry, RawTerms, TermSchemas, Terms, VersionLoc};
+use crate::store::catalog::{Catalog, DocEntry, LoadedIds, RawTerms, TermSchemas, Terms, VersionLoc};
 use crate::store::keyring::Keyring;
 
 /// Largest payload of one checkpoint part frame.
 const PART_BYTES: usize = 4 * 1024 * 1024;
 
-/// Version byte after the `G` and `P` tags (version 1 had none: its sealed part
-/// started right after the tag, so a version-1 checkpoint fails to open and open
-/// falls back to a full scan).
-const CHECKPOINT_VERSION: u8 = 2;
+/// Version byte after the `G` and `P` tags. Version 1 had none (its sealed part
+/// started right after the tag) and version 2 had no directories: a checkpoint of an
+/// older version fails to open and open falls back to a full scan (the next
+/// checkpoint is written in this version).
+const CHECKPOINT_VERSION: u8 = 3;
 
 fn global_aad(vid: &[u8; 16]) -> Vec<u8> {
-    aead::aad("chartvault checkpoint global v2", &[vid])
+    aead::aad("chartvault checkpoint global v3", &[vid])
 }
 fn patient_aad(vid: &[u8; 16], slot: u32, commit: u64) -> Vec<u8> {
-    aead::aad("chartvault checkpoint patient v2", &[vid, &slot.to_le_bytes(), &commit.to_le_bytes()])
+    aead::aad("chartvault checkpoint patient v3", &[vid, &slot.to_le_bytes(), &commit.to_le_bytes()])
+}
+fn directory_aad(vid: &[u8; 16], commit: u64, part: u64) -> Vec<u8> {
+    aead::aad("chartvault checkpoint directory v3", &[vid, &commit.to_le_bytes(), &part.to_le_bytes()])
 }
 
 /// The dictionaries a checkpoint writer builds: kinds, label sets and term schemas
@@ -135,11 +144,25 @@ impl<'a> Dicts<'a> {
     }
 }
 
-/// Encodes one patient's documents (the plaintext of a patient entry, §12.3.2).
-/// Returns the number of documents encoded.
-fn encode_patient<'a>(cat: &'a Catalog, ids: &[DocumentId], d: &mut Dicts<'a>, out: &mut Vec<u8>) -> u64 {
+/// Encodes one patient's documents (the plaintext of a patient entry, §12.3.2) into
+/// `out`, and the entry's directory record (§12.3.2: slot, document and version
+/// counts, ids) into `dir`. Returns the number of documents encoded.
+fn encode_patient<'a>(
+    cat: &'a Catalog,
+    slot: u32,
+    ids: &[DocumentId],
+    d: &mut Dicts<'a>,
+    out: &mut Vec<u8>,
+    dir: &mut Vec<u8>,
+) -> u64 {
     let docs: Vec<(&DocumentId, &'a DocEntry)> = ids.iter().filter_map(|id| cat.docs.get_key_value(id)).collect();
     let n = docs.len() as u64;
+    wire::put_uv(dir, u64::from(slot));
+    wire::put_uv(dir, n);
+    wire::put_uv(dir, docs.iter().map(|(_, e)| e.versions.len() as u64).sum());
+    for (id, _) in &docs {
+        dir.extend_from_slice(&id.0);
+    }
     wire::put_uv(out, n);
     let mut prev_created = 0i64;
     let mut terms = Vec::new();
@@ -166,33 +189,66 @@ fn encode_patient<'a>(cat: &'a Catalog, ids: &[DocumentId], d: &mut Dicts<'a>, o
     n
 }
 
-/// Encodes the catalog as checkpoint frame payloads.
+/// One patient-part frame being filled: its directory records and its entries.
+struct PartBuilder {
+    entries: usize,
+    dir: Zeroizing<Vec<u8>>,
+    body: Vec<u8>,
+}
+
+impl PartBuilder {
+    fn new() -> Self {
+        PartBuilder { entries: 0, dir: Zeroizing::new(Vec::new()), body: Vec::new() }
+    }
+    /// The frame payload: tag, version, sealed directory, entries (§12.3.2).
+    fn finish(self, vid: &[u8; 16], index: &crate::crypto::SecretKey, commit: u64, part: u64) -> Vec<u8> {
+        let mut pt = Zeroizing::new(Vec::with_capacity(self.dir.len() + 10));
+        wire::put_uv(&mut pt, self.entries as u64);
+        pt.extend_from_slice(&self.dir);
+        let mut sealed = Vec::with_capacity(pt.len() + aead::SEAL_OVERHEAD);
+        aead::seal(index, &directory_aad(vid, commit, part), &pt, &mut sealed);
+        let mut out = Vec::with_capacity(6 + sealed.len() + self.body.len());
+        out.extend_from_slice(&[b'P', CHECKPOINT_VERSION]);
+        out.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        out.extend_from_slice(&sealed);
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// Encodes the catalog as checkpoint frame payloads. The catalog must be loaded
+/// (`Catalog::load_all`).
 pub(crate) fn encode(keys: &KeyHierarchy, ring: &Keyring, cat: &Catalog, head: LogHead) -> Vec<Vec<u8>> {
     let vid = keys.vault_id();
-    let mut parts: Vec<Vec<u8>> = vec![vec![b'P', CHECKPOINT_VERSION]];
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    let mut cur = PartBuilder::new();
     let mut patients = 0u64;
     let mut docs = 0u64;
     let mut slots: Vec<&u32> = cat.by_patient.keys().collect();
     slots.sort();
     let mut dicts = Dicts::default();
     let mut pt = Zeroizing::new(Vec::new());
+    let mut dir = Zeroizing::new(Vec::new());
     for slot in slots {
         let Ok(pk) = ring.key(*slot, 0) else { continue };
         pt.clear();
-        docs += encode_patient(cat, &cat.by_patient[slot], &mut dicts, &mut pt);
+        dir.clear();
+        let ids = &cat.by_patient[slot];
+        docs += encode_patient(cat, *slot, ids, &mut dicts, &mut pt, &mut dir);
         let mut sealed = Vec::new();
         aead::seal(&keys::patient_index_key(pk), &patient_aad(&vid, *slot, head.commit_number), &pt, &mut sealed);
-        let last = parts.last_mut().map(|p| p.len()).unwrap_or(0);
-        if last + sealed.len() + 8 > PART_BYTES && last > 2 {
-            parts.push(vec![b'P', CHECKPOINT_VERSION]);
+        if cur.body.len() + cur.dir.len() + dir.len() + sealed.len() + 8 > PART_BYTES && cur.entries > 0 {
+            let done = std::mem::replace(&mut cur, PartBuilder::new());
+            parts.push(done.finish(&vid, &keys.index, head.commit_number, parts.len() as u64));
         }
-        if let Some(p) = parts.last_mut() {
-            p.extend_from_slice(&slot.to_le_bytes());
-            p.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-            p.extend_from_slice(&sealed);
-        }
+        cur.body.extend_from_slice(&slot.to_le_bytes());
+        cur.body.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        cur.body.extend_from_slice(&sealed);
+        cur.dir.extend_from_slice(&dir);
+        cur.entries += 1;
         patients += 1;
     }
+    parts.push(cur.finish(&vid, &keys.index, head.commit_number, parts.len() as u64));
     // The global part.
     let mut g = Zeroizing::new(Vec::new());
     g.extend_from_slice(&head.end.to_le_bytes());
@@ -243,7 +299,6 @@ struct Global {
     frames: HashMap<u8, Vec<u64>>,
     patients: u64,
     parts: u64,
-    docs: u64,
     dict: Dict,
 }
 
@@ -291,7 +346,9 @@ fn decode_global(b: &[u8]) -> Option<Global> {
     }
     let patients = r.uv()?;
     let parts = r.uv()?;
-    let docs = r.uv()?;
+    // The document count is only a sizing hint for writers of older versions'
+    // loaders; the directories give the exact ids.
+    let _docs = r.uv()?;
     let n = r.usize()?;
     let mut kinds = Vec::with_capacity(n.min(r.remaining()));
     for _ in 0..n {
@@ -322,7 +379,6 @@ fn decode_global(b: &[u8]) -> Option<Global> {
         frames,
         patients,
         parts,
-        docs,
         dict: Dict {
             kinds,
             labelsets: sets.into_iter().map(|s| Arc::new(s.into_iter().collect())).collect(),
@@ -413,19 +469,62 @@ fn decode_patient(
 const PIECE_BYTES: usize = 128 * 1024;
 
 /// A checkpoint whose frames have been copied out of the map and verified (CRCs,
-/// sequence numbers, hash chain and commit MAC), with its global part decoded and its
-/// patient entries still sealed.
+/// sequence numbers, hash chain and commit MAC), with its global part and directories
+/// decoded and its patient entries still sealed.
 pub(crate) struct Verified {
     offset: u64,
     global: Global,
     /// Runs of whole patient entries (`slot || length || sealed entry`), in log order,
     /// exactly as the frames hold them: the copies that were hashed are the ones that
     /// are decrypted (in place) and used.
-    pieces: Vec<Zeroizing<Vec<u8>>>,
+    pieces: Vec<Vec<u8>>,
+    /// Every patient entry, in log order, as its directory record describes it.
+    entries: Vec<SealedEntry>,
+    /// The directories' document ids, entry after entry.
+    ids: Vec<DocumentId>,
     /// Offsets of the checkpoint's own frames (global and parts, not the commit).
     frame_offsets: Vec<u64>,
     /// Log head after the checkpoint's commit.
     head: LogHead,
+}
+
+/// Where one sealed patient entry is, and what its directory record says of it.
+#[derive(Debug, Clone)]
+struct SealedEntry {
+    slot: u32,
+    /// Index of the piece holding it, and its range there (header included).
+    piece: u32,
+    start: u32,
+    end: u32,
+    /// Number of documents (and their ids' position in `Verified::ids`).
+    docs: u32,
+    first_id: usize,
+    versions: u64,
+}
+
+/// Decodes a directory plaintext (§12.3.2): appends its records to `entries` (with
+/// `piece` and range not set yet) and its ids to `ids`.
+fn decode_directory(b: &[u8], entries: &mut Vec<SealedEntry>, ids: &mut Vec<DocumentId>) -> Option<usize> {
+    let mut r = Reader::new(b);
+    let n = r.usize()?;
+    if n > r.remaining() / 3 {
+        return None;
+    }
+    for _ in 0..n {
+        let slot = u32::try_from(r.uv()?).ok()?;
+        let docs = r.usize()?;
+        if docs > r.remaining() / 16 {
+            return None;
+        }
+        let versions = r.uv()?;
+        let first_id = ids.len();
+        for _ in 0..docs {
+            ids.push(DocumentId(r.array()?));
+        }
+        let docs = u32::try_from(docs).ok()?;
+        entries.push(SealedEntry { slot, piece: 0, start: 0, end: 0, docs, first_id, versions });
+    }
+    r.done().then_some(n)
 }
 
 /// What a checkpoint load hands to open.
@@ -496,6 +595,7 @@ pub(crate) fn read_verified(keys: &KeyHierarchy, bytes: &[u8], offset: u64) -> R
     let mut frame_offsets = vec![offset];
     pos += gh.total();
     let mut pieces = Vec::new();
+    let (mut entries, mut ids) = (Vec::new(), Vec::new());
     for _ in 0..global.parts {
         let (hdr, h) = head_at(pos)?;
         if h.ty != FrameType::Checkpoint || h.len < 2 {
@@ -517,10 +617,24 @@ pub(crate) fn read_verified(keys: &KeyHierarchy, bytes: &[u8], offset: u64) -> R
         }
         crc.update(&tag);
         hash.update(&tag);
-        // Split the payload into runs of whole entries; the boundaries are found in
-        // the map, but only the copies are used: a piece whose entries do not line up
-        // in the copy is refused when it is decoded.
-        let mut i = 2;
+        // The directory: its length and sealed bytes, copied, checked and opened.
+        let dlen = payload.get(2..6).map(|b| le_u32(b, 0) as usize).ok_or(bad("checkpoint frame"))?;
+        let dir_end = 6usize.checked_add(dlen).filter(|&e| e <= payload.len()).ok_or(bad("checkpoint frame"))?;
+        let mut dir = payload[2..dir_end].to_vec();
+        crc.update(&dir);
+        hash.update(&dir);
+        let part_no = frame_offsets.len() as u64 - 2;
+        let first_entry = entries.len();
+        {
+            let aad = directory_aad(&vid, global.head.commit_number, part_no);
+            let pt = aead::open_in_place(&keys.index, &aad, &mut dir[4..]).map_err(|_| bad("checkpoint directory"))?;
+            decode_directory(pt, &mut entries, &mut ids).ok_or(bad("checkpoint directory"))?;
+        }
+        // Split the entries into runs of whole entries; the boundaries are found in
+        // the map, but only the copies are used: each copy is walked again below, and
+        // its entries must line up with the directory's records.
+        let mut i = dir_end;
+        let mut k = first_entry;
         while i < payload.len() {
             let mut j = i;
             while j < payload.len() {
@@ -536,11 +650,27 @@ pub(crate) fn read_verified(keys: &KeyHierarchy, bytes: &[u8], offset: u64) -> R
                 }
                 j = next;
             }
-            let piece = Zeroizing::new(payload[i..j].to_vec());
+            let piece = payload[i..j].to_vec();
             crc.update(&piece);
             hash.update(&piece);
+            let piece_no = u32::try_from(pieces.len()).map_err(|_| bad("checkpoint frame"))?;
+            let mut e = 0;
+            while e < piece.len() {
+                let next = (e + 8).checked_add(piece.get(e..e + 8).map_or(usize::MAX, |b| le_u32(b, 4) as usize));
+                let next = next.filter(|&n| n <= piece.len()).ok_or(bad("checkpoint frame"))?;
+                let rec = entries.get_mut(k).ok_or(bad("checkpoint directory"))?;
+                if rec.slot != le_u32(&piece, e) {
+                    return Err(bad("checkpoint directory"));
+                }
+                (rec.piece, rec.start, rec.end) = (piece_no, e as u32, next as u32);
+                k += 1;
+                e = next;
+            }
             pieces.push(piece);
             i = j;
+        }
+        if k != entries.len() {
+            return Err(bad("checkpoint directory"));
         }
         if crc.finalize() != h.crc {
             return Err(bad("checkpoint frame"));
@@ -564,13 +694,13 @@ pub(crate) fn read_verified(keys: &KeyHierarchy, bytes: &[u8], offset: u64) -> R
     chain = frame::chain_step(&chain, &cframe);
     let end = (commit_at + ch.total()) as u64;
     let head = LogHead { end, next_seq: seq.wrapping_add(1), commit_number: c.number, chain };
-    Ok(Verified { offset, global, pieces, frame_offsets, head })
+    Ok(Verified { offset, global, pieces, entries, ids, frame_offsets, head })
 }
 
 /// Decrypts (in place) and decodes the patient entries of one piece.
 fn decode_piece(
     mut buf: Zeroizing<Vec<u8>>,
-    keys: &KeyHierarchy,
+    vid: &[u8; 16],
     ring: &Keyring,
     commit: u64,
     dict: &Dict,
@@ -578,7 +708,6 @@ fn decode_piece(
     out: &mut Decoded,
 ) -> Result<()> {
     let bad = || Error::Integrity { what: "checkpoint patient entry", offset };
-    let vid = keys.vault_id();
     // Entry boundaries, read again from the copy (the only bytes used), then every
     // live entry opened in place: (slot, plaintext range).
     let mut open: Vec<(u32, Range<usize>)> = Vec::with_capacity(64);
@@ -595,7 +724,7 @@ fn decode_piece(
         match ring.key(slot, offset) {
             Ok(pk) => {
                 let sealed = &mut buf[i + 8..end];
-                let pt = aead::open_in_place(&keys::patient_index_key(pk), &patient_aad(&vid, slot, commit), sealed)
+                let pt = aead::open_in_place(&keys::patient_index_key(pk), &patient_aad(vid, slot, commit), sealed)
                     .map_err(|_| bad())?;
                 let n = pt.len();
                 let s = i + 8 + aead::NONCE_LEN;
@@ -618,125 +747,352 @@ fn decode_piece(
     Ok(())
 }
 
-/// Decrypts and decodes a verified checkpoint into a catalog.
+/// Checks a verified checkpoint against the keyring and makes it a catalog whose
+/// patient entries are still sealed: every live entry's document ids (from the
+/// directories) are indexed, and the entries are decrypted and decoded on first use
+/// ([`Catalog::load_patient`], [`Catalog::load_all`]). An entry of an erased patient
+/// is dropped; an entry whose keyring record is damaged or missing fails the load.
 pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, v: Verified) -> Result<Loaded> {
-    let Verified { offset, mut global, pieces, frame_offsets, head } = v;
+    let Verified { offset, mut global, pieces, entries, ids, frame_offsets, head } = v;
     let bad = |what: &'static str| Error::Integrity { what, offset };
-    // Decrypt and decode on every core, a piece at a time: this thread decodes its
-    // share and merges every piece into the catalog as it comes; the others decode the
-    // rest and send their results here.
-    let commit = global.head.commit_number;
-    let decode = |piece: Zeroizing<Vec<u8>>, dict: &Dict| -> Result<Decoded> {
-        let mut out = Decoded::default();
-        decode_piece(piece, keys, ring, commit, dict, offset, &mut out)?;
-        Ok(out)
-    };
-    let mut cat = Catalog::lazy();
-    cat.frames = std::mem::take(&mut global.frames);
-    let sealed_bytes: usize = pieces.iter().map(|p| p.len()).sum();
-    cat.by_patient.reserve(usize::try_from(global.patients).unwrap_or(0).min(sealed_bytes / 8));
-    let mut by_kind: Vec<Vec<DocumentId>> = vec![Vec::new(); global.dict.kinds.len()];
-    let (mut entries, mut erased) = (0usize, 0usize);
-    // `Global.docs` is only a sizing hint (bounded by what the entries can hold).
-    let mut pending = cat.docs.pending(usize::try_from(global.docs).unwrap_or(0).min(sealed_bytes / 22));
-    let mut merge = |d: Decoded| -> Result<()> {
-        entries += d.entries;
-        erased += d.erased;
-        for (slot, a, b) in &d.patients {
-            let ids: Vec<DocumentId> = d.docs.get(*a..*b).unwrap_or(&[]).iter().map(|(id, _)| *id).collect();
-            if cat.by_patient.insert(*slot, ids).is_some() {
-                return Err(bad("checkpoint patient entry"));
-            }
-        }
-        for (k, mut ids) in d.by_kind.into_iter().enumerate() {
-            if let Some(all) = by_kind.get_mut(k) {
-                all.append(&mut ids);
-            }
-        }
-        cat.versions += d.docs.iter().map(|(_, e)| e.versions.len() as u64).sum::<u64>();
-        cat.docs.adopt_unindexed(d.docs, &mut pending).map_err(|_| bad("checkpoint patient entry"))
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-    let dict = &global.dict;
-    if threads == 1 || pieces.len() < 4 {
-        for piece in pieces {
-            merge(decode(piece, dict)?)?;
-        }
-    } else {
-        // Pieces are taken from a shared counter, so a thread slowed down by other
-        // load on the machine takes fewer; this thread merges whatever is ready before
-        // taking another piece, and waits only when no piece is left.
-        let slots: Vec<std::sync::Mutex<Option<Zeroizing<Vec<u8>>>>> =
-            pieces.into_iter().map(|p| std::sync::Mutex::new(Some(p))).collect();
-        let slots = &slots;
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let next = &next;
-        let take = move || {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            slots.get(i).and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take())
-        };
-        let decode = &decode;
-        std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded>>(16);
-            let mut handles = Vec::new();
-            for _ in 1..threads {
-                let tx = tx.clone();
-                handles.push(scope.spawn(move || {
-                    let own = dict.deep_clone();
-                    while let Some(piece) = take() {
-                        let r = decode(piece, &own);
-                        let failed = r.is_err();
-                        if tx.send(r).is_err() || failed {
-                            return;
-                        }
-                    }
-                }));
-            }
-            drop(tx);
-            let mut mine = || -> Result<()> {
-                while let Some(piece) = take() {
-                    while let Ok(r) = rx.try_recv() {
-                        merge(r?)?;
-                    }
-                    merge(decode(piece, dict)?)?;
-                }
-                // Ends when every sender is done (a panicked thread drops its sender
-                // too: the count check below catches what it did not send).
-                for r in rx.iter() {
-                    merge(r?)?;
-                }
-                Ok(())
-            };
-            let r = mine();
-            // Dropping the receiver first lets a blocked sender finish; joining every
-            // thread keeps a panic in one from propagating out of the scope.
-            drop(rx);
-            let mut joined = true;
-            for h in handles {
-                joined &= h.join().is_ok();
-            }
-            r?;
-            if !joined {
-                return Err(bad("checkpoint"));
-            }
-            Ok(())
-        })?;
-    }
-    // A document id in two entries (or twice in one) is found here.
-    cat.docs.index_pending(pending).map_err(|_| bad("checkpoint patient entry"))?;
-    if entries as u64 != global.patients || cat.by_patient.len() + erased != entries {
+    if entries.len() as u64 != global.patients {
         return Err(bad("checkpoint"));
     }
-    for (k, ids) in global.dict.kinds.iter().zip(by_kind) {
-        if !ids.is_empty() {
-            cat.by_kind.insert(k.clone(), ids);
+    let mut cat = Catalog::lazy();
+    cat.frames = std::mem::take(&mut global.frames);
+    let mut pending = cat.docs.pending(ids.len());
+    let mut by_slot = HashMap::with_capacity(entries.len());
+    let mut left = vec![0u32; pieces.len()];
+    for (k, e) in entries.iter().enumerate() {
+        match ring.key(e.slot, offset) {
+            Ok(_) => {}
+            Err(Error::Erased) => continue,
+            Err(err) => return Err(err),
         }
+        if by_slot.insert(e.slot, k as u32).is_some() {
+            return Err(bad("checkpoint patient entry"));
+        }
+        let mine = ids.get(e.first_id..e.first_id + e.docs as usize).ok_or(bad("checkpoint directory"))?;
+        for id in mine {
+            cat.docs.note_unloaded(*id, k as u32, &mut pending);
+        }
+        cat.versions += e.versions;
+        left[e.piece as usize] += 1;
     }
+    drop(ids);
+    // A document id in two entries (or twice in one) is found here.
+    cat.docs.index_pending(pending).map_err(|_| bad("checkpoint directory"))?;
     // The checkpoint's own frames, as the scan would have noted them.
     for off in &frame_offsets {
         cat.note_frame(FrameType::Checkpoint, *off);
     }
+    if !by_slot.is_empty() {
+        let pieces = pieces.into_iter().zip(&left).map(|(p, &n)| (n > 0).then(|| Arc::new(p))).collect();
+        let dict = Arc::new(global.dict);
+        cat.unloaded = Some(Box::new(Unloaded {
+            vid: keys.vault_id(),
+            commit: global.head.commit_number,
+            offset,
+            dict,
+            pieces,
+            left,
+            entries,
+            by_slot,
+        }));
+    }
     Ok(Loaded { catalog: cat, head, frames: frame_offsets.len() as u64 + 1 })
+}
+
+/// The patient entries of the checkpoint a catalog was opened from that are not
+/// decoded yet: sealed copies of the verified frames, and what their directories say.
+#[derive(Clone)]
+pub(crate) struct Unloaded {
+    vid: [u8; 16],
+    commit: u64,
+    /// The checkpoint's offset (for errors).
+    offset: u64,
+    dict: Arc<Dict>,
+    /// The verified copies (dropped once none of their entries is left).
+    pieces: Vec<Option<Arc<Vec<u8>>>>,
+    /// Entries of each piece not decoded yet.
+    left: Vec<u32>,
+    entries: Vec<SealedEntry>,
+    /// Slot -> entry, for the entries not decoded yet.
+    by_slot: HashMap<u32, u32>,
+}
+
+impl std::fmt::Debug for Unloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unloaded").field("entries", &self.entries.len()).field("left", &self.by_slot.len()).finish()
+    }
+}
+
+impl Unloaded {
+    /// Marks the entry of `slot` as taken (decoded, or dropped with its patient);
+    /// returns it.
+    fn take(&mut self, slot: u32) -> Option<(u32, SealedEntry)> {
+        let k = self.by_slot.remove(&slot)?;
+        let e = self.entries.get(k as usize)?.clone();
+        let p = e.piece as usize;
+        if let Some(n) = self.left.get_mut(p) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.pieces[p] = None;
+            }
+        }
+        Some((k, e))
+    }
+
+    /// The sealed bytes of an entry (header included).
+    fn bytes(&self, e: &SealedEntry) -> Option<&[u8]> {
+        self.pieces.get(e.piece as usize)?.as_ref()?.get(e.start as usize..e.end as usize)
+    }
+}
+
+impl Catalog {
+    /// Whether every patient entry of the checkpoint this catalog was opened from has
+    /// been decoded (always true for a catalog that was not).
+    pub fn is_loaded(&self) -> bool {
+        self.unloaded.is_none()
+    }
+
+    /// Number of patient entries not decoded yet.
+    pub fn unloaded_patients(&self) -> usize {
+        self.unloaded.as_ref().map_or(0, |u| u.by_slot.len())
+    }
+
+    /// Whether the documents of `slot` are still in a sealed checkpoint entry.
+    pub(crate) fn patient_unloaded(&self, slot: u32) -> bool {
+        self.unloaded.as_ref().is_some_and(|u| u.by_slot.contains_key(&slot))
+    }
+
+    /// The patient slot of `id` if its entry is not decoded yet.
+    pub(crate) fn unloaded_slot_of(&self, id: &DocumentId) -> Option<u32> {
+        let u = self.unloaded.as_ref()?;
+        let k = self.docs.unloaded_entry(id)?;
+        let slot = u.entries.get(k as usize)?.slot;
+        (u.by_slot.get(&slot) == Some(&k)).then_some(slot)
+    }
+
+    /// The highest patient slot with documents (decoded or not).
+    pub(crate) fn max_patient_slot(&self) -> Option<u32> {
+        let decoded = self.by_patient.iter().filter(|(_, ids)| !ids.is_empty()).map(|(s, _)| *s).max();
+        let sealed = self.unloaded.as_ref().and_then(|u| u.by_slot.keys().copied().max());
+        decoded.max(sealed)
+    }
+
+    /// Drops the sealed entry of `slot` (its patient is being erased). Its documents'
+    /// ids stay in the id map, found by nothing.
+    pub(crate) fn forget_unloaded(&mut self, slot: u32) {
+        if let Some(u) = self.unloaded.as_mut() {
+            u.take(slot);
+            if u.by_slot.is_empty() {
+                self.unloaded = None;
+            }
+        }
+    }
+
+    /// Decrypts and decodes the checkpoint entry of `slot`, if it has one not decoded
+    /// yet, and adds its documents.
+    pub(crate) fn load_patient(&mut self, slot: u32, ring: &Keyring) -> Result<()> {
+        let Some(u) = self.unloaded.as_mut() else { return Ok(()) };
+        let Some(e) = u.by_slot.get(&slot).and_then(|&k| u.entries.get(k as usize)) else { return Ok(()) };
+        let bad = Error::Integrity { what: "checkpoint patient entry", offset: u.offset };
+        let buf = Zeroizing::new(u.bytes(e).ok_or(bad)?.to_vec());
+        let Some((k, e)) = u.take(slot) else { return Ok(()) };
+        let (vid, commit, offset, dict) = (u.vid, u.commit, u.offset, u.dict.clone());
+        if u.by_slot.is_empty() {
+            self.unloaded = None;
+        }
+        let mut d = Decoded::default();
+        decode_piece(buf, &vid, ring, commit, &dict, offset, &mut d)?;
+        let mut ids = LoadedIds::default();
+        self.adopt_decoded(d, &dict, &|s| (s == slot).then_some((k, e.docs)), offset, &mut ids)?;
+        self.docs.index_loaded(ids).map_err(|_| Error::Integrity { what: "checkpoint patient entry", offset })
+    }
+
+    /// Decrypts and decodes every checkpoint entry not decoded yet (on every core),
+    /// and adds their documents.
+    pub(crate) fn load_all(&mut self, ring: &Keyring) -> Result<()> {
+        let Some(mut u) = self.unloaded.take() else { return Ok(()) };
+        let (vid, commit, offset, dict) = (u.vid, u.commit, u.offset, u.dict.clone());
+        let bad = || Error::Integrity { what: "checkpoint patient entry", offset };
+        // The expected (entry, documents) of every slot still sealed.
+        let want: HashMap<u32, (u32, u32)> =
+            u.by_slot.iter().map(|(&s, &k)| (s, (k, u.entries.get(k as usize).map_or(0, |e| e.docs)))).collect();
+        // Work in pieces: a piece whose entries are all still sealed is decrypted in
+        // place; of the others, the entries still sealed are copied out.
+        let sealed = |k: usize, e: &SealedEntry| u.by_slot.get(&e.slot) == Some(&(k as u32));
+        let mut wanted: Vec<Vec<usize>> = vec![Vec::new(); u.pieces.len()];
+        let mut whole = vec![true; u.pieces.len()];
+        for (k, e) in u.entries.iter().enumerate() {
+            let p = e.piece as usize;
+            if p >= wanted.len() {
+                return Err(bad());
+            }
+            if sealed(k, e) {
+                wanted[p].push(k);
+            } else {
+                whole[p] = false;
+            }
+        }
+        let mut work: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+        for (p, piece) in std::mem::take(&mut u.pieces).into_iter().enumerate() {
+            let Some(piece) = piece else { continue };
+            if wanted[p].is_empty() {
+                continue;
+            }
+            if whole[p] {
+                work.push(Zeroizing::new(Arc::try_unwrap(piece).unwrap_or_else(|a| (*a).clone())));
+            } else {
+                let mut b = Zeroizing::new(Vec::new());
+                for &k in &wanted[p] {
+                    let e = &u.entries[k];
+                    b.extend_from_slice(piece.get(e.start as usize..e.end as usize).ok_or_else(bad)?);
+                }
+                work.push(b);
+            }
+        }
+        drop(u);
+        let decode = |piece: Zeroizing<Vec<u8>>, dict: &Dict| -> Result<Decoded> {
+            let mut out = Decoded::default();
+            decode_piece(piece, &vid, ring, commit, dict, offset, &mut out)?;
+            Ok(out)
+        };
+        let expect = |s: u32| want.get(&s).copied();
+        let mut merged = 0usize;
+        let mut ids = LoadedIds::default();
+        decode_pieces(work, &dict, &decode, &mut |d: Decoded| {
+            merged += d.patients.len();
+            self.adopt_decoded(d, &dict, &expect, offset, &mut ids)
+        })?;
+        if merged != want.len() {
+            return Err(bad());
+        }
+        self.docs.index_loaded(ids).map_err(|_| bad())
+    }
+
+    /// Adds the documents of decoded checkpoint entries, after checking them against
+    /// their directory records: `expect(slot)` is the (entry, document count) the
+    /// directory gave, and every document id must be one the id map holds for that
+    /// entry.
+    fn adopt_decoded(
+        &mut self,
+        d: Decoded,
+        dict: &Dict,
+        expect: &dyn Fn(u32) -> Option<(u32, u32)>,
+        offset: u64,
+        ids: &mut LoadedIds,
+    ) -> Result<()> {
+        let bad = || Error::Integrity { what: "checkpoint patient entry", offset };
+        if d.erased > 0 {
+            return Err(bad());
+        }
+        let mut ranges = Vec::with_capacity(d.patients.len());
+        for &(slot, a, b) in &d.patients {
+            let (k, docs) = expect(slot).ok_or_else(bad)?;
+            if b - a != docs as usize {
+                return Err(bad());
+            }
+            ranges.push((a..b, k));
+        }
+        for &(slot, a, b) in &d.patients {
+            let ids: Vec<DocumentId> = d.docs.get(a..b).unwrap_or(&[]).iter().map(|(id, _)| *id).collect();
+            if self.by_patient.insert(slot, ids).is_some() {
+                return Err(bad());
+            }
+        }
+        for (k, ids) in d.by_kind.into_iter().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            let kind = dict.kinds.get(k).ok_or_else(bad)?;
+            self.by_kind.entry(kind.clone()).or_default().extend(ids);
+        }
+        self.docs.adopt_loaded(d.docs, &ranges, ids).map_err(|_| bad())
+    }
+}
+
+/// Decrypts and decodes one piece with the given dictionaries.
+type DecodeFn<'a> = dyn Fn(Zeroizing<Vec<u8>>, &Dict) -> Result<Decoded> + Sync + 'a;
+
+/// Decrypts and decodes `pieces` on every core (`decode`), handing each result to
+/// `merge` on this thread as it comes.
+fn decode_pieces(
+    pieces: Vec<Zeroizing<Vec<u8>>>,
+    dict: &Dict,
+    decode: &DecodeFn<'_>,
+    merge: &mut dyn FnMut(Decoded) -> Result<()>,
+) -> Result<()> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    if threads == 1 || pieces.len() < 4 {
+        for piece in pieces {
+            merge(decode(piece, dict)?)?;
+        }
+        return Ok(());
+    }
+    // Pieces are taken from a shared counter, so a thread slowed down by other load on
+    // the machine takes fewer; this thread merges whatever is ready before taking
+    // another piece, and waits only when no piece is left.
+    let slots: Vec<std::sync::Mutex<Option<Zeroizing<Vec<u8>>>>> =
+        pieces.into_iter().map(|p| std::sync::Mutex::new(Some(p))).collect();
+    let slots = &slots;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let next = &next;
+    let take = move || {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        slots.get(i).and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take())
+    };
+    let total = slots.len();
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded>>(16);
+        let mut handles = Vec::new();
+        for _ in 1..threads {
+            let tx = tx.clone();
+            handles.push(scope.spawn(move || {
+                let own = dict.deep_clone();
+                while let Some(piece) = take() {
+                    let r = decode(piece, &own);
+                    let failed = r.is_err();
+                    if tx.send(r).is_err() || failed {
+                        return;
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        let mut done = 0usize;
+        let mut mine = || -> Result<()> {
+            while let Some(piece) = take() {
+                while let Ok(r) = rx.try_recv() {
+                    done += 1;
+                    merge(r?)?;
+                }
+                done += 1;
+                merge(decode(piece, dict)?)?;
+            }
+            // Ends when every sender is done (a panicked thread drops its sender too:
+            // the count check below catches what it did not send).
+            for r in rx.iter() {
+                done += 1;
+                merge(r?)?;
+            }
+            Ok(())
+        };
+        let r = mine();
+        // Dropping the receiver first lets a blocked sender finish; joining every
+        // thread keeps a panic in one from propagating out of the scope.
+        drop(rx);
+        let mut joined = true;
+        for h in handles {
+            joined &= h.join().is_ok();
+        }
+        r?;
+        if !joined || done != total {
+            return Err(Error::Integrity { what: "checkpoint", offset: 0 });
+        }
+        Ok(())
+    })
 }
 
 impl Store {
@@ -745,7 +1101,7 @@ impl Store {
     pub fn checkpoint(&self) -> Result<u64> {
         let mut b = self.batch()?;
         let payloads = {
-            let st = self.read_state();
+            let st = self.read_loaded()?;
             encode(self.keys(), &st.keyring, &st.catalog, st.head)
         };
         let mut first = None;

@@ -326,13 +326,7 @@ impl Store {
             // before a commit of this handle relies on one.
             // (From the patient lists: every document is in its patient's list, and
             // a scan of a million documents' entries would cost more than the rest.)
-            let first = catalog
-                .by_patient
-                .iter()
-                .filter(|(_, ids)| !ids.is_empty())
-                .map(|(slot, _)| slot.saturating_add(1))
-                .max()
-                .unwrap_or(0);
+            let first = catalog.max_patient_slot().map_or(0, |s| s.saturating_add(1));
             ring.make_durable_from(first)?;
         }
         let writer = if read_only { None } else { Some(LogWriter::new(data.clone(), head)) };
@@ -374,24 +368,33 @@ impl Store {
                 }
                 _ => None,
             };
-            Self::apply_decoded(cat, &f, commit, record);
+            Self::apply_decoded(ring, cat, &f, commit, record)?;
             hook(&f)?;
         }
         Ok(())
     }
 
     /// Applies one verified frame to the catalog, given its decoded catalog entry if
-    /// it is a record (`None` also for a record of an erased patient).
-    fn apply_decoded(cat: &mut Catalog, f: &ScannedFrame, commit: u64, record: Option<NewVersion>) {
+    /// it is a record (`None` also for a record of an erased patient). The patient's
+    /// checkpoint entry is decoded first if it is still sealed.
+    fn apply_decoded(
+        ring: &Keyring,
+        cat: &mut Catalog,
+        f: &ScannedFrame,
+        commit: u64,
+        record: Option<NewVersion>,
+    ) -> Result<()> {
         match f.ty {
             FrameType::Record => {
                 if let Some(v) = record {
+                    cat.load_patient(v.patient_slot, ring)?;
                     cat.apply(v, commit);
                 }
             }
             FrameType::AttachmentChunk | FrameType::Commit => {}
             other => cat.note_frame(other, f.offset),
         }
+        Ok(())
     }
 
     /// Applies one verified frame to the catalog.
@@ -407,8 +410,7 @@ impl Store {
             FrameType::Record => read::decode_catalog_entry(keys, ring, schema, &f.payload, f.offset)?,
             _ => None,
         };
-        Self::apply_decoded(cat, f, commit, record);
-        Ok(())
+        Self::apply_decoded(ring, cat, f, commit, record)
     }
 
     /// Re-reads frames committed by another process since this handle last looked
@@ -489,17 +491,68 @@ impl Store {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// [`Store::read_state`] with the value indexes current: documents committed since
-    /// the last query are added to them first (see [`Catalog::values`]).
-    pub fn read_state_for_query(&self) -> RwLockReadGuard<'_, State> {
+    /// [`Store::read_state`] with the whole catalog loaded and the value indexes
+    /// current: the patient entries of the checkpoint the vault was opened from that
+    /// are still sealed are decoded, and documents committed since the last query are
+    /// added to the indexes (see [`Catalog::values`]).
+    pub fn read_state_for_query(&self) -> Result<RwLockReadGuard<'_, State>> {
         loop {
-            let st = self.read_state();
+            let st = self.read_loaded()?;
             if !st.catalog.has_pending_values() {
-                return st;
+                return Ok(st);
             }
             drop(st);
             self.write_state().catalog.flush_values();
         }
+    }
+
+    /// [`Store::read_state`] with every document in the catalog: the patient entries
+    /// of the checkpoint the vault was opened from that are still sealed are decrypted
+    /// and decoded first (on every core). Anything that walks the whole catalog reads
+    /// it through this.
+    pub fn read_loaded(&self) -> Result<RwLockReadGuard<'_, State>> {
+        loop {
+            let st = self.read_state();
+            if st.catalog.is_loaded() {
+                return Ok(st);
+            }
+            drop(st);
+            let mut w = self.write_state();
+            let State { catalog, keyring, .. } = &mut *w;
+            catalog.load_all(keyring)?;
+        }
+    }
+
+    /// [`Store::read_state`] with the documents of patient `slot` in the catalog
+    /// (its checkpoint entry decoded if it was still sealed); other patients' may not
+    /// be.
+    pub fn read_for_patient(&self, slot: u32) -> Result<RwLockReadGuard<'_, State>> {
+        loop {
+            let st = self.read_state();
+            if !st.catalog.patient_unloaded(slot) {
+                return Ok(st);
+            }
+            drop(st);
+            self.load_patient(slot)?;
+        }
+    }
+
+    /// [`Store::read_state`] with document `id` in the catalog if it exists (its
+    /// patient's checkpoint entry decoded if it was still sealed).
+    pub fn read_for_doc(&self, id: &crate::model::DocumentId) -> Result<RwLockReadGuard<'_, State>> {
+        loop {
+            let st = self.read_state();
+            let Some(slot) = st.catalog.unloaded_slot_of(id) else { return Ok(st) };
+            drop(st);
+            self.load_patient(slot)?;
+        }
+    }
+
+    /// Decodes the checkpoint entry of patient `slot` if it is still sealed.
+    pub(crate) fn load_patient(&self, slot: u32) -> Result<()> {
+        let mut w = self.write_state();
+        let State { catalog, keyring, .. } = &mut *w;
+        catalog.load_patient(slot, keyring)
     }
 
     pub(crate) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
@@ -639,9 +692,9 @@ impl Store {
     }
 
     /// Labels and kinds of a catalog entry, for policy checks without decryption.
-    pub fn entry_meta(&self, id: &crate::model::DocumentId) -> Option<(u32, Kind, LabelSet)> {
-        let st = self.read_state();
-        st.catalog.docs.get(id).map(|e| (e.patient_slot, e.kind.clone(), (*e.labels).clone()))
+    pub fn entry_meta(&self, id: &crate::model::DocumentId) -> Result<Option<(u32, Kind, LabelSet)>> {
+        let st = self.read_for_doc(id)?;
+        Ok(st.catalog.docs.get(id).map(|e| (e.patient_slot, e.kind.clone(), (*e.labels).clone())))
     }
 }
 

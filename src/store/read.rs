@@ -335,7 +335,7 @@ impl Store {
 
     /// Versions of a document, oldest first.
     pub fn versions(&self, id: &crate::model::DocumentId) -> Result<Vec<VersionLoc>> {
-        self.read_state()
+        self.read_for_doc(id)?
             .catalog
             .docs
             .get(id)

@@ -136,7 +136,7 @@ impl Session {
     }
 
     pub(crate) fn meta(&self, id: &DocumentId) -> Result<DocMeta> {
-        let st = self.inner.store.read_state();
+        let st = self.inner.store.read_for_doc(id)?;
         let e = st.catalog.docs.get(id).ok_or_else(|| Error::NotFound { id: id.to_string(), version: None })?;
         let patient = st.keyring.patient(e.patient_slot).ok_or(Error::Erased)?.to_string();
         Ok(DocMeta { patient, kind: e.kind.to_string(), labels: e.labels.iter().cloned().collect() })
@@ -209,7 +209,7 @@ impl Session {
                 Decision::Deny(r) => return Err(Error::Denied(r)),
             };
             let loc = {
-                let st = self.inner.store.read_state();
+                let st = self.inner.store.read_for_doc(id)?;
                 let e = st.catalog.docs.get(id).ok_or_else(|| Error::NotFound { id: id.to_string(), version })?;
                 match version {
                     None => Some(*e.latest()),
@@ -307,12 +307,10 @@ impl Session {
     /// A patient's documents (latest versions) that this session may see, oldest first.
     pub fn chart(&self, patient: &str) -> Result<Vec<Document>> {
         self.touch()?;
-        let ids: Vec<DocumentId> = {
-            let st = self.inner.store.read_state();
-            match st.keyring.slot_of(patient) {
-                Some(s) => st.catalog.by_patient.get(&s).cloned().unwrap_or_default(),
-                None => Vec::new(),
-            }
+        let slot = self.inner.store.read_state().keyring.slot_of(patient);
+        let ids: Vec<DocumentId> = match slot {
+            Some(s) => self.inner.store.read_for_patient(s)?.catalog.by_patient.get(&s).cloned().unwrap_or_default(),
+            None => Vec::new(),
         };
         let mut docs = Vec::new();
         for r in self.read_docs(&ids, Operation::Read) {
@@ -453,12 +451,12 @@ impl Session {
         if store.is_read_only() {
             return Err(Error::ReadOnly);
         }
-        let (slot, ids) = {
-            let st = store.read_state();
-            let slot =
-                st.keyring.slot_of(patient).ok_or_else(|| Error::NotFound { id: "patient".into(), version: None })?;
-            (slot, st.catalog.by_patient.get(&slot).cloned().unwrap_or_default())
-        };
+        let slot = store
+            .read_state()
+            .keyring
+            .slot_of(patient)
+            .ok_or_else(|| Error::NotFound { id: "patient".into(), version: None })?;
+        let ids = store.read_for_patient(slot)?.catalog.by_patient.get(&slot).cloned().unwrap_or_default();
         // The audit entry is made durable first: a crash after it and before the key is
         // destroyed leaves an entry for an erasure that can simply be repeated, never an
         // erasure without an entry.

@@ -119,7 +119,7 @@ fn update_one(vault: &Vault, a: &UpdateArgs, id: DocumentId, mut json: J, base: 
     let session = a.session.open(vault)?;
     // The document's patient and kind, from the catalog (no decryption needed).
     let not_found = || CliError::from(chartvault::Error::NotFound { id: id.to_string(), version: None });
-    let (slot, kind, _) = vault.store().entry_meta(&id).ok_or_else(not_found)?;
+    let (slot, kind, _) = vault.store().entry_meta(&id)?.ok_or_else(not_found)?;
     let patient =
         vault.store().read_state().keyring.patient(slot).map(str::to_string).ok_or(chartvault::Error::Erased)?;
     let obj =
