@@ -253,6 +253,36 @@ pub(crate) struct LoadedIds(Vec<Vec<(DocumentId, u32, u32, u32)>>);
 /// Largest segment that [`DocMap::insert`] appends to (adopted segments may be larger).
 const SEGMENT: usize = 1 << 16;
 
+/// One shard of a [`DocMap`]'s id map.
+type Shard = HashMap<DocumentId, (u32, u32), IdHashState>;
+
+/// Runs `fill` over the shards and their pending ids (`ids[k]` for `shards[k]`), the
+/// shards split between the cores when there are at least 65,536 ids. True if every
+/// call returned true (a panicked thread counts as false).
+fn fill_shards<T: Sync>(
+    shards: &mut [Shard],
+    ids: &[Vec<T>],
+    fill: impl Fn(&mut [Shard], &[Vec<T>]) -> bool + Sync,
+) -> bool {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let total: usize = ids.iter().map(Vec::len).sum();
+    if threads == 1 || total < 1 << 16 {
+        return fill(shards, ids);
+    }
+    let per = SHARDS.div_ceil(threads);
+    let fill = &fill;
+    std::thread::scope(|scope| {
+        let mut parts = shards.chunks_mut(per).zip(ids.chunks(per));
+        let mine = parts.next();
+        let handles: Vec<_> = parts.map(|(m, ids)| scope.spawn(move || fill(m, ids))).collect();
+        let mut ok = mine.is_none_or(|(m, ids)| fill(m, ids));
+        for h in handles {
+            ok &= h.join().unwrap_or(false);
+        }
+        ok
+    })
+}
+
 /// The segment number that marks an id noted by [`DocMap::note_unloaded`] (its
 /// position is then the number of its sealed checkpoint entry).
 const UNLOADED: u32 = u32::MAX;
@@ -365,32 +395,13 @@ impl DocMap {
     /// core. Fails if an id is already present or appears twice; the map must then be
     /// dropped (it may be partly indexed).
     pub(crate) fn index_pending(&mut self, pending: PendingIds) -> std::result::Result<(), ()> {
-        let fill = |shards: &mut [HashMap<DocumentId, (u32, u32), IdHashState>],
-                    ids: &[Vec<(DocumentId, u32, u32)>]|
-         -> bool {
+        let fill = |shards: &mut [Shard], ids: &[Vec<(DocumentId, u32, u32)>]| -> bool {
             shards.iter_mut().zip(ids).all(|(m, ids)| {
                 m.reserve(ids.len());
                 ids.iter().all(|(id, s, i)| m.insert(*id, (*s, *i)).is_none())
             })
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-        let total: usize = pending.0.iter().map(Vec::len).sum();
-        let ok = if threads == 1 || total < 1 << 16 {
-            fill(&mut self.shards, &pending.0)
-        } else {
-            let per = SHARDS.div_ceil(threads);
-            std::thread::scope(|scope| {
-                let mut parts = self.shards.chunks_mut(per).zip(pending.0.chunks(per));
-                let mine = parts.next();
-                let handles: Vec<_> = parts.map(|(m, ids)| scope.spawn(move || fill(m, ids))).collect();
-                let mut ok = mine.is_none_or(|(m, ids)| fill(m, ids));
-                for h in handles {
-                    ok &= h.join().unwrap_or(false);
-                }
-                ok
-            })
-        };
-        if ok { Ok(()) } else { Err(()) }
+        if fill_shards(&mut self.shards, &pending.0, fill) { Ok(()) } else { Err(()) }
     }
 
     /// Notes `id` as a document of sealed checkpoint entry `entry`: like
@@ -447,9 +458,7 @@ impl DocMap {
         if pending.0.is_empty() {
             return Ok(());
         }
-        let fill = |shards: &mut [HashMap<DocumentId, (u32, u32), IdHashState>],
-                    ids: &[Vec<(DocumentId, u32, u32, u32)>]|
-         -> bool {
+        let fill = |shards: &mut [Shard], ids: &[Vec<(DocumentId, u32, u32, u32)>]| -> bool {
             shards.iter_mut().zip(ids).all(|(m, ids)| {
                 ids.iter().all(|(id, s, i, k)| match m.get_mut(id) {
                     Some(at) if *at == (UNLOADED, *k) => {
@@ -460,24 +469,7 @@ impl DocMap {
                 })
             })
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-        let total: usize = pending.0.iter().map(Vec::len).sum();
-        let ok = if threads == 1 || total < 1 << 16 {
-            fill(&mut self.shards, &pending.0)
-        } else {
-            let per = SHARDS.div_ceil(threads);
-            std::thread::scope(|scope| {
-                let mut parts = self.shards.chunks_mut(per).zip(pending.0.chunks(per));
-                let mine = parts.next();
-                let handles: Vec<_> = parts.map(|(m, ids)| scope.spawn(move || fill(m, ids))).collect();
-                let mut ok = mine.is_none_or(|(m, ids)| fill(m, ids));
-                for h in handles {
-                    ok &= h.join().unwrap_or(false);
-                }
-                ok
-            })
-        };
-        if ok { Ok(()) } else { Err(()) }
+        if fill_shards(&mut self.shards, &pending.0, fill) { Ok(()) } else { Err(()) }
     }
 
     /// Removes the entry of `id`.
