@@ -637,6 +637,8 @@ impl Catalog {
 
     /// Adds a version (new document or update).
     pub fn apply(&mut self, v: NewVersion, commit: u64) {
+        // The store decodes a patient's sealed checkpoint entry before applying to it.
+        debug_assert!(!self.patient_unloaded(v.patient_slot), "apply to a patient whose checkpoint entry is sealed");
         self.versions += 1;
         if !self.lazy_values {
             self.values.get_or_init(Values::new);

@@ -388,14 +388,13 @@ fn decode_global(b: &[u8]) -> Option<Global> {
 }
 
 /// What one loader thread decoded: documents in entry order, each patient's range of
-/// them, the documents of each kind (by kind id), and how many entries it saw (and how
-/// many of them belong to erased patients).
+/// them, the documents of each kind (by kind id), and how many entries belong to
+/// erased patients.
 #[derive(Default)]
 struct Decoded {
     docs: Vec<(DocumentId, DocEntry)>,
     patients: Vec<(u32, usize, usize)>,
     by_kind: Vec<Vec<DocumentId>>,
-    entries: usize,
     erased: usize,
 }
 
@@ -504,7 +503,7 @@ struct SealedEntry {
 
 /// Decodes a directory plaintext (§12.3.2): appends its records to `entries` (with
 /// `piece` and range not set yet) and its ids to `ids`.
-fn decode_directory(b: &[u8], entries: &mut Vec<SealedEntry>, ids: &mut Vec<DocumentId>) -> Option<usize> {
+fn decode_directory(b: &[u8], entries: &mut Vec<SealedEntry>, ids: &mut Vec<DocumentId>) -> Option<()> {
     let mut r = Reader::new(b);
     let n = r.usize()?;
     if n > r.remaining() / 3 {
@@ -524,7 +523,7 @@ fn decode_directory(b: &[u8], entries: &mut Vec<SealedEntry>, ids: &mut Vec<Docu
         let docs = u32::try_from(docs).ok()?;
         entries.push(SealedEntry { slot, piece: 0, start: 0, end: 0, docs, first_id, versions });
     }
-    r.done().then_some(n)
+    r.done().then_some(())
 }
 
 /// What a checkpoint load hands to open.
@@ -720,7 +719,6 @@ fn decode_piece(
         let len = le_u32(&buf, i + 4) as usize;
         let end = (i + 8).checked_add(len).filter(|&e| e <= buf.len());
         let end = end.ok_or(Error::Integrity { what: "checkpoint frame", offset })?;
-        out.entries += 1;
         match ring.key(slot, offset) {
             Ok(pk) => {
                 let sealed = &mut buf[i + 8..end];
@@ -893,28 +891,35 @@ impl Catalog {
     }
 
     /// Decrypts and decodes the checkpoint entry of `slot`, if it has one not decoded
-    /// yet, and adds its documents.
+    /// yet, and adds its documents. The entry counts as decoded only once its
+    /// documents are in: after a failure it stays sealed, so every later use of the
+    /// patient fails the same way instead of finding nothing.
     pub(crate) fn load_patient(&mut self, slot: u32, ring: &Keyring) -> Result<()> {
-        let Some(u) = self.unloaded.as_mut() else { return Ok(()) };
-        let Some(e) = u.by_slot.get(&slot).and_then(|&k| u.entries.get(k as usize)) else { return Ok(()) };
-        let bad = Error::Integrity { what: "checkpoint patient entry", offset: u.offset };
-        let buf = Zeroizing::new(u.bytes(e).ok_or(bad)?.to_vec());
-        let Some((k, e)) = u.take(slot) else { return Ok(()) };
+        let Some(u) = self.unloaded.as_ref() else { return Ok(()) };
+        let Some(&k) = u.by_slot.get(&slot) else { return Ok(()) };
         let (vid, commit, offset, dict) = (u.vid, u.commit, u.offset, u.dict.clone());
-        if u.by_slot.is_empty() {
-            self.unloaded = None;
-        }
+        let bad = || Error::Integrity { what: "checkpoint patient entry", offset };
+        let e = u.entries.get(k as usize).ok_or_else(bad)?;
+        let docs = e.docs;
+        let buf = Zeroizing::new(u.bytes(e).ok_or_else(bad)?.to_vec());
         let mut d = Decoded::default();
         decode_piece(buf, &vid, ring, commit, &dict, offset, &mut d)?;
         let mut ids = LoadedIds::default();
-        self.adopt_decoded(d, &dict, &|s| (s == slot).then_some((k, e.docs)), offset, &mut ids)?;
-        self.docs.index_loaded(ids).map_err(|_| Error::Integrity { what: "checkpoint patient entry", offset })
+        self.adopt_decoded(d, &dict, &|s| (s == slot).then_some((k, docs)), offset, &mut ids)?;
+        self.docs.index_loaded(ids).map_err(|_| bad())?;
+        if let Some(u) = self.unloaded.as_mut() {
+            u.take(slot);
+            if u.by_slot.is_empty() {
+                self.unloaded = None;
+            }
+        }
+        Ok(())
     }
 
     /// Decrypts and decodes every checkpoint entry not decoded yet (on every core),
     /// and adds their documents.
     pub(crate) fn load_all(&mut self, ring: &Keyring) -> Result<()> {
-        let Some(mut u) = self.unloaded.take() else { return Ok(()) };
+        let Some(u) = self.unloaded.as_mut() else { return Ok(()) };
         let (vid, commit, offset, dict) = (u.vid, u.commit, u.offset, u.dict.clone());
         let bad = || Error::Integrity { what: "checkpoint patient entry", offset };
         // The expected (entry, documents) of every slot still sealed.
@@ -922,7 +927,6 @@ impl Catalog {
             u.by_slot.iter().map(|(&s, &k)| (s, (k, u.entries.get(k as usize).map_or(0, |e| e.docs)))).collect();
         // Work in pieces: a piece whose entries are all still sealed is decrypted in
         // place; of the others, the entries still sealed are copied out.
-        let sealed = |k: usize, e: &SealedEntry| u.by_slot.get(&e.slot) == Some(&(k as u32));
         let mut wanted: Vec<Vec<usize>> = vec![Vec::new(); u.pieces.len()];
         let mut whole = vec![true; u.pieces.len()];
         for (k, e) in u.entries.iter().enumerate() {
@@ -930,12 +934,14 @@ impl Catalog {
             if p >= wanted.len() {
                 return Err(bad());
             }
-            if sealed(k, e) {
+            if u.by_slot.get(&e.slot) == Some(&(k as u32)) {
                 wanted[p].push(k);
             } else {
                 whole[p] = false;
             }
         }
+        // The pieces are taken out: if anything below fails, the entries stay sealed
+        // with no bytes left, and every later load fails the same way.
         let mut work: Vec<Zeroizing<Vec<u8>>> = Vec::new();
         for (p, piece) in std::mem::take(&mut u.pieces).into_iter().enumerate() {
             let Some(piece) = piece else { continue };
@@ -953,7 +959,6 @@ impl Catalog {
                 work.push(b);
             }
         }
-        drop(u);
         let decode = |piece: Zeroizing<Vec<u8>>, dict: &Dict| -> Result<Decoded> {
             let mut out = Decoded::default();
             decode_piece(piece, &vid, ring, commit, dict, offset, &mut out)?;
@@ -969,7 +974,9 @@ impl Catalog {
         if merged != want.len() {
             return Err(bad());
         }
-        self.docs.index_loaded(ids).map_err(|_| bad())
+        self.docs.index_loaded(ids).map_err(|_| bad())?;
+        self.unloaded = None;
+        Ok(())
     }
 
     /// Adds the documents of decoded checkpoint entries, after checking them against
