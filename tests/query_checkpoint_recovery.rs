@@ -780,3 +780,33 @@ fn an_open_from_a_checkpoint_decodes_each_patient_on_first_use_and_loses_nothing
     assert_eq!((p3.version, p3.fields["seq"].value.clone()), (2, Value::Integer(10_002)));
     assert!(v.verify().unwrap().is_clean());
 }
+
+#[test]
+fn a_sealed_entry_that_fails_to_decode_fails_every_use_and_the_file_keeps_everything() {
+    // (f) A patient entry kept sealed after open that fails to open when it is first
+    //     used (here: damaged in this handle's memory) fails that use and every later
+    //     one with an integrity error; it never makes the patient look empty. The
+    //     file is intact, so a reopen answers everything.
+    let (db, v) = Db::new();
+    let s = loader(&v);
+    let ids = put_docs(&s, 0..80, 40);
+    drop(s);
+    v.checkpoint().unwrap();
+    let expected = (answers(&v), charts(&v));
+    v.close().unwrap();
+
+    let v = db.open();
+    assert_eq!(v.store().damage_sealed_checkpoint_entries(), 4);
+    let s = loader(&v);
+    for _ in 0..2 {
+        assert!(matches!(s.get(&ids[0]), Err(Error::Integrity { .. })), "a read of a damaged entry");
+        assert!(matches!(s.chart("P2"), Err(Error::Integrity { .. })), "a chart of a damaged entry");
+        assert!(matches!(s.query_str("kind = Observation"), Err(Error::Integrity { .. })), "a query");
+    }
+    drop(s);
+    v.close().unwrap();
+
+    let v = db.open();
+    assert!(v.open_report().checkpoint.is_some());
+    assert_eq!((answers(&v), charts(&v)), expected);
+}

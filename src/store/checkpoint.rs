@@ -1134,6 +1134,27 @@ impl Store {
         Ok(())
     }
 
+    /// Flips a byte of every sealed checkpoint entry this handle still holds in memory
+    /// (test hook: the file is untouched, so only this handle's later decoding of
+    /// them fails). Returns the number of entries damaged.
+    #[doc(hidden)]
+    pub fn damage_sealed_checkpoint_entries(&self) -> usize {
+        let mut st = self.write_state();
+        let Some(u) = st.catalog.unloaded.as_mut() else { return 0 };
+        let mut n = 0;
+        for (&slot, &k) in &u.by_slot {
+            let Some(e) = u.entries.get(k as usize) else { continue };
+            if let Some(Some(piece)) = u.pieces.get_mut(e.piece as usize)
+                && let Some(b) = Arc::make_mut(piece).get_mut(e.end as usize - 1)
+                && slot == e.slot
+            {
+                *b ^= 1;
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Appends a checkpoint-typed frame with arbitrary content (test hook for the
     /// fallback path: a checkpoint that verifies as a frame but not as a checkpoint).
     #[doc(hidden)]
