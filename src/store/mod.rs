@@ -519,7 +519,9 @@ impl Store {
             drop(st);
             let mut w = self.write_state();
             let State { catalog, keyring, .. } = &mut *w;
-            catalog.load_all(keyring)?;
+            let r = catalog.load_all(keyring);
+            drop(w);
+            self.after_checkpoint_load(r)?;
         }
     }
 
@@ -552,7 +554,31 @@ impl Store {
     pub(crate) fn load_patient(&self, slot: u32) -> Result<()> {
         let mut w = self.write_state();
         let State { catalog, keyring, .. } = &mut *w;
-        catalog.load_patient(slot, keyring)
+        let r = catalog.load_patient(slot, keyring);
+        drop(w);
+        self.after_checkpoint_load(r)
+    }
+
+    /// After a sealed checkpoint entry failed to decode: a writable handle points the
+    /// header away from the checkpoint, so the next open rebuilds the catalog from the
+    /// log (which holds every document) instead of meeting the same entry again.
+    /// Skipped when the writer is busy (it may be this thread's own batch); the error
+    /// is returned either way.
+    fn after_checkpoint_load(&self, r: Result<()>) -> Result<()> {
+        if let Err(Error::Integrity { .. }) = &r
+            && !self.read_only
+            && let Ok(mut w) = self.writer.try_lock()
+        {
+            let mut h = self.header_guard();
+            if h.checkpoint_offset != 0 {
+                let mut nh = h.clone();
+                nh.checkpoint_offset = 0;
+                if self.write_header(&mut w, &mut nh).is_ok() {
+                    *h = nh;
+                }
+            }
+        }
+        r
     }
 
     pub(crate) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
