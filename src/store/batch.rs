@@ -411,9 +411,8 @@ impl<'a> Batch<'a> {
         if store.read_state().catalog.unloaded_patients() > 0 {
             let mut st = store.write_state();
             let crate::store::State { catalog, keyring, .. } = &mut *st;
-            for v in &self.versions {
-                catalog.load_patient(v.patient_slot, keyring)?;
-            }
+            let slots: Vec<u32> = self.versions.iter().map(|v| v.patient_slot).collect();
+            catalog.load_patients(&slots, keyring)?;
         }
         if !self.new_patients.is_empty() {
             let new = std::mem::take(&mut self.new_patients);

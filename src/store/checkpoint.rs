@@ -826,19 +826,17 @@ impl std::fmt::Debug for Unloaded {
 }
 
 impl Unloaded {
-    /// Marks the entry of `slot` as taken (decoded, or dropped with its patient);
-    /// returns it.
-    fn take(&mut self, slot: u32) -> Option<(u32, SealedEntry)> {
-        let k = self.by_slot.remove(&slot)?;
-        let e = self.entries.get(k as usize)?.clone();
-        let p = e.piece as usize;
+    /// Marks the entry of `slot` as taken (decoded, or dropped with its patient), and
+    /// drops its piece once no entry of it is left.
+    fn take(&mut self, slot: u32) {
+        let Some(k) = self.by_slot.remove(&slot) else { return };
+        let Some(p) = self.entries.get(k as usize).map(|e| e.piece as usize) else { return };
         if let Some(n) = self.left.get_mut(p) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.pieces[p] = None;
             }
         }
-        Some((k, e))
     }
 
     /// The sealed bytes of an entry (header included).
@@ -891,70 +889,76 @@ impl Catalog {
     }
 
     /// Decrypts and decodes the checkpoint entry of `slot`, if it has one not decoded
-    /// yet, and adds its documents. The entry counts as decoded only once its
-    /// documents are in: after a failure it stays sealed, so every later use of the
-    /// patient fails the same way instead of finding nothing.
+    /// yet, and adds its documents.
     pub(crate) fn load_patient(&mut self, slot: u32, ring: &Keyring) -> Result<()> {
-        let Some(u) = self.unloaded.as_ref() else { return Ok(()) };
-        let Some(&k) = u.by_slot.get(&slot) else { return Ok(()) };
-        let (vid, commit, offset, dict) = (u.vid, u.commit, u.offset, u.dict.clone());
-        let bad = || Error::Integrity { what: "checkpoint patient entry", offset };
-        let e = u.entries.get(k as usize).ok_or_else(bad)?;
-        let docs = e.docs;
-        let buf = Zeroizing::new(u.bytes(e).ok_or_else(bad)?.to_vec());
-        let mut d = Decoded::default();
-        decode_piece(buf, &vid, ring, commit, &dict, offset, &mut d)?;
-        let mut ids = LoadedIds::default();
-        self.adopt_decoded(d, &dict, &|s| (s == slot).then_some((k, docs)), offset, &mut ids)?;
-        self.docs.index_loaded(ids).map_err(|_| bad())?;
-        if let Some(u) = self.unloaded.as_mut() {
-            u.take(slot);
-            if u.by_slot.is_empty() {
-                self.unloaded = None;
-            }
-        }
-        Ok(())
+        self.load_where(ring, Some(&[slot]))
+    }
+
+    /// Decrypts and decodes the checkpoint entries of `slots` not decoded yet (on every
+    /// core), and adds their documents.
+    pub(crate) fn load_patients(&mut self, slots: &[u32], ring: &Keyring) -> Result<()> {
+        self.load_where(ring, Some(slots))
     }
 
     /// Decrypts and decodes every checkpoint entry not decoded yet (on every core),
     /// and adds their documents.
     pub(crate) fn load_all(&mut self, ring: &Keyring) -> Result<()> {
+        self.load_where(ring, None)
+    }
+
+    /// Decodes the sealed entries of `only` (every sealed entry for `None`). An entry
+    /// counts as decoded only once its documents are in: after a failure it stays
+    /// sealed, so every later use of the patient fails the same way instead of finding
+    /// nothing.
+    fn load_where(&mut self, ring: &Keyring, only: Option<&[u32]>) -> Result<()> {
         let Some(u) = self.unloaded.as_mut() else { return Ok(()) };
         let (vid, commit, offset, dict) = (u.vid, u.commit, u.offset, u.dict.clone());
         let bad = || Error::Integrity { what: "checkpoint patient entry", offset };
-        // The expected (entry, documents) of every slot still sealed.
-        let want: HashMap<u32, (u32, u32)> =
-            u.by_slot.iter().map(|(&s, &k)| (s, (k, u.entries.get(k as usize).map_or(0, |e| e.docs)))).collect();
-        // Work in pieces: a piece whose entries are all still sealed is decrypted in
-        // place; of the others, the entries still sealed are copied out.
+        // The expected (entry, documents) of every slot to decode.
+        let entry_of = |s: u32| u.by_slot.get(&s).map(|&k| (s, (k, u.entries.get(k as usize).map_or(0, |e| e.docs))));
+        let want: HashMap<u32, (u32, u32)> = match only {
+            Some(slots) => slots.iter().filter_map(|&s| entry_of(s)).collect(),
+            None => u.by_slot.keys().filter_map(|&s| entry_of(s)).collect(),
+        };
+        if want.is_empty() {
+            return Ok(());
+        }
+        // The work, in pieces. Decoding everything, a piece whose entries are all
+        // still sealed is taken out and decrypted in place (if anything below fails,
+        // the entries stay sealed with no bytes left, and every later load fails the
+        // same way); otherwise the wanted entries are copied out, piece by piece.
         let mut wanted: Vec<Vec<usize>> = vec![Vec::new(); u.pieces.len()];
-        let mut whole = vec![true; u.pieces.len()];
-        for (k, e) in u.entries.iter().enumerate() {
-            let p = e.piece as usize;
-            if p >= wanted.len() {
-                return Err(bad());
+        let mut whole = vec![only.is_none(); u.pieces.len()];
+        if only.is_none() {
+            for (k, e) in u.entries.iter().enumerate() {
+                let p = e.piece as usize;
+                if p >= wanted.len() {
+                    return Err(bad());
+                }
+                if u.by_slot.get(&e.slot) == Some(&(k as u32)) {
+                    wanted[p].push(k);
+                } else {
+                    whole[p] = false;
+                }
             }
-            if u.by_slot.get(&e.slot) == Some(&(k as u32)) {
-                wanted[p].push(k);
-            } else {
-                whole[p] = false;
+        } else {
+            for &(k, _) in want.values() {
+                let p = u.entries.get(k as usize).ok_or_else(bad)?.piece as usize;
+                wanted.get_mut(p).ok_or_else(bad)?.push(k as usize);
             }
         }
-        // The pieces are taken out: if anything below fails, the entries stay sealed
-        // with no bytes left, and every later load fails the same way.
         let mut work: Vec<Zeroizing<Vec<u8>>> = Vec::new();
-        for (p, piece) in std::mem::take(&mut u.pieces).into_iter().enumerate() {
-            let Some(piece) = piece else { continue };
-            if wanted[p].is_empty() {
+        for (p, ks) in wanted.iter().enumerate() {
+            if ks.is_empty() {
                 continue;
             }
             if whole[p] {
+                let piece = u.pieces[p].take().ok_or_else(bad)?;
                 work.push(Zeroizing::new(Arc::try_unwrap(piece).unwrap_or_else(|a| (*a).clone())));
             } else {
                 let mut b = Zeroizing::new(Vec::new());
-                for &k in &wanted[p] {
-                    let e = &u.entries[k];
-                    b.extend_from_slice(piece.get(e.start as usize..e.end as usize).ok_or_else(bad)?);
+                for &k in ks {
+                    b.extend_from_slice(u.entries.get(k).and_then(|e| u.bytes(e)).ok_or_else(bad)?);
                 }
                 work.push(b);
             }
@@ -975,7 +979,14 @@ impl Catalog {
             return Err(bad());
         }
         self.docs.index_loaded(ids).map_err(|_| bad())?;
-        self.unloaded = None;
+        if let Some(u) = self.unloaded.as_mut() {
+            for slot in want.keys() {
+                u.take(*slot);
+            }
+            if only.is_none() || u.by_slot.is_empty() {
+                self.unloaded = None;
+            }
+        }
         Ok(())
     }
 

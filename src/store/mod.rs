@@ -360,6 +360,13 @@ impl Store {
         let decoded = crate::util::split_map(&records, threads, |part| {
             part.iter().map(|f| read::decode_catalog_entry(keys, ring, schema, &f.payload, f.offset)).collect()
         });
+        // The patients of these records whose checkpoint entries are still sealed are
+        // decoded together, on every core, before anything is applied.
+        if cat.unloaded_patients() > 0 {
+            let slots: Vec<u32> =
+                decoded.iter().filter_map(|r| r.as_ref().ok()?.as_ref().map(|v| v.patient_slot)).collect();
+            cat.load_patients(&slots, ring)?;
+        }
         let mut decoded = decoded.into_iter();
         for (f, commit) in frames.drain(..) {
             let record = match f.ty {
