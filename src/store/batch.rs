@@ -408,12 +408,8 @@ impl<'a> Batch<'a> {
         self.seal_unsealed()?;
         // The patients written to whose checkpoint entries are still sealed are decoded
         // now, so that applying the versions after the commit cannot fail.
-        if store.read_state().catalog.unloaded_patients() > 0 {
-            let mut st = store.write_state();
-            let crate::store::State { catalog, keyring, .. } = &mut *st;
-            let slots: Vec<u32> = self.versions.iter().map(|v| v.patient_slot).collect();
-            catalog.load_patients(&slots, keyring)?;
-        }
+        let slots: Vec<u32> = self.versions.iter().map(|v| v.patient_slot).collect();
+        store.load_patients(&slots)?;
         if !self.new_patients.is_empty() {
             let new = std::mem::take(&mut self.new_patients);
             let r = store.write_state().keyring.append(store.keys(), new);

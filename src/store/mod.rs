@@ -542,7 +542,7 @@ impl Store {
                 return Ok(st);
             }
             drop(st);
-            self.load_patient(slot)?;
+            self.load_patients(&[slot])?;
         }
     }
 
@@ -553,15 +553,19 @@ impl Store {
             let st = self.read_state();
             let Some(slot) = st.catalog.unloaded_slot_of(id) else { return Ok(st) };
             drop(st);
-            self.load_patient(slot)?;
+            self.load_patients(&[slot])?;
         }
     }
 
-    /// Decodes the checkpoint entry of patient `slot` if it is still sealed.
-    pub(crate) fn load_patient(&self, slot: u32) -> Result<()> {
+    /// Decodes the checkpoint entries of the patients `slots` that are still sealed
+    /// (on every core).
+    pub(crate) fn load_patients(&self, slots: &[u32]) -> Result<()> {
+        if self.read_state().catalog.unloaded_patients() == 0 {
+            return Ok(());
+        }
         let mut w = self.write_state();
         let State { catalog, keyring, .. } = &mut *w;
-        let r = catalog.load_patient(slot, keyring);
+        let r = catalog.load_patients(slots, keyring);
         drop(w);
         self.after_checkpoint_load(r)
     }
