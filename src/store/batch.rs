@@ -315,7 +315,7 @@ impl<'a> Batch<'a> {
         let payloads: Vec<Vec<u8>> = if work.len() < PARALLEL_SEAL_MIN {
             serial(&work)
         } else {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(SEAL_THREADS);
+            let threads = crate::util::cores().min(SEAL_THREADS);
             crate::util::split_map(&work, threads, serial)
         };
         for (u, payload) in work.iter_mut().zip(payloads) {

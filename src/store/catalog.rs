@@ -264,7 +264,7 @@ fn fill_shards<T: Sync>(
     ids: &[Vec<T>],
     fill: impl Fn(&mut [Shard], &[Vec<T>]) -> bool + Sync,
 ) -> bool {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let threads = crate::util::cores().clamp(1, 8);
     let total: usize = ids.iter().map(Vec::len).sum();
     if threads == 1 || total < 1 << 16 {
         return fill(shards, ids);
@@ -731,7 +731,7 @@ impl Catalog {
 /// to the order of a posting list, which is unordered). [`crate::util::split_map`]
 /// spreads the shares and redoes on this thread a share whose thread panicked.
 fn build_values(docs: &DocMap) -> Values {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let threads = crate::util::cores().clamp(1, 8);
     let all: Vec<&[(DocumentId, DocEntry)]> = docs.segments.iter().map(Vec::as_slice).collect();
     let gathered = if threads < 2 || docs.len() < PARALLEL_BUILD_MIN {
         gather_terms(&all)

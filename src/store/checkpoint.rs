@@ -1042,7 +1042,7 @@ fn decode_pieces(
     decode: &DecodeFn<'_>,
     merge: &mut dyn FnMut(Decoded) -> Result<()>,
 ) -> Result<()> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let threads = crate::util::cores().clamp(1, 8);
     if threads == 1 || pieces.len() < 4 {
         for piece in pieces {
             merge(decode(piece, dict)?)?;

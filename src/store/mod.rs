@@ -355,7 +355,7 @@ impl Store {
         hook: &mut FrameHook<'_>,
     ) -> Result<()> {
         let records: Vec<&ScannedFrame> = frames.iter().map(|(f, _)| f).filter(|f| f.ty == FrameType::Record).collect();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(REPLAY_THREADS);
+        let threads = crate::util::cores().min(REPLAY_THREADS);
         let threads = if records.len() < REPLAY_PARALLEL_MIN { 1 } else { threads };
         let decoded = crate::util::split_map(&records, threads, |part| {
             part.iter().map(|f| read::decode_catalog_entry(keys, ring, schema, &f.payload, f.offset)).collect()

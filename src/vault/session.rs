@@ -189,7 +189,7 @@ impl Session {
         if ids.len() < PARALLEL_READ_MIN {
             return serial(ids);
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(READ_THREADS);
+        let threads = crate::util::cores().min(READ_THREADS);
         crate::util::split_map(ids, threads, serial)
     }
 
