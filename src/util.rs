@@ -71,28 +71,20 @@ pub(crate) fn split_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl F
         }
     };
     // Claims chunks until none is left; a chunk that panics is left for the caller.
-    let work = |catch: bool| {
-        let mut mine = Vec::new();
+    let work = || {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(part) = parts.get(i) else { break };
-            if catch {
-                if let Ok(r) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(part))) {
-                    mine.push((i, r));
-                }
-            } else {
-                mine.push((i, f(part)));
+            if let Ok(r) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(part))) {
+                store(i, r);
             }
-        }
-        for (i, r) in mine {
-            store(i, r);
         }
     };
     rayon::in_place_scope(|scope| {
         for _ in 1..threads {
-            scope.spawn(|_| work(true));
+            scope.spawn(|_| work());
         }
-        work(false);
+        work();
     });
     let done = done.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut out = Vec::with_capacity(items.len());
