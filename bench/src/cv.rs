@@ -146,10 +146,12 @@ impl Engine for Chartvault {
         let docs = std::mem::take(&mut self.pending);
         let s = self.session.as_ref().ok_or_else(|| "vault closed".to_string())?;
         let mut b = s.batch().map_err(e)?;
-        let mut ids = Vec::with_capacity(docs.len());
-        for d in &docs {
-            ids.push(b.put(d).map_err(e)?);
-        }
+        // The bulk-import call: `put` for each document, prepared on every core.
+        let ids = if std::env::var_os("CVB_PUT_EACH").is_some() {
+            docs.iter().map(|d| b.put(d)).collect::<Result<Vec<_>, _>>().map_err(e)?
+        } else {
+            b.put_all(&docs).map_err(e)?
+        };
         b.commit().map_err(e)?;
         self.ids.extend(ids);
         Ok(())

@@ -475,11 +475,7 @@ pub fn run(a: DemoArgs) -> CliResult<()> {
     for chunk in patients.chunks(PATIENTS_PER_BATCH) {
         let mut b = feed.batch()?;
         for p in chunk {
-            let mut pid = Vec::with_capacity(p.docs.len());
-            for d in &p.docs {
-                pid.push(b.put(d)?);
-            }
-            ids.push(pid);
+            ids.push(b.put_all(&p.docs)?);
             pb.inc(1);
         }
         b.commit()?;

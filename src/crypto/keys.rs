@@ -148,10 +148,38 @@ pub struct KeyHierarchy {
 /// removes a patient's entries when its key is destroyed.
 struct GroupKeyCache {
     sets: Vec<Vec<(String, u32)>>,
-    keys: std::collections::HashMap<(u32, u32), SecretKey>,
+    keys: std::collections::HashMap<(u32, u32), SecretKey, SlotHashState>,
     /// Slots whose patient key was destroyed: never cached again (a read that began
     /// before the erasure must not put a key back).
     forgotten: std::collections::BTreeSet<u32>,
+}
+
+/// Hashes the group-key cache's (patient slot, label set) keys with one multiply
+/// instead of SipHash: both numbers are assigned by the vault (a slot per patient in
+/// order, a set id per label set), never chosen by an outside party, so there is no
+/// collision attack to defend against, and a read looks one up per label group.
+type SlotHashState = std::hash::BuildHasherDefault<SlotHasher>;
+
+/// The hasher of [`SlotHashState`].
+#[derive(Default)]
+struct SlotHasher(u64);
+
+impl std::hash::Hasher for SlotHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: the high bits (which the table uses) depend on every bit.
+        self.0 = (self.0.rotate_left(29) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// The (label, generation) pairs of a group; a missing generation is 1.
@@ -170,7 +198,7 @@ impl GroupKeyCache {
     fn new() -> Self {
         GroupKeyCache {
             sets: Vec::new(),
-            keys: std::collections::HashMap::with_capacity(GROUP_CACHE_ENTRIES),
+            keys: std::collections::HashMap::with_capacity_and_hasher(GROUP_CACHE_ENTRIES, SlotHashState::default()),
             forgotten: std::collections::BTreeSet::new(),
         }
     }

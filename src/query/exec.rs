@@ -20,6 +20,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use super::ast::{ATTRIBUTE_FIELDS, CmpOp, Comparable, Expr, Literal, Query};
 use crate::access::{Decision, Operation, Request};
@@ -132,14 +133,17 @@ impl Session {
             Some(list) => list,
             None => cat.docs.keys().copied().collect(),
         };
-        // 3. Eligibility, then evaluation.
-        let mut cache: HashMap<(u32, Kind, Vec<Label>), bool> = HashMap::new();
+        // 3. Eligibility, then evaluation. One set of decision inputs for every
+        // candidate (the policy and rules locks are taken once, not per decision), and
+        // one reused label buffer (builtin labels clone without allocating).
+        let decisions = self.decision_inputs();
         let mut pseudonyms: HashMap<u32, String> = HashMap::new();
         let mut hits: Vec<(Position, DocumentId)> = Vec::new();
+        let mut labels: SmallVec<[Label; 8]> = SmallVec::new();
         for id in candidates {
             let Some(e) = cat.docs.get(&id) else { continue };
             let Some(patient) = ring.patient(e.patient_slot) else { continue };
-            let mut labels: BTreeSet<Label> = BTreeSet::new();
+            labels.clear();
             for f in &value_fields {
                 let mut found = false;
                 for t in e.terms.iter().filter(|t| &t.field == f) {
@@ -153,26 +157,23 @@ impl Session {
                     labels.extend(e.labels.iter().cloned());
                 }
             }
-            let labels: Vec<Label> = labels.into_iter().collect();
-            let key = (e.patient_slot, e.kind.clone(), labels);
-            let eligible = match cache.get(&key) {
-                Some(b) => *b,
-                None => {
-                    let req = |op| Request { op, patient: Some(patient), kind: Some(e.kind.as_str()), doc: None };
-                    let ok = self.decide(&req(Operation::Query), &key.2).is_permit()
-                        && self.decide(&req(Operation::Read), &[]).is_permit();
-                    cache.insert(key, ok);
-                    ok
-                }
-            };
-            // Document-specific rules (self-pay) need the document id.
-            let deidentify = match self.decide(
-                &Request { op: Operation::Read, patient: Some(patient), kind: Some(e.kind.as_str()), doc: Some(id) },
-                &[],
-            ) {
-                Decision::Permit { deidentify, .. } if eligible => deidentify,
-                _ => continue,
-            };
+            labels.sort_unstable();
+            labels.dedup();
+            let pdp = decisions.pdp(Some(patient));
+            let kind = Some(e.kind.as_str());
+            if !pdp
+                .decide(&Request { op: Operation::Query, patient: Some(patient), kind, doc: None }, &labels)
+                .is_permit()
+            {
+                continue;
+            }
+            // The read decision names the document: document-specific rules (self-pay)
+            // need its id, and a permit with it implies the permit without it.
+            let deidentify =
+                match pdp.decide(&Request { op: Operation::Read, patient: Some(patient), kind, doc: Some(id) }, &[]) {
+                    Decision::Permit { deidentify, .. } => deidentify,
+                    Decision::Deny(_) => continue,
+                };
             // A de-identified session filters and sorts on the pseudonym it is shown,
             // never on the identifier it is not.
             let patient: &str = if deidentify {
@@ -188,6 +189,7 @@ impl Session {
             let key = q.order.as_ref().and_then(|o| sort_value(&o.field, &id, e, patient));
             hits.push((Position { key, created_us: e.created_us, id: id.0 }, id));
         }
+        drop(decisions);
         drop(st);
         // 4. Sort and page.
         let desc = q.order.as_ref().is_some_and(|o| o.descending);

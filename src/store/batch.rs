@@ -204,70 +204,51 @@ impl<'a> Batch<'a> {
     }
 
     pub(crate) fn stage_version(&mut self, spec: VersionSpec<'_>) -> Result<()> {
-        for f in spec.fields.values() {
-            let mut bad = None;
-            f.value.walk(&mut |v| {
-                if let Value::Attachment(a) = v {
-                    let committed_end = self.store.read_state().head.end;
-                    if !self.attachments.contains(&a.id) && a.first_offset >= committed_end {
-                        bad = Some(a.id_hex());
-                    }
-                }
-            });
-            if bad.is_some() {
-                return Err(Error::InvalidDocument(
-                    "an attachment reference points to data that was never committed; upload it in this batch".into(),
-                ));
-            }
-        }
-        let (slot, pk, durable) = self.patient_slot_key(spec.patient)?;
-        let store = self.store;
-        let schema = store.schema();
-        // Group fields by their full label set: a document has a handful of groups, so
-        // a linear search finds a field's group; the groups are then ordered by label set.
-        let mut groups: Vec<(Vec<Label>, Vec<String>, Vec<&Field>)> = Vec::new();
-        let mut terms = Vec::new();
-        let labeler = schema.labeler(spec.kind);
-        // One buffer for every field's label list; a group keeps a copy of its own.
-        let mut labels: Vec<Label> = Vec::new();
-        for (name, f) in spec.fields {
-            labeler.field_labels_into(name, &f.labels, &mut labels);
-            if schema.is_indexed(name) {
-                index_terms(name, &labels, &f.value, &mut terms);
-            }
-            let g = match groups.iter().position(|g| g.0 == labels) {
-                Some(i) => &mut groups[i],
-                None => {
-                    groups.push((labels.clone(), Vec::new(), Vec::new()));
-                    let last = groups.len() - 1;
-                    &mut groups[last]
-                }
-            };
-            g.1.push(name.clone());
-            g.2.push(f);
-        }
-        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.check_attachments(spec.fields)?;
+        let prepared = prepare_version(self.store.schema(), spec.kind, spec.fields)?;
+        self.stage_prepared(&spec, prepared)
+    }
+
+    /// Refuses fields that reference an attachment neither committed nor uploaded in
+    /// this batch.
+    pub(crate) fn check_attachments(&self, fields: &BTreeMap<String, Field>) -> Result<()> {
+        check_attachments(fields, &self.attachments, &|| self.store.read_state().head.end)
+    }
+
+    /// The attachments uploaded in this batch so far (see [`check_attachments`]).
+    pub(crate) fn uploaded_attachments(&self) -> &HashSet<[u8; 16]> {
+        &self.attachments
+    }
+
+    /// Stages a new document (version 1) whose groups [`prepare_version`] encoded and
+    /// whose attachments were checked; returns its id.
+    pub(crate) fn put_prepared(
+        &mut self,
+        doc: &NewDocument,
+        author: &str,
+        prepared: PreparedVersion,
+    ) -> Result<DocumentId> {
+        let id = DocumentId::random();
         let now = crate::util::now_micros();
-        let mut bodies = Vec::with_capacity(groups.len());
-        let mut metas = Vec::with_capacity(groups.len());
-        for (labels, names, values) in groups {
-            let pt = body::encode_group(&values, &labels)?;
-            if pt.len() > limits::GROUP_BYTES {
-                return Err(Error::TooLarge {
-                    what: "label group of a document",
-                    size: pt.len() as u64,
-                    limit: limits::GROUP_BYTES as u64,
-                });
-            }
-            bodies.push(pt);
-            metas.push(GroupMeta { generations: vec![1; labels.len()], labels, fields: names });
-        }
-        if metas.len() > record::MAX_GROUPS {
-            return Err(Error::InvalidDocument(format!(
-                "a document may have at most {} label groups",
-                record::MAX_GROUPS
-            )));
-        }
+        let spec = VersionSpec {
+            id,
+            version: 1,
+            patient: &doc.patient,
+            kind: &doc.kind,
+            created_us: now,
+            author,
+            fields: &doc.fields,
+        };
+        self.stage_prepared(&spec, prepared)?;
+        Ok(id)
+    }
+
+    /// Stages the version `spec` whose label groups `prepare_version` encoded from
+    /// `spec.fields` (attachments already checked).
+    pub(crate) fn stage_prepared(&mut self, spec: &VersionSpec<'_>, prepared: PreparedVersion) -> Result<()> {
+        let PreparedVersion { metas, bodies, terms, labels } = prepared;
+        let (slot, pk, durable) = self.patient_slot_key(spec.patient)?;
+        let now = crate::util::now_micros();
         let env = Envelope {
             patient_slot: slot,
             kind: spec.kind.to_string(),
@@ -276,7 +257,6 @@ impl<'a> Batch<'a> {
             author: spec.author.to_string(),
             groups: metas,
         };
-        let labels: LabelSet = env.groups.iter().flat_map(|g| g.labels.iter().cloned()).collect();
         self.latest.insert(spec.id, (spec.version, spec.created_us, slot, spec.kind.clone()));
         let version_entry = NewVersion {
             id: spec.id,
@@ -466,6 +446,97 @@ fn seal_record(store: &Store, u: &Unsealed) -> Vec<u8> {
         w.group(|out| aead::seal_detached_nonce(&gk, &record::part_nonce(&nonce, i as u16 + 1), &aad, pt, out));
     }
     w.finish()
+}
+
+/// A document version's label groups, encoded but not yet sealed, and what the
+/// catalog needs of it: the work of staging that needs no batch state, so that
+/// [`crate::vault::SessionBatch::put_all`] can do it on every core.
+pub(crate) struct PreparedVersion {
+    metas: Vec<GroupMeta>,
+    bodies: Vec<Zeroizing<Vec<u8>>>,
+    terms: Vec<IndexTerm>,
+    labels: LabelSet,
+}
+
+/// Groups the fields of a `kind` document by their full label set (labels from the
+/// schema plus each field's own), encodes each group's body and gathers the index
+/// terms. Refuses a group over [`limits::GROUP_BYTES`] and more than
+/// [`record::MAX_GROUPS`] groups.
+pub(crate) fn prepare_version(
+    schema: &crate::model::Schema,
+    kind: &Kind,
+    fields: &BTreeMap<String, Field>,
+) -> Result<PreparedVersion> {
+    // Group fields by their full label set: a document has a handful of groups, so
+    // a linear search finds a field's group; the groups are then ordered by label set.
+    let mut groups: Vec<(Vec<Label>, Vec<String>, Vec<&Field>)> = Vec::new();
+    let mut terms = Vec::new();
+    let labeler = schema.labeler(kind);
+    // One buffer for every field's label list; a group keeps a copy of its own.
+    let mut labels: Vec<Label> = Vec::new();
+    for (name, f) in fields {
+        labeler.field_labels_into(name, &f.labels, &mut labels);
+        if schema.is_indexed(name) {
+            index_terms(name, &labels, &f.value, &mut terms);
+        }
+        let g = match groups.iter().position(|g| g.0 == labels) {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push((labels.clone(), Vec::new(), Vec::new()));
+                let last = groups.len() - 1;
+                &mut groups[last]
+            }
+        };
+        g.1.push(name.clone());
+        g.2.push(f);
+    }
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut bodies = Vec::with_capacity(groups.len());
+    let mut metas = Vec::with_capacity(groups.len());
+    for (labels, names, values) in groups {
+        let pt = body::encode_group(&values, &labels)?;
+        if pt.len() > limits::GROUP_BYTES {
+            return Err(Error::TooLarge {
+                what: "label group of a document",
+                size: pt.len() as u64,
+                limit: limits::GROUP_BYTES as u64,
+            });
+        }
+        bodies.push(pt);
+        metas.push(GroupMeta { generations: vec![1; labels.len()], labels, fields: names });
+    }
+    if metas.len() > record::MAX_GROUPS {
+        return Err(Error::InvalidDocument(format!("a document may have at most {} label groups", record::MAX_GROUPS)));
+    }
+    let labels: LabelSet = metas.iter().flat_map(|g| g.labels.iter().cloned()).collect();
+    Ok(PreparedVersion { metas, bodies, terms, labels })
+}
+
+/// Refuses fields that reference an attachment that is neither in `uploaded` (this
+/// batch's) nor below `committed_end()` (committed before; asked only when a field
+/// holds an attachment).
+pub(crate) fn check_attachments(
+    fields: &BTreeMap<String, Field>,
+    uploaded: &HashSet<[u8; 16]>,
+    committed_end: &dyn Fn() -> u64,
+) -> Result<()> {
+    for f in fields.values() {
+        let mut bad = false;
+        f.value.walk(&mut |v| {
+            if let Value::Attachment(a) = v
+                && !uploaded.contains(&a.id)
+                && a.first_offset >= committed_end()
+            {
+                bad = true;
+            }
+        });
+        if bad {
+            return Err(Error::InvalidDocument(
+                "an attachment reference points to data that was never committed; upload it in this batch".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn dummy_pending() -> PendingCommit {

@@ -14,6 +14,30 @@ use crate::error::{Error, Result};
 use crate::model::{AttachmentRef, Document, DocumentId, Field, Label, NewDocument, Value};
 use crate::store::Batch;
 use crate::store::batch::CommitInfo;
+use crate::store::batch::{PreparedVersion, check_attachments, prepare_version};
+
+/// What [`Session::decision_inputs`] holds: the policy and patient rules (read-locked)
+/// and the session's break-glass grant, fixed for a run of decisions.
+pub(crate) struct DecisionInputs<'s> {
+    policy: std::sync::RwLockReadGuard<'s, crate::access::Policy>,
+    rules: std::sync::RwLockReadGuard<'s, std::collections::HashMap<String, PatientRules>>,
+    break_glass: Option<BreakGlassGrant>,
+    principal: &'s Principal,
+    now_us: i64,
+}
+
+impl DecisionInputs<'_> {
+    /// The decision point for requests about `patient` (its rules, if it has any).
+    pub(crate) fn pdp(&self, patient: Option<&str>) -> Pdp<'_> {
+        Pdp {
+            policy: &self.policy,
+            principal: self.principal,
+            rules: patient.and_then(|p| self.rules.get(p)),
+            break_glass: self.break_glass.as_ref(),
+            now_us: self.now_us,
+        }
+    }
+}
 
 /// A principal's session on a vault. Expires after the policy's idle time
 /// (automatic logoff). Safe to share between threads.
@@ -37,6 +61,38 @@ pub(crate) struct DocMeta {
     pub kind: String,
     pub labels: Vec<Label>,
 }
+
+/// One read's document and what auditing it needs.
+struct ReadDoc {
+    doc: Document,
+    break_glass: bool,
+    /// The patient's identifier (the real one, also for de-identified sessions).
+    patient: String,
+    /// The labels of the document's latest version.
+    labels: Arc<crate::model::LabelSet>,
+}
+
+/// What `put_all` prepares of one document on any core.
+struct PreparedPut {
+    labels: Vec<Label>,
+    break_glass: bool,
+    version: PreparedVersion,
+}
+
+/// Why `put_all` refuses a document (a denial is audited when it is returned).
+enum Refusal {
+    Denied { labels: Vec<Label>, reason: String },
+    Error(Error),
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Error(e)
+    }
+}
+
+/// Fewest documents for which `put_all` prepares on more than one thread.
+const PARALLEL_PUT_MIN: usize = 16;
 
 /// Most threads one multi-document read (chart, query page) uses.
 pub const READ_THREADS: usize = 2;
@@ -176,8 +232,22 @@ impl Session {
         f(&pdp)
     }
 
+    /// The inputs of many decisions about many patients (a query's candidates): the
+    /// policy and the patient rules locked once, and a copy of the break-glass grant,
+    /// instead of three lock acquisitions per decision. Drop it before anything that
+    /// decides through [`Session::decide`] or [`Session::with_pdp`] again.
+    pub(crate) fn decision_inputs(&self) -> DecisionInputs<'_> {
+        DecisionInputs {
+            policy: self.inner.policy.read().unwrap_or_else(|e| e.into_inner()),
+            rules: self.inner.rules.read().unwrap_or_else(|e| e.into_inner()),
+            break_glass: self.break_glass.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            principal: &self.principal,
+            now_us: crate::util::now_micros(),
+        }
+    }
+
     pub(crate) fn read_doc(&self, id: &DocumentId, version: Option<u32>, op: Operation) -> Result<(Document, bool)> {
-        self.read_doc_with_patient(id, version, op).map(|(d, bg, _)| (d, bg))
+        self.read_doc_with_patient(id, version, op).map(|r| (r.doc, r.break_glass))
     }
 
     /// [`Session::read_doc`] of the latest version of each of `ids`, results in the
@@ -193,30 +263,30 @@ impl Session {
         crate::util::split_map(ids, threads, serial)
     }
 
-    fn read_doc_with_patient(
-        &self,
-        id: &DocumentId,
-        version: Option<u32>,
-        op: Operation,
-    ) -> Result<(Document, bool, String)> {
+    /// Reads one version with redaction, without auditing; also returns what auditing
+    /// the read needs. One catalog lookup gives the patient, kind, location and labels
+    /// (the decision comes before any "no such version" answer, as a denial must not
+    /// tell which versions exist).
+    fn read_doc_with_patient(&self, id: &DocumentId, version: Option<u32>, op: Operation) -> Result<ReadDoc> {
         self.check_auditable()?;
-        let meta = self.meta(id)?;
-        let req = Request { op, patient: Some(&meta.patient), kind: Some(&meta.kind), doc: Some(*id) };
-        let (mut doc, deid, bg) = self.with_pdp(Some(&meta.patient), |pdp| {
+        let (patient, kind, loc, labels) = {
+            let st = self.inner.store.read_for_doc(id)?;
+            let e = st.catalog.docs.get(id).ok_or_else(|| Error::NotFound { id: id.to_string(), version: None })?;
+            let patient = st.keyring.patient(e.patient_slot).ok_or(Error::Erased)?.to_string();
+            let loc = match version {
+                None => Some(*e.latest()),
+                Some(v) => e.versions.iter().find(|l| l.version == v).copied(),
+            };
+            (patient, e.kind.clone(), loc, e.labels.clone())
+        };
+        let req = Request { op, patient: Some(&patient), kind: Some(kind.as_str()), doc: Some(*id) };
+        let (mut doc, deid, bg) = self.with_pdp(Some(&patient), |pdp| {
             let prepared = pdp.prepare(&req);
             let (deid, bg) = match prepared.decide(&[]) {
                 Decision::Permit { deidentify, break_glass } => (deidentify, break_glass),
                 Decision::Deny(r) => return Err(Error::Denied(r)),
             };
-            let loc = {
-                let st = self.inner.store.read_for_doc(id)?;
-                let e = st.catalog.docs.get(id).ok_or_else(|| Error::NotFound { id: id.to_string(), version })?;
-                match version {
-                    None => Some(*e.latest()),
-                    Some(v) => e.versions.iter().find(|l| l.version == v).copied(),
-                }
-            }
-            .ok_or_else(|| Error::NotFound { id: id.to_string(), version })?;
+            let loc = loc.ok_or_else(|| Error::NotFound { id: id.to_string(), version })?;
             let gate = |labels: &[Label]| prepared.decide(labels).is_permit();
             Ok((self.inner.store.read_version(loc.offset, &gate)?, deid, bg))
         })?;
@@ -224,24 +294,21 @@ impl Session {
             doc.patient = self.pseudonym(&doc.patient);
             doc.author = String::new();
         }
-        Ok((doc, bg, meta.patient))
+        Ok(ReadDoc { doc, break_glass: bg, patient, labels })
     }
 
-    fn audit_read(&self, action: Action, doc: &Document, bg: bool, patient: &str) -> Result<()> {
-        let read: Vec<Label> = {
-            let st = self.inner.store.read_state();
-            st.catalog
-                .docs
-                .get(&doc.id)
-                .map(|e| e.labels.iter().filter(|l| !doc.redacted.values().any(|ls| ls.contains(l))).cloned().collect())
-                .unwrap_or_default()
-        };
+    /// Audits a successful read of `r.doc`: the labels read are the document's labels
+    /// less those of redacted fields.
+    fn audit_read(&self, action: Action, r: &ReadDoc) -> Result<()> {
+        let doc = &r.doc;
+        let read: Vec<Label> =
+            r.labels.iter().filter(|l| !doc.redacted.values().any(|ls| ls.contains(l))).cloned().collect();
         let mut e = self
             .entry(action, Outcome::Success)
-            .patient(Some(patient))
+            .patient(Some(&r.patient))
             .documents(vec![doc.id])
             .labels(read)
-            .break_glass(bg);
+            .break_glass(r.break_glass);
         if !doc.redacted.is_empty() {
             e = e.detail(format!("{} field(s) redacted", doc.redacted.len()));
         }
@@ -251,9 +318,9 @@ impl Session {
     fn read_audited(&self, id: &DocumentId, version: Option<u32>) -> Result<Document> {
         self.touch()?;
         match self.read_doc_with_patient(id, version, Operation::Read) {
-            Ok((doc, bg, patient)) => {
-                self.audit_read(Action::Read, &doc, bg, &patient)?;
-                Ok(doc)
+            Ok(r) => {
+                self.audit_read(Action::Read, &r)?;
+                Ok(r.doc)
             }
             Err(Error::Denied(r)) => {
                 let patient = self.meta(id).map(|m| m.patient).ok();
@@ -290,9 +357,9 @@ impl Session {
         let mut out = Vec::with_capacity(versions.len());
         for v in versions {
             match self.read_doc_with_patient(id, Some(v.version), Operation::Read) {
-                Ok((d, bg, patient)) => {
-                    self.audit_read(Action::Read, &d, bg, &patient)?;
-                    out.push(d);
+                Ok(r) => {
+                    self.audit_read(Action::Read, &r)?;
+                    out.push(r.doc);
                 }
                 Err(Error::Denied(r)) => {
                     let patient = self.meta(id).map(|m| m.patient).ok();
@@ -580,8 +647,93 @@ impl<'s> SessionBatch<'s> {
             self.check_write(Operation::Create, Action::Create, &doc.patient, doc.kind.as_str(), labels.clone(), None)?;
         let author = self.session.principal.user.clone();
         let id = self.batch()?.put_validated(doc, &author)?;
-        // One audit entry per patient and action in a batch, listing every document.
-        let at = self.create_entries.get(doc.patient.as_str()).and_then(|e| e[usize::from(bg)]);
+        self.note_create(&doc.patient, id, labels, bg);
+        Ok(id)
+    }
+
+    /// Stages many new documents: the same checks, denials, audit entries and ids as
+    /// calling [`SessionBatch::put`] for each in order, with the work that needs no
+    /// batch state (validation, labelling, the policy decision and encoding each
+    /// label group) spread over every core. Bulk imports go through this.
+    ///
+    /// If a document is refused, the error is that of the first refused document in
+    /// order; like a `put` that fails, it may leave earlier documents of `docs` staged
+    /// (none when the refusal is a validation error or a denial), so drop the batch
+    /// to stage none of them.
+    ///
+    /// ```
+    /// # use chartvault::*; use chartvault::access::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let v = Vault::create(&dir.path().join("p.cv"), VaultKey::Raw(&SecretKey::random()), VaultOptions::default())?;
+    /// let dr = v.session(Principal::new("dr", Role::physician(), "h", Purpose::Treat).with_care_team(["MRN-1"]))?;
+    /// let docs: Vec<NewDocument> = (0..3)
+    ///     .map(|i| NewDocument::new("MRN-1", "Observation").map(|d| d.with("value", Value::Integer(i))))
+    ///     .collect::<Result<_>>()?;
+    /// let mut batch = dr.batch()?;
+    /// let ids = batch.put_all(&docs)?;
+    /// batch.commit()?;
+    /// assert_eq!(dr.get(&ids[2])?.get("value"), Some(&Value::Integer(2)));
+    /// # Ok::<(), chartvault::Error>(())
+    /// ```
+    pub fn put_all(&mut self, docs: &[NewDocument]) -> Result<Vec<DocumentId>> {
+        self.session.touch()?;
+        self.batch()?;
+        let session = self.session;
+        let prepared = {
+            let uploaded = self.batch.as_ref().ok_or(Error::ReadOnly)?.uploaded_attachments();
+            let store = &session.inner.store;
+            let committed_end = || store.read_state().head.end;
+            let prepare = |doc: &NewDocument| -> std::result::Result<PreparedPut, Refusal> {
+                doc.validate()?;
+                let labels = store.schema().labeler(&doc.kind).document_labels(&doc.fields);
+                let req = Request {
+                    op: Operation::Create,
+                    patient: Some(&doc.patient),
+                    kind: Some(doc.kind.as_str()),
+                    doc: None,
+                };
+                let break_glass = match session.decide(&req, &labels) {
+                    Decision::Permit { break_glass, .. } => break_glass,
+                    Decision::Deny(reason) => return Err(Refusal::Denied { labels, reason }),
+                };
+                check_attachments(&doc.fields, uploaded, &committed_end)?;
+                let version = prepare_version(store.schema(), &doc.kind, &doc.fields)?;
+                Ok(PreparedPut { labels, break_glass, version })
+            };
+            let serial = |part: &[NewDocument]| part.iter().map(prepare).collect::<Vec<_>>();
+            if docs.len() < PARALLEL_PUT_MIN {
+                serial(docs)
+            } else {
+                crate::util::split_map(docs, crate::util::cores().min(crate::store::batch::SEAL_THREADS), serial)
+            }
+        };
+        // The first refusal in document order, before anything is staged.
+        if let Some(i) = prepared.iter().position(Result::is_err) {
+            return Err(match prepared.into_iter().nth(i) {
+                Some(Err(Refusal::Denied { labels, reason })) => {
+                    session.deny(Action::Create, docs.get(i).map(|d| d.patient.as_str()), Vec::new(), labels, reason)
+                }
+                Some(Err(Refusal::Error(e))) => e,
+                _ => Error::InvalidArgument("put_all: a refusal vanished".into()),
+            });
+        }
+        let author = session.principal.user.clone();
+        let mut ids = Vec::with_capacity(docs.len());
+        for (doc, p) in docs.iter().zip(prepared) {
+            let PreparedPut { labels, break_glass, version } =
+                p.map_err(|_| Error::InvalidArgument("put_all: a refusal was not returned".into()))?;
+            let id = self.batch()?.put_prepared(doc, &author, version)?;
+            self.note_create(&doc.patient, id, labels, break_glass);
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Adds document `id` of `patient` to the batch's create entry for that patient
+    /// (one audit entry per patient and break-glass flag in a batch, listing every
+    /// document and label).
+    fn note_create(&mut self, patient: &str, id: DocumentId, labels: Vec<Label>, bg: bool) {
+        let at = self.create_entries.get(patient).and_then(|e| e[usize::from(bg)]);
         match at.and_then(|i| self.entries.get_mut(i)) {
             Some(e) => {
                 e.documents.push(id);
@@ -593,18 +745,17 @@ impl<'s> SessionBatch<'s> {
             }
             None => {
                 let n = self.entries.len();
-                self.create_entries.entry(doc.patient.clone()).or_default()[usize::from(bg)] = Some(n);
+                self.create_entries.entry(patient.to_string()).or_default()[usize::from(bg)] = Some(n);
                 self.entries.push(
                     self.session
                         .entry(Action::Create, Outcome::Success)
-                        .patient(Some(&doc.patient))
+                        .patient(Some(patient))
                         .documents(vec![id])
                         .labels(labels)
                         .break_glass(bg),
                 );
             }
         }
-        Ok(id)
     }
 
     /// Stages a new version of `id` with `fields`.
