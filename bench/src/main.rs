@@ -31,6 +31,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use driver::{Engine, Measurements, Res};
+
+/// With the default feature `mimalloc`, every Rust allocation of the benchmark process
+/// goes through mimalloc (see bench/Cargo.toml); `--no-default-features` keeps the
+/// system allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use workload::Params;
 
 /// Engines in report order: (key, column title).
