@@ -90,8 +90,8 @@ pub fn main(args: &[String]) -> Res<()> {
             let batch: Vec<_> =
                 (i..(i + 1000).min(docs)).map(|j| new_document(&workload::record(&p, j))).collect::<Res<_>>()?;
             let mut b = s.batch().map_err(e)?;
-            for d in &batch {
-                ids.extend_from_slice(&b.put(d).map_err(e)?.0);
+            for id in b.put_all(&batch).map_err(e)? {
+                ids.extend_from_slice(&id.0);
             }
             b.commit().map_err(e)?;
             i += 1000;
@@ -191,9 +191,7 @@ pub fn main(args: &[String]) -> Res<()> {
                         .map(|j| new_document(&workload::record(&p, (i * 1000 + j) % docs)))
                         .collect::<Res<_>>()?;
                     let mut b = s.batch().map_err(e)?;
-                    for d in &batch {
-                        b.put(d).map_err(e)?;
-                    }
+                    b.put_all(&batch).map_err(e)?;
                     b.commit().map_err(e)?;
                     1000
                 }

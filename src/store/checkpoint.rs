@@ -61,17 +61,29 @@ fn directory_aad(vid: &[u8; 16], commit: u64, part: u64) -> Vec<u8> {
 
 /// The dictionaries a checkpoint writer builds: kinds, label sets and term schemas
 /// (field name, label set id), each by first appearance.
+///
+/// The maps hash with foldhash (seeded per process) instead of SipHash: a checkpoint
+/// looks a term schema up per index term and a label set up per document, and SipHash
+/// was ~45% of writing a checkpoint. Their keys are field names and label sets, of
+/// which a vault has a handful, so flooding one bucket is not a concern.
 #[derive(Default)]
 struct Dicts<'a> {
     kinds: Vec<&'a str>,
-    kind_ids: HashMap<&'a str, u32>,
+    kind_ids: FastMap<&'a str, u32>,
     labelsets: Vec<Vec<&'a Label>>,
-    doc_labels: HashMap<&'a LabelSet, u32>,
-    schema_labels: HashMap<&'a [Label], u32>,
+    doc_labels: FastMap<&'a LabelSet, u32>,
+    schema_labels: FastMap<&'a [Label], u32>,
     schemas: Vec<(&'a str, u32)>,
-    list_schemas: HashMap<(&'a str, &'a [Label]), u32>,
-    packed_schemas: HashMap<*const TermSchemas, Vec<Option<u32>>>,
+    list_schemas: FastMap<(&'a str, &'a [Label]), u32>,
+    packed_schemas: FastMap<*const TermSchemas, Vec<Option<u32>>>,
+    /// The schema id of each position of the last document's term list: documents of
+    /// one kind list the same fields in the same order, so most terms are found here by
+    /// comparing instead of hashing.
+    recent: Vec<u32>,
 }
+
+/// A hash map with foldhash's per-process random seed (see [`Dicts`]).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 impl<'a> Dicts<'a> {
     fn kind(&mut self, k: &'a Kind) -> u32 {
@@ -110,6 +122,16 @@ impl<'a> Dicts<'a> {
         self.list_schemas.insert((field, labels), i);
         i
     }
+    /// Whether schema `i` is `(field, labels)`.
+    fn schema_is(&self, i: u32, field: &str, labels: &[Label]) -> bool {
+        self.schemas.get(i as usize).is_some_and(|(f, ls)| {
+            *f == field
+                && self
+                    .labelsets
+                    .get(*ls as usize)
+                    .is_some_and(|set| set.len() == labels.len() && set.iter().zip(labels).all(|(a, b)| *a == b))
+        })
+    }
     /// Appends a document's terms, schema ids renumbered into this dictionary.
     fn terms(&mut self, t: &'a Terms, out: &mut Vec<u8>) {
         match t.raw() {
@@ -134,8 +156,18 @@ impl<'a> Dicts<'a> {
                 self.packed_schemas.insert(key, map);
             }
             RawTerms::List(list) => {
-                for term in list {
-                    let sid = self.schema(&term.field, &term.labels);
+                for (j, term) in list.iter().enumerate() {
+                    let sid = match self.recent.get(j) {
+                        Some(&i) if self.schema_is(i, &term.field, &term.labels) => i,
+                        _ => {
+                            let i = self.schema(&term.field, &term.labels);
+                            match self.recent.get_mut(j) {
+                                Some(r) => *r = i,
+                                None => self.recent.push(i),
+                            }
+                            i
+                        }
+                    };
                     wire::put_uv(out, u64::from(sid));
                     wire::put_key(out, &term.key);
                 }
