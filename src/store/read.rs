@@ -266,12 +266,8 @@ impl Store {
         // field goes straight into the map: no list of all fields (a "large" heap
         // allocation, see `scratch`), and a group's values wait on the stack. (Sorting
         // the fields on the stack first, to append them in order, measured slower.)
-        // The fields of every readable group are gathered (names borrowed from the copy),
-        // sorted by name, and the map is built from the sorted run in one pass
-        // (`BTreeMap::from_iter` appends sorted input without searching, where inserting
-        // group by group compares each name down the tree).
+        let mut fields = BTreeMap::new();
         let mut redacted = BTreeMap::new();
-        let mut named: SmallVec<[(&str, Field); 24]> = SmallVec::new();
         let mut values: SmallVec<[Field; 16]> = SmallVec::new();
         for (i, g) in env.groups().enumerate() {
             if !gate.may_read(g.labels) {
@@ -286,10 +282,10 @@ impl Store {
             open_group_into(keys, layout.part_ids(), i, parts, (slot, &pk), sealed, offset, &mut |_, field| {
                 values.push(field)
             })?;
-            named.extend(g.fields.iter().copied().zip(values.drain(..)));
+            for (name, value) in g.fields.iter().zip(values.drain(..)) {
+                fields.insert(name.to_string(), value);
+            }
         }
-        named.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let fields: BTreeMap<String, Field> = named.into_iter().map(|(name, f)| (name.to_string(), f)).collect();
         Ok(Document {
             id: layout.id,
             patient,
