@@ -175,6 +175,20 @@ fn write_benches(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    g.bench_function("batch_put_all_commit_1000", |b| {
+        b.iter_batched(
+            || {
+                next += 1000;
+                (0..1000).map(|i| new_document(&workload::record(&p, (next + i) % 20_000))).collect::<Vec<_>>()
+            },
+            |docs| {
+                let mut bt = s.batch().expect("batch");
+                bt.put_all(&docs).expect("put_all");
+                bt.commit().expect("commit")
+            },
+            BatchSize::PerIteration,
+        )
+    });
     g.finish();
     drop(s);
     v.close().expect("close");

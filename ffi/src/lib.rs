@@ -6,7 +6,7 @@
 //! cbindgen from this crate) and the README's C API section.
 #![allow(clippy::missing_safety_doc)]
 
-/// The library's allocator with the opt-in feature `mimalloc` (see ffi/Cargo.toml).
+/// The library's allocator (default feature `mimalloc`; see ffi/Cargo.toml).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

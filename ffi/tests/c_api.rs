@@ -18,7 +18,9 @@ fn build_static_lib() {
     ONCE.call_once(|| {
         let profile_release = target_dir().ends_with("release");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "chartvault-ffi", "--lib"]);
+        // The system allocator, so that valgrind sees (and leak-checks) every
+        // allocation; the default build's mimalloc keeps its own pages.
+        cmd.args(["build", "-p", "chartvault-ffi", "--lib", "--no-default-features"]);
         if profile_release {
             cmd.arg("--release");
         }
