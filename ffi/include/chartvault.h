@@ -254,6 +254,16 @@ cv_status cv_session_close(cv_session session);
 cv_status cv_put(cv_session session, const char *doc_json, char **id_out);
 
 /*
+ Stores many new documents with one durable commit (one fsync): `docs_json` is a JSON
+ array of documents in `cv_put`'s shape; `ids_out` receives a JSON array of their
+ ids, in the same order. All or nothing: if any document is malformed or refused
+ (invalid, too large, denied by the policy), nothing is stored and the status names
+ the first such document's error (a denial is audited). The per-document work
+ (validation, labelling, the policy decision, encoding) runs on every core.
+ */
+cv_status cv_put_many(cv_session session, const char *docs_json, char **ids_out);
+
+/*
  Writes a new version of document `id` whose fields are those of `doc_json` (same
  shape as for `cv_put`; its patient and kind must match the document's). Writes the
  new version number to `version_out`.

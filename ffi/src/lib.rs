@@ -328,6 +328,52 @@ pub unsafe extern "C" fn cv_put(session: cv_session, doc_json: *const c_char, id
     })
 }
 
+/// Stores many new documents with one durable commit (one fsync): `docs_json` is a JSON
+/// array of documents in `cv_put`'s shape; `ids_out` receives a JSON array of their
+/// ids, in the same order. All or nothing: if any document is malformed or refused
+/// (invalid, too large, denied by the policy), nothing is stored and the status names
+/// the first such document's error (a denial is audited). The per-document work
+/// (validation, labelling, the policy decision, encoding) runs on every core.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cv_put_many(
+    session: cv_session,
+    docs_json: *const c_char,
+    ids_out: *mut *mut c_char,
+) -> cv_status {
+    guard(|| {
+        need(ids_out, "ids_out")?;
+        // SAFETY: documented contract of `docs_json`.
+        let dj = unsafe { input(docs_json, "docs_json", CV_MAX_INPUT)? };
+        let list: Vec<serde_json::Value> = serde_json::from_str(dj).map_err(|e| {
+            Fail(
+                cv_status::CV_ERR_JSON,
+                format!("invalid JSON at line {}, column {}: expected an array of documents", e.line(), e.column()),
+            )
+        })?;
+        let s = handles::session(session)?;
+        let mut b = s.batch()?;
+        let mut docs = Vec::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            let mut upload = |ct: &str, src: json::AttachmentSource| match src {
+                json::AttachmentSource::Inline(bytes) => b.put_attachment(ct, &mut bytes.as_slice()),
+                json::AttachmentSource::File(_) => Err(engine::Error::InvalidArgument(
+                    "attachments from files are not accepted through the C API; use base64".into(),
+                )),
+            };
+            let doc = json::parse_document(v, &mut upload).map_err(|e| {
+                let f = Fail::from(e);
+                Fail(f.0, format!("document {} of {}: {}", i + 1, list.len(), f.1))
+            })?;
+            docs.push(doc);
+        }
+        let ids = b.put_all(&docs)?;
+        b.commit()?;
+        let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        // SAFETY: checked non-NULL.
+        unsafe { output(serde_json::Value::from(ids).to_string(), ids_out) }
+    })
+}
+
 /// Writes a new version of document `id` whose fields are those of `doc_json` (same
 /// shape as for `cv_put`; its patient and kind must match the document's). Writes the
 /// new version number to `version_out`.

@@ -156,6 +156,37 @@ int main(int argc, char **argv) {
     EXPECT(cv_get(er, obs_id, 0, &json), CV_OK);
     EXPECT(cv_string_free(json), CV_OK);
 
+    /* Bulk import: one commit, all or nothing. */
+    static const char *OBS2 =
+        "{\"patient\":\"MRN-2\",\"kind\":\"Observation\",\"fields\":{"
+        "\"code\":{\"code\":{\"system\":\"loinc\",\"code\":\"718-7\"}},\"value\":13.9}}";
+    char many[1024], bad_many[1024];
+    snprintf(many, sizeof many, "[%s,%s,%s]", OBS2, OBS2, OBS2);
+    snprintf(bad_many, sizeof bad_many, "[%s,{\"patient\":\"MRN-2\"}]", OBS2);
+    char *ids = NULL;
+    EXPECT(cv_put_many(dr, many, NULL), CV_ERR_NULL);
+    EXPECT(cv_put_many(dr, NULL, &ids), CV_ERR_NULL);
+    EXPECT(cv_put_many(dr, "[1,", &ids), CV_ERR_JSON);
+    EXPECT(cv_put_many(dr, "{}", &ids), CV_ERR_JSON);
+    EXPECT(cv_put_many(dr, bad_many, &ids), CV_ERR_JSON);
+    EXPECT(cv_put_many(bill, many, &ids), CV_ERR_DENIED);
+    EXPECT(cv_put_many(12345, many, &ids), CV_ERR_INVALID_HANDLE);
+    CHECK(ids == NULL, "no ids on failure");
+    EXPECT(cv_query(dr, "patient = \"MRN-2\"", NULL, 0, &json), CV_OK);
+    CHECK(strstr(json, "\"total\":0") != NULL, "a refused bulk import stores nothing");
+    EXPECT(cv_string_free(json), CV_OK);
+    EXPECT(cv_put_many(dr, many, &ids), CV_OK);
+    int quotes = 0;
+    for (const char *c = ids; c && *c; c++) quotes += *c == '"';
+    CHECK(ids && ids[0] == '[' && quotes == 6, "three ids");
+    EXPECT(cv_string_free(ids), CV_OK);
+    EXPECT(cv_query(dr, "patient = \"MRN-2\"", NULL, 0, &json), CV_OK);
+    CHECK(strstr(json, "\"total\":3") != NULL, "bulk import stored three documents");
+    EXPECT(cv_string_free(json), CV_OK);
+    EXPECT(cv_put_many(dr, "[]", &ids), CV_OK);
+    CHECK(ids && strcmp(ids, "[]") == 0, "an empty import");
+    EXPECT(cv_string_free(ids), CV_OK);
+
     /* Key slots (security admin only). */
     uint32_t slot = 0;
     EXPECT(cv_key_slot_add_passphrase(dr, (const uint8_t *)"pw", 2, CV_KDF_INSECURE_TESTING, &slot), CV_ERR_DENIED);
