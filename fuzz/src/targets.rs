@@ -860,7 +860,7 @@ pub mod c_api {
         ts: &mut Vec<u64>,
     ) -> arbitrary::Result<()> {
         let op: u8 = u.arbitrary()?;
-        match op % 26 {
+        match op % 27 {
             0 => {
                 let (s, doc, o) = (session(u, fx)?, text(u, DOC_TEMPLATES)?, want_out(u)?);
                 // SAFETY: pointers are NULL or valid NUL-terminated strings / out pointers.
@@ -1077,6 +1077,27 @@ pub mod c_api {
                 let s = cv::cv_vault_close(h);
                 let _ = ok(s);
                 assert!(s != cv_status::CV_OK || h != fx.closed_vault, "a closed vault closed twice");
+            }
+            26 => {
+                // A bulk import: an array of template documents (some broken on purpose,
+                // some `null`), or no array at all; all or nothing.
+                let (s, o) = (session(u, fx)?, want_out(u)?);
+                let n = u.int_in_range(0..=4usize)?;
+                let mut parts = Vec::with_capacity(n);
+                for _ in 0..n {
+                    parts
+                        .push(text(u, DOC_TEMPLATES)?.map_or("null".to_string(), |d| d.to_string_lossy().into_owned()));
+                }
+                let arr = if u.arbitrary::<u8>()? % 8 == 0 { None } else { Some(c(&format!("[{}]", parts.join(",")))) };
+                // SAFETY: as above.
+                if let Some(j) = string_call(fx, o, |out| unsafe { cv::cv_put_many(s, ptr(&arr), out) }) {
+                    let ids: Vec<String> = serde_json::from_str(&j).expect("cv_put_many returns a JSON array of ids");
+                    // (An empty or raw part can change how many elements the array has.)
+                    let sent =
+                        arr.as_ref().and_then(|a| serde_json::from_slice::<Vec<serde_json::Value>>(a.as_bytes()).ok());
+                    assert_eq!(Some(ids.len()), sent.map(|v| v.len()), "one id per document");
+                    assert!(ids.iter().all(|id| id.len() == 32), "a document id is 32 hex digits");
+                }
             }
             24 => {
                 assert_eq!(cv::cv_abi_version(), cv::CV_ABI_VERSION);
