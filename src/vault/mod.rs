@@ -63,7 +63,9 @@ pub struct VaultOptions {
     /// Audit entries about reads are made durable within this window
     /// (or sooner, with the next write or when `audit_max_pending` is reached).
     pub audit_window: Duration,
-    /// At most this many read-audit entries wait for the window.
+    /// When this many read-audit entries wait, the background flusher commits them at
+    /// once (the reader goes on); a reader commits them itself only if twice as many
+    /// are waiting (the flusher fell behind), so at most twice this many wait.
     pub audit_max_pending: usize,
     /// Open read-only (no lock; serves verify, head and audit reports).
     pub read_only: bool,
@@ -94,7 +96,6 @@ impl Default for VaultOptions {
 }
 
 struct AuditState {
-    pos: ChainPos,
     pending: Vec<AuditEntry>,
     oldest_us: i64,
 }
@@ -104,12 +105,20 @@ pub(crate) struct Inner {
     pub(crate) policy: RwLock<Policy>,
     pub(crate) rules: RwLock<HashMap<String, PatientRules>>,
     audit: Mutex<AuditState>,
+    /// The audit trail's chain position. Only committers touch it, and they hold it
+    /// from before they take the pending entries until after the commit is written
+    /// (and the writer released), so the next committer always starts from the
+    /// position the last one left; readers never wait for it.
+    audit_pos: Mutex<ChainPos>,
     pub(crate) options: VaultOptions,
     checkpointed_versions: std::sync::atomic::AtomicU64,
     stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
     /// Time (Unix µs) of the oldest pending read-audit entry, 0 when none: lets the
     /// flusher thread decide without touching the vault.
     pending_since: Arc<std::sync::atomic::AtomicI64>,
+    /// Set by a reader that found `audit_max_pending` read entries waiting: the
+    /// flusher commits them at once instead of at the end of the window.
+    flush_requested: Arc<std::sync::atomic::AtomicBool>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -260,11 +269,13 @@ impl Vault {
             store,
             policy: RwLock::new(policy),
             rules: RwLock::new(rules),
-            audit: Mutex::new(AuditState { pos, pending: Vec::new(), oldest_us: 0 }),
+            audit: Mutex::new(AuditState { pending: Vec::new(), oldest_us: 0 }),
+            audit_pos: Mutex::new(pos),
             options,
             stop: Arc::new((Mutex::new(false), std::sync::Condvar::new())),
             flusher: Mutex::new(None),
             pending_since: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            flush_requested: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         });
         Inner::start_flusher(&inner);
         Vault { inner }
@@ -359,6 +370,7 @@ impl Inner {
             Arc::downgrade(inner),
             inner.stop.clone(),
             inner.pending_since.clone(),
+            inner.flush_requested.clone(),
             inner.options.audit_window,
         );
         *inner.flusher.lock().unwrap_or_else(|e| e.into_inner()) = h;
@@ -381,6 +393,7 @@ fn spawn_flusher(
     weak: Weak<Inner>,
     stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
     pending_since: Arc<std::sync::atomic::AtomicI64>,
+    flush_requested: Arc<std::sync::atomic::AtomicBool>,
     window: Duration,
 ) -> Option<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -397,14 +410,19 @@ fn spawn_flusher(
                     if *g {
                         return;
                     }
-                    let (g, _) = c.wait_timeout(g, window).unwrap_or_else(|e| e.into_inner());
-                    if *g {
-                        return;
+                    // A request made while this thread was flushing is served without
+                    // waiting (requests are made under this lock, so none is missed).
+                    if !flush_requested.load(std::sync::atomic::Ordering::Acquire) {
+                        let (g, _) = c.wait_timeout(g, window).unwrap_or_else(|e| e.into_inner());
+                        if *g {
+                            return;
+                        }
                     }
                 }
+                let asked = flush_requested.swap(false, std::sync::atomic::Ordering::AcqRel);
                 let since = pending_since.load(std::sync::atomic::Ordering::Acquire);
                 let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
-                if since == 0 || crate::util::now_micros() - since < window_us {
+                if !asked && (since == 0 || crate::util::now_micros() - since < window_us) {
                     continue;
                 }
                 let Some(inner) = weak.upgrade() else { return };
@@ -425,7 +443,7 @@ impl Inner {
         if self.store.is_read_only() {
             return Ok(());
         }
-        let flush_now = {
+        let (flush_now, ask_flusher) = {
             let mut a = self.lock_audit();
             if a.pending.is_empty() {
                 a.oldest_us = e.time_us;
@@ -433,8 +451,28 @@ impl Inner {
             }
             let is_read = e.action.is_read() && e.outcome == crate::audit::Outcome::Success;
             a.pending.push(e);
-            !is_read || a.pending.len() >= self.options.audit_max_pending
+            let max = self.options.audit_max_pending;
+            // A full batch of read entries goes to the flusher thread, so the reader does
+            // not seal and fsync it; only if the flusher falls behind by another batch
+            // does the reader commit them itself.
+            let n = a.pending.len();
+            if !is_read {
+                (true, false)
+            } else if n < max {
+                (false, false)
+            } else if self.flusher.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+                (n >= max.saturating_mul(2), true)
+            } else {
+                (true, false)
+            }
         };
+        if ask_flusher && !flush_now {
+            let (m, c) = &*self.stop;
+            let _g = m.lock().unwrap_or_else(|e| e.into_inner());
+            self.flush_requested.store(true, std::sync::atomic::Ordering::Release);
+            c.notify_all();
+            return Ok(());
+        }
         if !flush_now {
             return Ok(());
         }
@@ -457,22 +495,34 @@ impl Inner {
 
     /// Commits a batch together with `entries` and every pending audit entry, so
     /// entries about writes are durable with the data they describe.
+    ///
+    /// The audit lock is held only to take the pending entries and to put the outcome
+    /// back, not while they are sealed and the commit is written and fsynced: readers
+    /// keep adding entries meanwhile (they go into the next commit). The chain position
+    /// has its own lock, held throughout, since the writer `b` holds is released inside
+    /// `b.commit()`, before the new position is stored.
     pub(crate) fn commit_with_audit(&self, mut b: Batch<'_>, entries: Vec<AuditEntry>) -> Result<CommitInfo> {
-        let mut a = self.lock_audit();
-        let mut pos = a.pos;
-        // The next pending list starts with room for as many entries as this one had:
-        // growing it again read by read reallocates ever larger buffers, and each
-        // large free makes malloc consolidate its free lists (see `store::scratch`).
-        let n_pending = a.pending.len();
-        let mut all: Vec<AuditEntry> = std::mem::replace(&mut a.pending, Vec::with_capacity(n_pending));
+        // Held to the end: `b.commit()` releases the writer before this returns.
+        let mut pos_guard = self.audit_pos.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pos = *pos_guard;
+        let (n_pending, mut all) = {
+            let mut a = self.lock_audit();
+            // The next pending list starts with room for as many entries as this one
+            // had: growing it again read by read reallocates ever larger buffers, and
+            // each large free makes malloc consolidate its free lists (`store::scratch`).
+            let n_pending = a.pending.len();
+            let all: Vec<AuditEntry> = std::mem::replace(&mut a.pending, Vec::with_capacity(n_pending));
+            (n_pending, all)
+        };
         all.extend(entries);
         // One audit frame (one seal) for all of them, unless they are very many.
         let sealed = trail::seal(self.store.keys(), &mut all, &mut pos);
         let staged = sealed.iter().try_for_each(|p| b.append_frame(FrameType::Audit, p).map(|_| ()));
         let result = staged.and_then(|()| b.commit());
+        let mut a = self.lock_audit();
         match result {
             Ok(info) => {
-                a.pos = pos;
+                *pos_guard = pos;
                 if a.pending.is_empty() {
                     self.pending_since.store(0, std::sync::atomic::Ordering::Release);
                 }
