@@ -93,13 +93,21 @@ fn zeroize_array(k: &mut [u8; 32]) {
 /// Parses a document, storing inline (base64) attachments in the batch; file paths
 /// are refused through the C API.
 fn parse_document(b: &mut engine::SessionBatch<'_>, json_text: &str) -> Result<engine::NewDocument, Fail> {
-    let mut upload = |ct: &str, src: json::AttachmentSource| match src {
-        json::AttachmentSource::Inline(bytes) => b.put_attachment(ct, &mut bytes.as_slice()),
+    Ok(json::parse_document_str(json_text, &mut |ct, src| upload(b, ct, src))?)
+}
+
+/// Stages an attachment of a document given through the C API: inline (base64) only.
+fn upload(
+    b: &mut engine::SessionBatch<'_>,
+    content_type: &str,
+    src: json::AttachmentSource,
+) -> engine::Result<engine::AttachmentRef> {
+    match src {
+        json::AttachmentSource::Inline(bytes) => b.put_attachment(content_type, &mut bytes.as_slice()),
         json::AttachmentSource::File(_) => Err(engine::Error::InvalidArgument(
             "attachments from files are not accepted through the C API; use base64".into(),
         )),
-    };
-    Ok(json::parse_document_str(json_text, &mut upload)?)
+    }
 }
 
 fn doc_id(s: &str) -> Result<DocumentId, Fail> {
@@ -354,13 +362,7 @@ pub unsafe extern "C" fn cv_put_many(
         let mut b = s.batch()?;
         let mut docs = Vec::with_capacity(list.len());
         for (i, v) in list.iter().enumerate() {
-            let mut upload = |ct: &str, src: json::AttachmentSource| match src {
-                json::AttachmentSource::Inline(bytes) => b.put_attachment(ct, &mut bytes.as_slice()),
-                json::AttachmentSource::File(_) => Err(engine::Error::InvalidArgument(
-                    "attachments from files are not accepted through the C API; use base64".into(),
-                )),
-            };
-            let doc = json::parse_document(v, &mut upload).map_err(|e| {
+            let doc = json::parse_document(v, &mut |ct, src| upload(&mut b, ct, src)).map_err(|e| {
                 let f = Fail::from(e);
                 Fail(f.0, format!("document {} of {}: {}", i + 1, list.len(), f.1))
             })?;

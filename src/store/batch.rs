@@ -89,6 +89,21 @@ pub(crate) struct VersionSpec<'d> {
     pub fields: &'d BTreeMap<String, Field>,
 }
 
+impl<'d> VersionSpec<'d> {
+    /// Version 1 of a new document (a fresh random id, created now) by `author`.
+    fn first(doc: &'d NewDocument, author: &'d str) -> Self {
+        VersionSpec {
+            id: DocumentId::random(),
+            version: 1,
+            patient: &doc.patient,
+            kind: &doc.kind,
+            created_us: crate::util::now_micros(),
+            author,
+            fields: &doc.fields,
+        }
+    }
+}
+
 impl<'a> Batch<'a> {
     pub(crate) fn new(store: &'a Store, writer: MutexGuard<'a, Option<LogWriter>>) -> Result<Self> {
         let pending = writer.as_ref().ok_or(Error::ReadOnly)?.begin()?;
@@ -158,17 +173,9 @@ impl<'a> Batch<'a> {
 
     /// [`Batch::put`] of a document the caller has validated.
     pub(crate) fn put_validated(&mut self, doc: &NewDocument, author: &str) -> Result<DocumentId> {
-        let id = DocumentId::random();
-        let now = crate::util::now_micros();
-        self.stage_version(VersionSpec {
-            id,
-            version: 1,
-            patient: &doc.patient,
-            kind: &doc.kind,
-            created_us: now,
-            author,
-            fields: &doc.fields,
-        })?;
+        let spec = VersionSpec::first(doc, author);
+        let id = spec.id;
+        self.stage_version(spec)?;
         Ok(id)
     }
 
@@ -228,19 +235,9 @@ impl<'a> Batch<'a> {
         author: &str,
         prepared: PreparedVersion,
     ) -> Result<DocumentId> {
-        let id = DocumentId::random();
-        let now = crate::util::now_micros();
-        let spec = VersionSpec {
-            id,
-            version: 1,
-            patient: &doc.patient,
-            kind: &doc.kind,
-            created_us: now,
-            author,
-            fields: &doc.fields,
-        };
+        let spec = VersionSpec::first(doc, author);
         self.stage_prepared(&spec, prepared)?;
-        Ok(id)
+        Ok(spec.id)
     }
 
     /// Stages the version `spec` whose label groups `prepare_version` encoded from
