@@ -146,7 +146,8 @@ impl Engine for Chartvault {
         let docs = std::mem::take(&mut self.pending);
         let s = self.session.as_ref().ok_or_else(|| "vault closed".to_string())?;
         let mut b = s.batch().map_err(e)?;
-        // The bulk-import call: `put` for each document, prepared on every core.
+        // `put_all`, the bulk-import call (each document prepared on every core);
+        // `CVB_PUT_EACH=1` stages them with `put` one by one instead, for A/B runs.
         let ids = if std::env::var_os("CVB_PUT_EACH").is_some() {
             docs.iter().map(|d| b.put(d)).collect::<Result<Vec<_>, _>>().map_err(e)?
         } else {
