@@ -157,17 +157,7 @@ impl Session {
 
     /// Decides `req` for `labels` at the single policy decision point.
     pub(crate) fn decide(&self, req: &Request<'_>, labels: &[Label]) -> Decision {
-        let policy = self.inner.policy.read().unwrap_or_else(|e| e.into_inner());
-        let rules = self.inner.rules.read().unwrap_or_else(|e| e.into_inner());
-        let bg = self.break_glass.lock().unwrap_or_else(|e| e.into_inner());
-        let pdp = Pdp {
-            policy: &policy,
-            principal: &self.principal,
-            rules: req.patient.and_then(|p| rules.get(p)),
-            break_glass: bg.as_ref(),
-            now_us: crate::util::now_micros(),
-        };
-        pdp.decide(req, labels)
+        self.decision_inputs().pdp(req.patient).decide(req, labels)
     }
 
     pub(crate) fn entry(&self, action: Action, outcome: Outcome) -> AuditEntry {
@@ -217,19 +207,10 @@ impl Session {
     /// Runs `f` with a policy decision point prepared once (one acquisition of the
     /// policy, rules and break-glass locks for many decisions).
     pub(crate) fn with_pdp<R>(&self, patient: Option<&str>, f: impl FnOnce(&Pdp<'_>) -> R) -> R {
-        let policy = self.inner.policy.read().unwrap_or_else(|e| e.into_inner());
-        let rules = self.inner.rules.read().unwrap_or_else(|e| e.into_inner());
-        // A copy of the grant, so the mutex is not held while `f` decrypts (reads of one
-        // session run on several threads for charts and query pages).
-        let bg = self.break_glass.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let pdp = Pdp {
-            policy: &policy,
-            principal: &self.principal,
-            rules: patient.and_then(|p| rules.get(p)),
-            break_glass: bg.as_ref(),
-            now_us: crate::util::now_micros(),
-        };
-        f(&pdp)
+        // The inputs hold a copy of the break-glass grant, so its mutex is not held while
+        // `f` decrypts (reads of one session run on several threads for charts and
+        // query pages).
+        f(&self.decision_inputs().pdp(patient))
     }
 
     /// The inputs of many decisions about many patients (a query's candidates): the
@@ -677,10 +658,12 @@ impl<'s> SessionBatch<'s> {
     /// ```
     pub fn put_all(&mut self, docs: &[NewDocument]) -> Result<Vec<DocumentId>> {
         self.session.touch()?;
-        self.batch()?;
         let session = self.session;
+        // The writer is taken when the first document is staged (as by `put`), so a
+        // refusal is audited at once when no batch holds the writer yet.
+        let none_uploaded = std::collections::HashSet::new();
         let prepared = {
-            let uploaded = self.batch.as_ref().ok_or(Error::ReadOnly)?.uploaded_attachments();
+            let uploaded = self.batch.as_ref().map_or(&none_uploaded, |b| b.uploaded_attachments());
             let store = &session.inner.store;
             let committed_end = || store.read_state().head.end;
             let prepare = |doc: &NewDocument| -> std::result::Result<PreparedPut, Refusal> {
