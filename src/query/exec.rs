@@ -14,10 +14,12 @@
 //!    de-identified session, `patient` is the pseudonym it is shown.
 //! 4. Results are sorted (by the order field, then creation time and id), paged with
 //!    a keyset cursor that stays correct while the writer appends, and only the page
-//!    is decrypted, with the usual redaction.
+//!    is decrypted, with the usual redaction. Steps 3 and 4 run on every core; when
+//!    every candidate fits on the first page, each thread reads its hits as soon as it
+//!    finds them (one pass under the locks already held), and the page is sorted after.
 //! 5. The query and the documents it returned are audited.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -133,16 +135,16 @@ impl Session {
             Some(list) => list,
             None => cat.docs.keys().copied().collect(),
         };
-        // 3. Eligibility, then evaluation. One set of decision inputs for every
-        // candidate (the policy and rules locks are taken once, not per decision), and
-        // one reused label buffer (builtin labels clone without allocating).
+        // 3. Eligibility, then evaluation, on every core. One set of decision inputs
+        // for every candidate (the policy and rules locks are taken once, not per
+        // decision), and one reused label buffer per thread (builtin labels clone
+        // without allocating).
         let decisions = self.decision_inputs();
-        let mut pseudonyms: HashMap<u32, String> = HashMap::new();
-        let mut hits: Vec<(Position, DocumentId)> = Vec::new();
-        let mut labels: SmallVec<[Label; 8]> = SmallVec::new();
-        for id in candidates {
-            let Some(e) = cat.docs.get(&id) else { continue };
-            let Some(patient) = ring.patient(e.patient_slot) else { continue };
+        // Derived on first use: only de-identified sessions need it.
+        let pseudonym_key = std::sync::OnceLock::new();
+        let hit = |id: &DocumentId, labels: &mut SmallVec<[Label; 8]>| -> Option<(Position, DocumentId)> {
+            let e = cat.docs.get(id)?;
+            let patient = ring.patient(e.patient_slot)?;
             labels.clear();
             for f in &value_fields {
                 let mut found = false;
@@ -162,59 +164,104 @@ impl Session {
             let pdp = decisions.pdp(Some(patient));
             let kind = Some(e.kind.as_str());
             if !pdp
-                .decide(&Request { op: Operation::Query, patient: Some(patient), kind, doc: None }, &labels)
+                .decide(&Request { op: Operation::Query, patient: Some(patient), kind, doc: None }, labels)
                 .is_permit()
             {
-                continue;
+                return None;
             }
             // The read decision names the document: document-specific rules (self-pay)
             // need its id, and a permit with it implies the permit without it.
             let deidentify =
-                match pdp.decide(&Request { op: Operation::Read, patient: Some(patient), kind, doc: Some(id) }, &[]) {
+                match pdp.decide(&Request { op: Operation::Read, patient: Some(patient), kind, doc: Some(*id) }, &[]) {
                     Decision::Permit { deidentify, .. } => deidentify,
-                    Decision::Deny(_) => continue,
+                    Decision::Deny(_) => return None,
                 };
             // A de-identified session filters and sorts on the pseudonym it is shown,
             // never on the identifier it is not.
+            let pseudonym;
             let patient: &str = if deidentify {
-                pseudonyms.entry(e.patient_slot).or_insert_with(|| self.pseudonym(patient))
+                pseudonym = Session::pseudonym_with(pseudonym_key.get_or_init(|| self.pseudonym_key()), patient);
+                &pseudonym
             } else {
                 patient
             };
             if let Some(f) = &q.filter
-                && !eval(f, &id, e, patient)
+                && !eval(f, id, e, patient)
             {
-                continue;
+                return None;
             }
-            let key = q.order.as_ref().and_then(|o| sort_value(&o.field, &id, e, patient));
-            hits.push((Position { key, created_us: e.created_us, id: id.0 }, id));
-        }
-        drop(decisions);
-        drop(st);
-        // 4. Sort and page.
-        let desc = q.order.as_ref().is_some_and(|o| o.descending);
-        hits.sort_by(|a, b| cmp_pos(&a.0, &b.0, desc));
-        let total = hits.len();
-        let start = match &after {
-            Some(p) => hits.partition_point(|h| cmp_pos(&h.0, p, desc) != std::cmp::Ordering::Greater),
-            None => 0,
+            let key = q.order.as_ref().and_then(|o| sort_value(&o.field, id, e, patient));
+            Some((Position { key, created_us: e.created_us, id: id.0 }, *id))
         };
-        let page: Vec<&(Position, DocumentId)> = hits[start..].iter().take(limit).collect();
-        let next_cursor =
-            if start + page.len() < total { page.last().map(|(p, _)| self.seal_cursor(q, p)) } else { None };
-        let mut documents = Vec::with_capacity(page.len());
+        // Few candidates are checked (and read) on this thread alone: a wake-up of the
+        // pool would cost more than it saves.
+        let threads = if candidates.len() < crate::vault::session::PARALLEL_READ_MIN {
+            1
+        } else {
+            crate::util::cores().min(crate::vault::session::READ_THREADS)
+        };
+        let desc = q.order.as_ref().is_some_and(|o| o.descending);
+        let mut documents = Vec::new();
         let mut any_break_glass = false;
-        let ids: Vec<DocumentId> = page.iter().map(|(_, id)| *id).collect();
-        for r in self.read_docs(&ids, Operation::Read) {
+        let mut keep = |r: Result<(Document, bool)>| -> Result<()> {
             match r {
                 Ok((d, bg)) => {
                     any_break_glass |= bg;
                     documents.push(d);
+                    Ok(())
                 }
-                Err(Error::Denied(_)) | Err(Error::NotFound { .. }) | Err(Error::Erased) => {}
-                Err(e) => return Err(e),
+                Err(Error::Denied(_)) | Err(Error::NotFound { .. }) | Err(Error::Erased) => Ok(()),
+                Err(e) => Err(e),
             }
-        }
+        };
+        let (total, next_cursor) = if after.is_none() && candidates.len() <= limit {
+            // Every hit is on the page: each candidate is checked and, if it is a hit,
+            // read at once by the same thread, under the state and decisions already
+            // held (one pass, no second catalog lookup or lock per document).
+            let mut read: Vec<(Position, Result<(Document, bool)>)> =
+                crate::util::split_map(&candidates, threads, |part| {
+                    let mut labels = SmallVec::new();
+                    part.iter()
+                        .filter_map(|id| hit(id, &mut labels))
+                        .map(|(pos, id)| {
+                            let r = self
+                                .read_doc_held(&st, &decisions, &id, Operation::Read)
+                                .map(|r| (r.doc, r.break_glass));
+                            (pos, r)
+                        })
+                        .collect()
+                });
+            read.sort_by(|a, b| cmp_pos(&a.0, &b.0, desc));
+            let total = read.len();
+            drop(decisions);
+            drop(st);
+            for (_, r) in read {
+                keep(r)?;
+            }
+            (total, None)
+        } else {
+            let mut hits: Vec<(Position, DocumentId)> = crate::util::split_map(&candidates, threads, |part| {
+                let mut labels = SmallVec::new();
+                part.iter().filter_map(|id| hit(id, &mut labels)).collect()
+            });
+            drop(decisions);
+            drop(st);
+            // 4. Sort and page.
+            hits.sort_by(|a, b| cmp_pos(&a.0, &b.0, desc));
+            let total = hits.len();
+            let start = match &after {
+                Some(p) => hits.partition_point(|h| cmp_pos(&h.0, p, desc) != std::cmp::Ordering::Greater),
+                None => 0,
+            };
+            let page: Vec<&(Position, DocumentId)> = hits[start..].iter().take(limit).collect();
+            let next_cursor =
+                if start + page.len() < total { page.last().map(|(p, _)| self.seal_cursor(q, p)) } else { None };
+            let ids: Vec<DocumentId> = page.iter().map(|(_, id)| *id).collect();
+            for r in self.read_docs(&ids, Operation::Read) {
+                keep(r)?;
+            }
+            (total, next_cursor)
+        };
         // 5. Audit.
         let patient = q.filter.as_ref().and_then(pinned_patient);
         self.inner.audit(

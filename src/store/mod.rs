@@ -557,6 +557,26 @@ impl Store {
         }
     }
 
+    /// [`Store::read_state`] with every one of `ids` that exists in the catalog (the
+    /// checkpoint entries of their patients decoded if they were still sealed): one
+    /// acquisition for a run of reads.
+    pub fn read_for_docs(&self, ids: &[crate::model::DocumentId]) -> Result<RwLockReadGuard<'_, State>> {
+        loop {
+            let st = self.read_state();
+            if st.catalog.unloaded_patients() == 0 {
+                return Ok(st);
+            }
+            let mut slots: Vec<u32> = ids.iter().filter_map(|id| st.catalog.unloaded_slot_of(id)).collect();
+            if slots.is_empty() {
+                return Ok(st);
+            }
+            drop(st);
+            slots.sort_unstable();
+            slots.dedup();
+            self.load_patients(&slots)?;
+        }
+    }
+
     /// Decodes the checkpoint entries of the patients `slots` that are still sealed
     /// (on every core).
     pub(crate) fn load_patients(&self, slots: &[u32]) -> Result<()> {

@@ -16,7 +16,7 @@ use crate::model::{AttachmentRef, DateTime, Document, Field, Kind, Label, LabelS
 use crate::store::batch::index_terms;
 use crate::store::catalog::{NewVersion, VersionLoc};
 use crate::store::keyring::Keyring;
-use crate::store::{Store, open_envelope_in_place, record, scratch};
+use crate::store::{State, Store, open_envelope_in_place, record, scratch};
 
 /// Copies the frame at `offset` out of the map, checks its CRC and type, and returns its payload.
 pub fn copy_frame(map: &dyn Region, offset: u64, expect: FrameType) -> Result<Vec<u8>> {
@@ -239,11 +239,30 @@ impl Store {
     pub fn read_version(&self, offset: u64, gate: &dyn LabelGate) -> Result<Document> {
         // One copy out of the map, into this thread's wiped scratch buffer; every
         // sealed part is then opened in place in it.
-        scratch::with_frame_buffer(|payload| self.read_version_in(offset, gate, payload))
+        scratch::with_frame_buffer(|payload| self.read_version_in(None, offset, gate, payload))
     }
 
-    fn read_version_in(&self, offset: u64, gate: &dyn LabelGate, payload: &mut Vec<u8>) -> Result<Document> {
-        let st = self.read_state();
+    /// [`Store::read_version`] under a state the caller holds read-locked (a run of
+    /// reads on several threads shares one acquisition instead of taking the lock per
+    /// document).
+    pub fn read_version_held(&self, st: &State, offset: u64, gate: &dyn LabelGate) -> Result<Document> {
+        scratch::with_frame_buffer(|payload| self.read_version_in(Some(st), offset, gate, payload))
+    }
+
+    fn read_version_in(
+        &self,
+        held: Option<&State>,
+        offset: u64,
+        gate: &dyn LabelGate,
+        payload: &mut Vec<u8>,
+    ) -> Result<Document> {
+        // Without a held state, the lock is taken for the copy and the patient key only,
+        // not while decrypting.
+        let guard = if held.is_none() { Some(self.read_state()) } else { None };
+        let st: &State = match (held, guard.as_deref()) {
+            (Some(s), _) | (None, Some(s)) => s,
+            (None, None) => return Err(Error::Integrity { what: "store state", offset }),
+        };
         copy_frame_into(&*st.map, offset, FrameType::Record, payload)?;
         let bad = |what| Error::Integrity { what, offset };
         let layout = RecordLayout::of(payload, offset)?;
@@ -257,7 +276,7 @@ impl Store {
         let slot = env.patient_slot;
         let pk = st.keyring.key(slot, offset)?.clone();
         let patient = st.keyring.patient(slot).unwrap_or_default().to_string();
-        drop(st);
+        drop(guard);
         if layout.groups.len() != env.group_count() {
             return Err(bad("record frame"));
         }

@@ -63,13 +63,33 @@ pub(crate) struct DocMeta {
 }
 
 /// One read's document and what auditing it needs.
-struct ReadDoc {
-    doc: Document,
-    break_glass: bool,
+pub(crate) struct ReadDoc {
+    pub(crate) doc: Document,
+    pub(crate) break_glass: bool,
     /// The patient's identifier (the real one, also for de-identified sessions).
     patient: String,
     /// The labels of the document's latest version.
     labels: Arc<crate::model::LabelSet>,
+}
+
+/// What one catalog lookup tells a read: the patient (the real identifier), kind,
+/// location of the version asked for (`None`: no such version) and labels.
+struct Located {
+    patient: String,
+    kind: crate::model::Kind,
+    loc: Option<crate::store::VersionLoc>,
+    labels: Arc<crate::model::LabelSet>,
+}
+
+/// Looks document `id` up in the catalog of `st`: its latest version, or `version`.
+fn locate(st: &crate::store::State, id: &DocumentId, version: Option<u32>) -> Result<Located> {
+    let e = st.catalog.docs.get(id).ok_or_else(|| Error::NotFound { id: id.to_string(), version: None })?;
+    let patient = st.keyring.patient(e.patient_slot).ok_or(Error::Erased)?.to_string();
+    let loc = match version {
+        None => Some(*e.latest()),
+        Some(v) => e.versions.iter().find(|l| l.version == v).copied(),
+    };
+    Ok(Located { patient, kind: e.kind.clone(), loc, labels: e.labels.clone() })
 }
 
 /// What `put_all` prepares of one document on any core.
@@ -97,7 +117,7 @@ const PARALLEL_PUT_MIN: usize = 16;
 /// Most threads one multi-document read (chart, query page) uses.
 pub const READ_THREADS: usize = 2;
 /// Fewest documents for which a multi-document read uses more than one thread.
-const PARALLEL_READ_MIN: usize = 8;
+pub(crate) const PARALLEL_READ_MIN: usize = 8;
 
 impl Session {
     pub(crate) fn open(inner: Arc<Inner>, principal: Principal) -> Result<Session> {
@@ -190,8 +210,17 @@ impl Session {
 
     /// The pseudonym shown to de-identified sessions instead of a patient id.
     pub(crate) fn pseudonym(&self, patient: &str) -> String {
-        let k = self.inner.store.keys().system.derive("chartvault 2026 research pseudonym v1", &[]);
-        format!("anon-{}", &crate::util::hex(&k.mac(&[patient.as_bytes()]))[..20])
+        Self::pseudonym_with(&self.pseudonym_key(), patient)
+    }
+
+    /// The key of [`Session::pseudonym`] (derive it once for many pseudonyms).
+    pub(crate) fn pseudonym_key(&self) -> crate::SecretKey {
+        self.inner.store.keys().system.derive("chartvault 2026 research pseudonym v1", &[])
+    }
+
+    /// [`Session::pseudonym`] with its key derived beforehand.
+    pub(crate) fn pseudonym_with(key: &crate::SecretKey, patient: &str) -> String {
+        format!("anon-{}", &crate::util::hex(&key.mac(&[patient.as_bytes()]))[..20])
     }
 
     /// Reads one version (latest when `version` is `None`) with redaction, without auditing.
@@ -235,8 +264,21 @@ impl Session {
     /// same order. Decryption is spread over the cores (at most [`READ_THREADS`]) when
     /// there are enough documents to pay for a thread. The threads are scoped: they end
     /// before this returns, so none outlives the call (or the vault).
+    ///
+    /// The store state and the decision inputs are locked once for the whole run and
+    /// shared by the threads (a read of one document otherwise takes half a dozen
+    /// locks, whose cache lines the two threads would pass back and forth); a commit
+    /// waits for the run to end, as it waits for a query's candidate scan.
     pub(crate) fn read_docs(&self, ids: &[DocumentId], op: Operation) -> Vec<Result<(Document, bool)>> {
-        let serial = |part: &[DocumentId]| part.iter().map(|id| self.read_doc(id, None, op)).collect::<Vec<_>>();
+        let st = match self.inner.store.read_for_docs(ids) {
+            Ok(st) => st,
+            // Loading a sealed checkpoint entry failed: each read reports its own error.
+            Err(_) => return ids.iter().map(|id| self.read_doc(id, None, op)).collect(),
+        };
+        let inputs = self.decision_inputs();
+        let serial = |part: &[DocumentId]| {
+            part.iter().map(|id| self.read_doc_held(&st, &inputs, id, op).map(|r| (r.doc, r.break_glass))).collect()
+        };
         if ids.len() < PARALLEL_READ_MIN {
             return serial(ids);
         }
@@ -247,30 +289,55 @@ impl Session {
     /// Reads one version with redaction, without auditing; also returns what auditing
     /// the read needs. One catalog lookup gives the patient, kind, location and labels
     /// (the decision comes before any "no such version" answer, as a denial must not
-    /// tell which versions exist).
+    /// tell which versions exist). The store lock is not held while decrypting.
     fn read_doc_with_patient(&self, id: &DocumentId, version: Option<u32>, op: Operation) -> Result<ReadDoc> {
         self.check_auditable()?;
-        let (patient, kind, loc, labels) = {
-            let st = self.inner.store.read_for_doc(id)?;
-            let e = st.catalog.docs.get(id).ok_or_else(|| Error::NotFound { id: id.to_string(), version: None })?;
-            let patient = st.keyring.patient(e.patient_slot).ok_or(Error::Erased)?.to_string();
-            let loc = match version {
-                None => Some(*e.latest()),
-                Some(v) => e.versions.iter().find(|l| l.version == v).copied(),
-            };
-            (patient, e.kind.clone(), loc, e.labels.clone())
-        };
+        let found = locate(&*self.inner.store.read_for_doc(id)?, id, version)?;
+        let patient = found.patient.clone();
+        self.with_pdp(Some(&patient), |pdp| self.decide_and_read(pdp, None, id, version, op, found))
+    }
+
+    /// [`Session::read_doc_with_patient`] of the latest version, under a store state
+    /// and decision inputs the caller holds (no lock taken).
+    pub(crate) fn read_doc_held(
+        &self,
+        st: &crate::store::State,
+        inputs: &DecisionInputs<'_>,
+        id: &DocumentId,
+        op: Operation,
+    ) -> Result<ReadDoc> {
+        self.check_auditable()?;
+        let found = locate(st, id, None)?;
+        let pdp = inputs.pdp(Some(&found.patient));
+        self.decide_and_read(&pdp, Some(st), id, None, op, found)
+    }
+
+    /// The decision about reading `found` (document `id`), then the read: the groups
+    /// the decision does not cover come back redacted, and a de-identified session
+    /// gets the pseudonym and no author.
+    fn decide_and_read(
+        &self,
+        pdp: &Pdp<'_>,
+        held: Option<&crate::store::State>,
+        id: &DocumentId,
+        version: Option<u32>,
+        op: Operation,
+        found: Located,
+    ) -> Result<ReadDoc> {
+        let Located { patient, kind, loc, labels } = found;
         let req = Request { op, patient: Some(&patient), kind: Some(kind.as_str()), doc: Some(*id) };
-        let (mut doc, deid, bg) = self.with_pdp(Some(&patient), |pdp| {
-            let prepared = pdp.prepare(&req);
-            let (deid, bg) = match prepared.decide(&[]) {
-                Decision::Permit { deidentify, break_glass } => (deidentify, break_glass),
-                Decision::Deny(r) => return Err(Error::Denied(r)),
-            };
-            let loc = loc.ok_or_else(|| Error::NotFound { id: id.to_string(), version })?;
-            let gate = |labels: &[Label]| prepared.decide(labels).is_permit();
-            Ok((self.inner.store.read_version(loc.offset, &gate)?, deid, bg))
-        })?;
+        let prepared = pdp.prepare(&req);
+        let (deid, bg) = match prepared.decide(&[]) {
+            Decision::Permit { deidentify, break_glass } => (deidentify, break_glass),
+            Decision::Deny(r) => return Err(Error::Denied(r)),
+        };
+        let loc = loc.ok_or_else(|| Error::NotFound { id: id.to_string(), version })?;
+        let gate = |labels: &[Label]| prepared.decide(labels).is_permit();
+        let store = &self.inner.store;
+        let mut doc = match held {
+            Some(st) => store.read_version_held(st, loc.offset, &gate)?,
+            None => store.read_version(loc.offset, &gate)?,
+        };
         if deid {
             doc.patient = self.pseudonym(&doc.patient);
             doc.author = String::new();
