@@ -94,6 +94,103 @@ pub(crate) fn split_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl F
     out
 }
 
+/// A chunk of [`pipeline`]'s work: unclaimed, claimed, or done (or its thread panicked).
+enum Stage<'t, T, R> {
+    Todo(&'t mut [T]),
+    Claimed,
+    Done(Vec<R>),
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+/// Applies `work` to every item of `items` in place on up to `threads` threads, and
+/// hands the results to `consume` on this thread, in item order, while the other
+/// threads are still working: the serial `consume` overlaps the parallel `work`
+/// instead of following it. This thread works on chunks too whenever the next result
+/// in order is not ready. Stops at the first error of `consume` (chunks not yet
+/// claimed are left as they are) and returns it. A panic in `work` on another thread
+/// is resumed on this one.
+pub(crate) fn pipeline<T: Send, R: Send, E>(
+    items: &mut [T],
+    threads: usize,
+    work: impl Fn(&mut T) -> R + Sync,
+    mut consume: impl FnMut(R) -> Result<(), E>,
+) -> Result<(), E> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    if threads < 2 || items.len() < 2 {
+        for t in items.iter_mut() {
+            consume(work(t))?;
+        }
+        return Ok(());
+    }
+    let chunk = items.len().div_ceil(threads * CHUNKS_PER_THREAD).max(1);
+    let stages: Vec<Mutex<Stage<'_, T, R>>> = items.chunks_mut(chunk).map(|c| Mutex::new(Stage::Todo(c))).collect();
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let lock = |i: usize| stages[i].lock().unwrap_or_else(|p| p.into_inner());
+    // Claims the next chunk and works it; false once none is left (or after a stop).
+    let claim = || {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= stages.len() {
+            return false;
+        }
+        let Stage::Todo(part) = std::mem::replace(&mut *lock(i), Stage::Claimed) else { return true };
+        let done = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| part.iter_mut().map(&work).collect()))
+        {
+            Ok(r) => Stage::Done(r),
+            Err(p) => Stage::Panicked(p),
+        };
+        *lock(i) = done;
+        true
+    };
+    let mut result = Ok(());
+    rayon::in_place_scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(|_| while claim() {});
+        }
+        let mut at = 0;
+        while at < stages.len() {
+            // Taken out under one hold of the lock: a thread may be storing it.
+            let taken = {
+                let mut g = lock(at);
+                match &*g {
+                    Stage::Done(_) | Stage::Panicked(_) => std::mem::replace(&mut *g, Stage::Claimed),
+                    _ => Stage::Claimed,
+                }
+            };
+            let ready = match taken {
+                Stage::Done(r) => Some(r),
+                Stage::Panicked(p) => {
+                    stop.store(true, Ordering::Relaxed);
+                    std::panic::resume_unwind(p)
+                }
+                _ => None,
+            };
+            match ready {
+                Some(r) => {
+                    at += 1;
+                    if let Err(e) = r.into_iter().try_for_each(&mut consume) {
+                        stop.store(true, Ordering::Relaxed);
+                        result = Err(e);
+                        return;
+                    }
+                }
+                // The next chunk in order is not done: work on another meanwhile, or
+                // wait for the thread that has it.
+                None => {
+                    if !claim() {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+    });
+    result
+}
+
 #[cfg(test)]
 mod split_tests {
     use super::split_map;
@@ -106,6 +203,66 @@ mod split_tests {
             assert_eq!(got, items.iter().map(|x| x * 2).collect::<Vec<_>>());
         }
         assert!(split_map(&[] as &[u32], 2, |p| p.to_vec()).is_empty());
+    }
+
+    /// `pipeline` consumes every result in order, for any thread count, and stops at
+    /// the first error of `consume`.
+    #[test]
+    fn pipeline_consumes_in_order_and_stops_at_an_error() {
+        for threads in 0..4 {
+            let mut items: Vec<u32> = (0..103).collect();
+            let mut seen = Vec::new();
+            let r: Result<(), ()> = super::pipeline(
+                &mut items,
+                threads,
+                |x| {
+                    *x += 1;
+                    *x * 2
+                },
+                |y| {
+                    seen.push(y);
+                    Ok(())
+                },
+            );
+            assert!(r.is_ok());
+            assert_eq!(seen, (1..104).map(|x| x * 2).collect::<Vec<_>>());
+            assert_eq!(items, (1..104).collect::<Vec<_>>());
+        }
+        let mut items: Vec<u32> = (0..500).collect();
+        let mut n = 0;
+        let r = super::pipeline(
+            &mut items,
+            2,
+            |x| *x,
+            |y| {
+                n += 1;
+                if y == 40 { Err(y) } else { Ok(()) }
+            },
+        );
+        assert_eq!((r, n), (Err(40), 41));
+    }
+
+    /// A panic in `work` on a helper thread reaches the caller instead of hanging it.
+    #[test]
+    fn pipeline_resumes_a_helper_panic() {
+        let caller = std::thread::current().id();
+        let r = std::panic::catch_unwind(|| {
+            let mut items: Vec<u32> = (0..200).collect();
+            let _ = super::pipeline(
+                &mut items,
+                2,
+                |x| {
+                    if std::thread::current().id() != caller {
+                        panic!("helper thread fails (expected in this test)");
+                    }
+                    // Leave the helper time to claim a chunk.
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                    *x
+                },
+                |_| Ok::<(), ()>(()),
+            );
+        });
+        assert!(r.is_err());
     }
 
     /// Work a helper thread panicked on is redone by the calling thread.

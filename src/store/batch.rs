@@ -288,26 +288,37 @@ impl<'a> Batch<'a> {
         }
         let mut work = std::mem::take(&mut self.unsealed);
         let store = self.store;
-        let serial = |part: &[Unsealed]| part.iter().map(|u| seal_record(store, u)).collect::<Vec<_>>();
-        let payloads: Vec<Vec<u8>> = if work.len() < PARALLEL_SEAL_MIN {
-            serial(&work)
-        } else {
-            let threads = crate::util::cores().min(SEAL_THREADS);
-            crate::util::split_map(&work, threads, serial)
+        // Each record is sealed, then emptied where it lies (its plaintext bodies wiped
+        // and freed, by the thread that sealed it); its patient key is wiped when `work`
+        // is dropped, so no moved-from copy of a key is left in freed memory. The frames
+        // are appended in order on this thread while the others still seal (the hash
+        // chain is serial).
+        let seal = |u: &mut Unsealed| {
+            let payload = seal_record(store, u);
+            u.bodies = Vec::new();
+            u.envelope.groups = Vec::new();
+            (payload, u.version_entry.take())
         };
-        for (u, payload) in work.iter_mut().zip(payloads) {
-            let mut pending = std::mem::replace(&mut self.pending, dummy_pending());
-            let r = self.writer().and_then(|w| w.append(&mut pending, FrameType::Record, &payload));
-            self.pending = pending;
-            let offset = r?;
-            if let Some(mut v) = u.version_entry.take() {
-                v.loc.offset = offset;
-                self.versions.push(v);
+        let threads = if work.len() < PARALLEL_SEAL_MIN { 1 } else { crate::util::cores().min(SEAL_THREADS) };
+        let mut pending = std::mem::replace(&mut self.pending, dummy_pending());
+        let mut versions = std::mem::take(&mut self.versions);
+        let appended = match self.writer() {
+            Ok(w) => {
+                crate::util::pipeline(&mut work, threads, seal, |(payload, entry): (Vec<u8>, Option<NewVersion>)| {
+                    let offset = w.append(&mut pending, FrameType::Record, &payload)?;
+                    if let Some(mut v) = entry {
+                        v.loc.offset = offset;
+                        versions.push(v);
+                    }
+                    Ok(())
+                })
             }
-        }
-        // Dropped in place: every patient key in `work` is wiped where it lies.
+            Err(e) => Err(e),
+        };
+        self.pending = pending;
+        self.versions = versions;
         drop(work);
-        Ok(())
+        appended
     }
 
     /// Stages a frame whose payload the caller sealed (audit entries, policy versions ...).

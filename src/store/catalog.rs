@@ -615,12 +615,32 @@ impl Catalog {
         }
         let pending = std::mem::take(&mut self.pending);
         let Some(values) = self.values.get_mut() else { return };
-        let mut fields = FieldPostings::default();
-        for id in &pending {
-            if let Some(e) = self.docs.get(id) {
-                fields.add(e.terms.as_slice(), *id);
+        let docs = &self.docs;
+        let gather = |ids: &[DocumentId]| {
+            let mut fields = FieldPostings::default();
+            for id in ids {
+                if let Some(e) = docs.get(id) {
+                    fields.add(e.terms.as_slice(), *id);
+                }
             }
-        }
+            fields
+        };
+        let ids: Vec<DocumentId> = pending.into_iter().collect();
+        // Many documents (a flush inside a long run of writes) are gathered on two
+        // threads (looking each one up is mostly a wait for memory); a scoped thread,
+        // not the shared pool, for the reason given in `FieldPostings::merge_into`.
+        let fields = if ids.len() >= PARALLEL_MERGE_MIN && crate::util::cores() >= 2 {
+            let (first, second) = ids.split_at(ids.len() / 2);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| gather(second));
+                let mut fields = gather(first);
+                // A helper that panicked leaves its half to this thread.
+                fields.append(other.join().unwrap_or_else(|_| gather(second)));
+                fields
+            })
+        } else {
+            gather(&ids)
+        };
         fields.merge_into(values);
     }
 
@@ -834,21 +854,70 @@ type Group = (u64, IndexKey, Vec<DocumentId>);
 /// value, the document).
 type Posting<'a> = (u64, &'a IndexKey, DocumentId);
 
+/// Fewest postings merged on two threads (see [`FieldPostings::merge_into`]).
+const PARALLEL_MERGE_MIN: usize = 8 * 1024;
+
+/// One field's tree and the postings to merge into it.
+type MergeJob<'t, 'a> = (&'t mut BTreeMap<IndexKey, Vec<DocumentId>>, Vec<Posting<'a>>);
+
 /// Postings gathered per field (a handful of fields: a short list, found by the
 /// term's position first, since documents list their fields in the same order).
 #[derive(Default)]
 struct FieldPostings<'a>(Vec<(&'a str, Vec<Posting<'a>>)>);
 
 impl<'a> FieldPostings<'a> {
-    /// Sorts each field's postings and merges them into that field's tree.
+    /// Sorts each field's postings and merges them into that field's tree. Many
+    /// postings (a flush after a long run of writes) are merged on two threads, a
+    /// field's tree on one of them: the trees are disjoint, and the flush runs inside
+    /// a commit, holding the state's write lock. The second thread is a scoped thread
+    /// of its own rather than a task of the shared pool, whose threads may be waiting
+    /// for that very lock.
     fn merge_into(self, values: &mut Values) {
-        for (field, mut postings) in self.0 {
-            let exact = sort_postings(&mut postings);
-            let tree = match values.get_mut(field) {
-                Some(m) => m,
-                None => values.entry(field.to_string()).or_default(),
-            };
-            merge_postings(tree, &postings, exact);
+        for (field, _) in &self.0 {
+            if !values.contains_key(*field) {
+                values.insert(field.to_string(), BTreeMap::new());
+            }
+        }
+        let mut postings_of: HashMap<&str, Vec<Posting<'a>>> = self.0.into_iter().collect();
+        let mut jobs: Vec<MergeJob<'_, 'a>> =
+            values.iter_mut().filter_map(|(f, tree)| postings_of.remove(f.as_str()).map(|p| (tree, p))).collect();
+        let merge = |jobs: &mut [MergeJob<'_, 'a>]| {
+            for (tree, postings) in jobs.iter_mut() {
+                let exact = sort_postings(postings);
+                merge_postings(tree, postings, exact);
+            }
+        };
+        let total: usize = jobs.iter().map(|(_, p)| p.len()).sum();
+        if total < PARALLEL_MERGE_MIN || jobs.len() < 2 || crate::util::cores() < 2 {
+            merge(&mut jobs);
+            return;
+        }
+        // Largest first, each to the side with fewer postings so far.
+        jobs.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
+        let (mut here, mut there) = (Vec::new(), Vec::new());
+        let (mut n_here, mut n_there) = (0, 0);
+        for job in jobs {
+            if n_here <= n_there {
+                n_here += job.1.len();
+                here.push(job);
+            } else {
+                n_there += job.1.len();
+                there.push(job);
+            }
+        }
+        std::thread::scope(|scope| {
+            scope.spawn(|| merge(&mut there));
+            merge(&mut here);
+        });
+    }
+
+    /// Moves the postings of `other` into `self`, field by field.
+    fn append(&mut self, other: FieldPostings<'a>) {
+        for (field, mut postings) in other.0 {
+            match self.0.iter_mut().find(|(g, _)| *g == field) {
+                Some((_, mine)) => mine.append(&mut postings),
+                None => self.0.push((field, postings)),
+            }
         }
     }
 
@@ -1753,6 +1822,31 @@ mod tests {
         }
         assert_eq!(normal(&build_values(&cat.docs)), naive(&cat.docs));
         assert!(cat.docs.len() > 500, "{}", cat.docs.len());
+    }
+
+    /// One flush of more pending documents and postings than `PARALLEL_MERGE_MIN`
+    /// (gathered and merged on two threads when the machine has them), after updates
+    /// of flushed documents, equals naive insertion.
+    #[test]
+    fn a_large_flush_on_two_threads_equals_naive_insertion() {
+        let mut next = xorshift(0x9abc);
+        let mut cat = Catalog::default();
+        let n = PARALLEL_MERGE_MIN as u32 + 2_000;
+        for i in 0..n {
+            cat.apply(rich_version(id(i), i % 40, 1, &mut next), u64::from(i));
+        }
+        cat.flush_values();
+        for i in (0..n).step_by(3) {
+            cat.apply(rich_version(id(i), i % 40, 2, &mut next), u64::from(n + i));
+        }
+        for i in n..2 * n {
+            cat.apply(rich_version(id(i), i % 40, 1, &mut next), u64::from(n + i));
+        }
+        assert!(cat.has_pending_values());
+        cat.flush_values();
+        let postings: usize = cat.values().values().flat_map(|m| m.values()).map(Vec::len).sum();
+        assert!(postings >= PARALLEL_MERGE_MIN, "{postings}");
+        assert_eq!(normal(cat.values()), naive(&cat.docs));
     }
 
     /// A lazy catalog builds its indexes from packed and plain terms (equal values
