@@ -14,7 +14,7 @@
 //! replays the whole log (the total time printed includes the open).
 //! `PROFILE_GET_AFTER_BUILD=N ... profile build` times N gets right after the build, on
 //! the vault that wrote the data (as the comparison harness reads), then N more after
-//! closing and reopening it in the same process.
+//! closing and reopening it in the same process, and N / 50 code queries each time.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -111,12 +111,28 @@ pub fn main(args: &[String]) -> Res<()> {
                 eprintln!("get {what}: {:.2} µs each", t.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64);
                 Ok(())
             };
+            // And n / 50 code queries each time (as many documents as the gets).
+            let mut r2 = Rng::new(8);
+            let mut time_codes = |s: &chartvault::Session, what: &str| -> Res<()> {
+                let q = (n / 50).max(1);
+                let t = Instant::now();
+                for _ in 0..q {
+                    let (sys, code, _, _) = workload::code_of(r2.below(workload::CODES));
+                    s.query_str(&format!("code = {sys}:{code} limit 10000")).map_err(e)?;
+                }
+                eprintln!("code query {what}: {:.1} µs each", t.elapsed().as_secs_f64() * 1e6 / q as f64);
+                Ok(())
+            };
             time_gets(&s, "on the vault that wrote the data")?;
+            time_codes(&s, "on the vault that wrote the data")?;
             v.checkpoint().map_err(e)?;
             drop(s);
             v.close().map_err(e)?;
             let v2 = Vault::open(&path, VaultKey::Raw(&k), options()).map_err(e)?;
-            time_gets(&v2.session(physician(&p)).map_err(e)?, "after close and reopen in this process")?;
+            let s2 = v2.session(physician(&p)).map_err(e)?;
+            time_gets(&s2, "after close and reopen in this process")?;
+            time_codes(&s2, "after close and reopen in this process")?;
+            drop(s2);
             v2.close().map_err(e)?;
             std::fs::write(&ids_path, ids).map_err(e)?;
             std::fs::write(&docs_path, docs.to_string()).map_err(e)?;

@@ -418,6 +418,9 @@ impl<'a> Batch<'a> {
             st.map = m;
         }
         st.head = head;
+        if !self.versions.is_empty() {
+            store.note_documents_applied();
+        }
         for v in self.versions.drain(..) {
             st.catalog.apply(v, head.commit_number);
         }

@@ -13,6 +13,7 @@ pub mod verify;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::crypto::{KdfParams, KeyHierarchy, SecretKey};
@@ -90,6 +91,9 @@ pub struct Store {
     state: RwLock<State>,
     schema: Schema,
     report: OpenReport,
+    /// When (Unix µs) a commit last applied document versions to the catalog: lets
+    /// [`Store::catch_up_indexes`] tell a pause in the writes from a run of them.
+    last_write_us: AtomicI64,
 }
 
 /// Frames of a verified commit, handed to the layers above at open.
@@ -158,6 +162,7 @@ impl Store {
             state: RwLock::new(State { map, head, catalog: Catalog::default(), keyring: ring, refreshed_seq: 0 }),
             schema,
             report: OpenReport::default(),
+            last_write_us: AtomicI64::new(0),
         })
     }
 
@@ -340,6 +345,7 @@ impl Store {
             state: RwLock::new(State { map, head, catalog, keyring: ring, refreshed_seq: 0 }),
             schema,
             report,
+            last_write_us: AtomicI64::new(0),
         })
     }
 
@@ -511,6 +517,31 @@ impl Store {
             drop(st);
             self.write_state().catalog.flush_values();
         }
+    }
+
+    /// Adds the documents committed since the last query to the value indexes, if some
+    /// are waiting and no commit has applied documents for at least `idle`; returns
+    /// whether it did. A vault's background thread calls this when writes pause, so
+    /// that the first query after a run of writes does not pay for the whole run
+    /// (`Catalog::flush_values`); a query still flushes whatever is left.
+    pub fn catch_up_indexes(&self, idle: std::time::Duration) -> bool {
+        let idle_us = i64::try_from(idle.as_micros()).unwrap_or(i64::MAX);
+        let paused = || crate::util::now_micros().saturating_sub(self.last_write_us.load(Ordering::Acquire)) >= idle_us;
+        if !paused() || !self.read_state().catalog.has_pending_values() {
+            return false;
+        }
+        let mut st = self.write_state();
+        // A commit may have applied documents while this thread waited for the lock.
+        if !paused() || !st.catalog.has_pending_values() {
+            return false;
+        }
+        st.catalog.flush_values();
+        true
+    }
+
+    /// Notes that a commit applied document versions now (see [`Store::catch_up_indexes`]).
+    pub(crate) fn note_documents_applied(&self) {
+        self.last_write_us.store(crate::util::now_micros(), Ordering::Release);
     }
 
     /// [`Store::read_state`] with every document in the catalog: the patient entries

@@ -61,7 +61,10 @@ pub struct VaultOptions {
     /// The policy written at creation. Default: [`Policy::hospital_default`].
     pub initial_policy: Policy,
     /// Audit entries about reads are made durable within this window
-    /// (or sooner, with the next write or when `audit_max_pending` is reached).
+    /// (or sooner, with the next write or when `audit_max_pending` is reached). The
+    /// background thread that commits them wakes once per window; when it finds that
+    /// no commit has written documents for 100 ms, it also adds the documents written
+    /// since the last query to the value indexes, so the next query need not.
     pub audit_window: Duration,
     /// When this many read-audit entries wait, the background flusher commits them at
     /// once (the reader goes on); a reader commits them itself only if twice as many
@@ -389,6 +392,13 @@ impl Inner {
     }
 }
 
+/// How long no commit may have written documents before the background thread adds
+/// the documents waiting for the value indexes (see [`Store::catch_up_indexes`]).
+const INDEX_CATCH_UP_IDLE: Duration = Duration::from_millis(100);
+
+/// Starts the vault's background thread: it commits waiting read-audit entries at the
+/// end of each audit window (or at once when a reader asks), and when writes pause it
+/// brings the value indexes up to date.
 fn spawn_flusher(
     weak: Weak<Inner>,
     stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
@@ -422,11 +432,14 @@ fn spawn_flusher(
                 let asked = flush_requested.swap(false, std::sync::atomic::Ordering::AcqRel);
                 let since = pending_since.load(std::sync::atomic::Ordering::Acquire);
                 let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
-                if !asked && (since == 0 || crate::util::now_micros() - since < window_us) {
-                    continue;
-                }
+                let audit_due = asked || (since != 0 && crate::util::now_micros() - since >= window_us);
                 let Some(inner) = weak.upgrade() else { return };
-                let _ = inner.flush_audit();
+                if audit_due {
+                    let _ = inner.flush_audit();
+                }
+                // Writes have paused: bring the value indexes up to date now rather than
+                // in the next query.
+                inner.store.catch_up_indexes(INDEX_CATCH_UP_IDLE);
             }
         })
         .ok()
