@@ -136,6 +136,64 @@ fn aead_benches(c: &mut Criterion) {
     g.finish();
 }
 
+/// Sealing and opening one label group as the engine does for every document: the
+/// group key from the per-patient cache, the group body encoded (postcard), the AAD
+/// naming the vault, document, version, group, labels and field names, and
+/// XChaCha20-Poly1305 with the part's derived nonce; opening decrypts a copy in place
+/// and decodes the fields.
+fn field_group_benches(c: &mut Criterion) {
+    use chartvault::crypto::KeyHierarchy;
+    use chartvault::format::body;
+    use chartvault::model::Field;
+    use chartvault::store::record;
+    let keys = KeyHierarchy::new(SecretKey::random(), [7; 16]);
+    let patient_key = SecretKey::random();
+    let labels = [Label::normal()];
+    let generations = [1u32];
+    let names = ["code", "effective", "status", "value", "note"];
+    let fields: Vec<Field> = vec![
+        Value::from(Coding::new("http://loinc.org", "4548-4", Some("Hemoglobin A1c"))).into(),
+        Value::Date(Date::parse("2024-03-14").expect("date")).into(),
+        Value::Text("final".into()).into(),
+        Value::Integer(64).into(),
+        Value::Text("Fasting sample; repeat in three months if the value stays above target. ".repeat(3)).into(),
+    ];
+    let field_refs: Vec<&Field> = fields.iter().collect();
+    let id = DocumentId([3; 16]);
+    let record_nonce = aead::random_nonce();
+    let nonce = record::part_nonce(&record_nonce, 1);
+    let seal = |out: &mut Vec<u8>| {
+        let gk = keys.group_key_for(0, &labels, &generations, &patient_key);
+        let pt = body::encode_group(&field_refs, &labels).expect("encode");
+        let aad = record::group_aad(&keys.vault_id(), &id, 1, 0, &labels, &names);
+        aead::seal_detached_nonce(&gk, &nonce, &aad, &pt, out);
+    };
+    let mut sealed = Vec::new();
+    seal(&mut sealed);
+    let mut g = c.benchmark_group("field_group");
+    g.throughput(Throughput::Bytes(sealed.len() as u64));
+    g.bench_function("seal_5_fields", |b| {
+        let mut out = Vec::with_capacity(1024);
+        b.iter(|| {
+            out.clear();
+            seal(&mut out);
+            black_box(out.len())
+        })
+    });
+    g.bench_function("open_5_fields", |b| {
+        let mut copy = Vec::with_capacity(1024);
+        b.iter(|| {
+            copy.clear();
+            copy.extend_from_slice(black_box(&sealed));
+            let gk = keys.group_key_for(0, &labels, &generations, &patient_key);
+            let aad = record::group_aad(&keys.vault_id(), &id, 1, 0, &labels, &names);
+            let pt = aead::open_detached_nonce(&gk, &nonce, &aad, &mut copy).expect("open");
+            body::decode_group(pt, &labels, 0).expect("decode").len()
+        })
+    });
+    g.finish();
+}
+
 fn write_benches(c: &mut Criterion) {
     let dir = tempdir();
     let p = params(20_000);
@@ -271,5 +329,5 @@ fn open_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, aead_benches, write_benches, read_benches, open_benches);
+criterion_group!(benches, aead_benches, field_group_benches, write_benches, read_benches, open_benches);
 criterion_main!(benches);
