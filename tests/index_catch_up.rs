@@ -45,16 +45,23 @@ fn hits(v: &Vault) -> usize {
     r.documents.len()
 }
 
+/// A new vault whose background thread wakes once per `window`, holding documents
+/// `0..50` with its value indexes current (a query has run).
+fn vault_with_50(dir: &tempfile::TempDir, window: Duration) -> Vault {
+    let o = VaultOptions { audit_window: window, ..opts() };
+    let v = Vault::create(&dir.path().join("v.cv"), VaultKey::Raw(&key()), o).unwrap();
+    write(&v, 0..50);
+    assert_eq!(hits(&v), expected_hits(50));
+    assert!(!pending(&v), "a query leaves no document waiting");
+    v
+}
+
 #[test]
 fn catch_up_waits_for_a_pause_then_flushes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     // A window of an hour keeps the background thread asleep: this test drives the
     // catch-up itself.
-    let o = VaultOptions { audit_window: Duration::from_secs(3600), ..opts() };
-    let v = Vault::create(&dir.path().join("v.cv"), VaultKey::Raw(&key()), o).unwrap();
-    write(&v, 0..50);
-    assert_eq!(hits(&v), expected_hits(50));
-    assert!(!pending(&v), "a query leaves no document waiting");
+    let v = vault_with_50(&dir, Duration::from_secs(3600));
 
     write(&v, 50..400);
     assert!(pending(&v));
@@ -73,10 +80,7 @@ fn catch_up_waits_for_a_pause_then_flushes_exactly() {
 #[test]
 fn the_background_thread_catches_up_when_writes_pause() {
     let dir = tempfile::tempdir().unwrap();
-    let o = VaultOptions { audit_window: Duration::from_millis(20), ..opts() };
-    let v = Vault::create(&dir.path().join("v.cv"), VaultKey::Raw(&key()), o).unwrap();
-    write(&v, 0..50);
-    assert_eq!(hits(&v), expected_hits(50));
+    let v = vault_with_50(&dir, Duration::from_millis(20));
     write(&v, 50..600);
     let deadline = Instant::now() + Duration::from_secs(60);
     while pending(&v) {

@@ -302,19 +302,16 @@ impl<'a> Batch<'a> {
         let threads = if work.len() < PARALLEL_SEAL_MIN { 1 } else { crate::util::cores().min(SEAL_THREADS) };
         let mut pending = std::mem::replace(&mut self.pending, dummy_pending());
         let mut versions = std::mem::take(&mut self.versions);
-        let appended = match self.writer() {
-            Ok(w) => {
-                crate::util::pipeline(&mut work, threads, seal, |(payload, entry): (Vec<u8>, Option<NewVersion>)| {
-                    let offset = w.append(&mut pending, FrameType::Record, &payload)?;
-                    if let Some(mut v) = entry {
-                        v.loc.offset = offset;
-                        versions.push(v);
-                    }
-                    Ok(())
-                })
-            }
-            Err(e) => Err(e),
-        };
+        let appended = self.writer().and_then(|w| {
+            crate::util::pipeline(&mut work, threads, seal, |(payload, entry): (Vec<u8>, Option<NewVersion>)| {
+                let offset = w.append(&mut pending, FrameType::Record, &payload)?;
+                if let Some(mut v) = entry {
+                    v.loc.offset = offset;
+                    versions.push(v);
+                }
+                Ok(())
+            })
+        });
         self.pending = pending;
         self.versions = versions;
         drop(work);
