@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
-use std::sync::MutexGuard;
 
 use rand::Rng;
 use zeroize::Zeroizing;
@@ -26,7 +25,7 @@ pub const ATTACHMENT_CHUNK: usize = 1024 * 1024;
 /// A set of writes that become durable together with one fsync.
 pub struct Batch<'a> {
     store: &'a Store,
-    writer: MutexGuard<'a, Option<LogWriter>>,
+    writer: crate::store::WriterGuard<'a>,
     pending: PendingCommit,
     new_patients: Vec<(String, SecretKey)>,
     /// Patient id -> (its new slot, its position in `new_patients`).
@@ -105,7 +104,7 @@ impl<'d> VersionSpec<'d> {
 }
 
 impl<'a> Batch<'a> {
-    pub(crate) fn new(store: &'a Store, writer: MutexGuard<'a, Option<LogWriter>>) -> Result<Self> {
+    pub(crate) fn new(store: &'a Store, writer: crate::store::WriterGuard<'a>) -> Result<Self> {
         let pending = writer.as_ref().ok_or(Error::ReadOnly)?.begin()?;
         Ok(Batch {
             store,

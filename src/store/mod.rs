@@ -13,7 +13,7 @@ pub mod verify;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::crypto::{KdfParams, KeyHierarchy, SecretKey};
@@ -91,6 +91,11 @@ pub struct Store {
     state: RwLock<State>,
     schema: Schema,
     report: OpenReport,
+    /// Threads waiting in [`Store::batch`] (or for the writer otherwise): while one
+    /// waits, [`Store::try_batch`] answers "busy", so threads that only try (readers
+    /// committing read-audit entries) cannot keep taking the writer from those that
+    /// wait for it.
+    writer_waiters: AtomicUsize,
     /// When (Unix µs) a commit last applied document versions to the catalog: lets
     /// [`Store::catch_up_indexes`] tell a pause in the writes from a run of them.
     last_write_us: AtomicI64,
@@ -98,6 +103,42 @@ pub struct Store {
 
 /// Frames of a verified commit, handed to the layers above at open.
 pub type FrameHook<'a> = dyn FnMut(&ScannedFrame) -> Result<()> + 'a;
+
+thread_local! {
+    /// Writer guards this thread holds (a guard never leaves its thread).
+    static WRITER_HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The store's writer, held: while it lives, this thread is known to hold the writer
+/// ([`Store::writer_held_here`]), so code running on it (a read audited inside a batch)
+/// does not wait for a writer it holds itself.
+pub(crate) struct WriterGuard<'a>(MutexGuard<'a, Option<LogWriter>>);
+
+impl<'a> WriterGuard<'a> {
+    fn new(g: MutexGuard<'a, Option<LogWriter>>) -> Self {
+        WRITER_HELD.with(|n| n.set(n.get() + 1));
+        WriterGuard(g)
+    }
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        WRITER_HELD.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+impl std::ops::Deref for WriterGuard<'_> {
+    type Target = Option<LogWriter>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -163,6 +204,7 @@ impl Store {
             schema,
             report: OpenReport::default(),
             last_write_us: AtomicI64::new(0),
+            writer_waiters: AtomicUsize::new(0),
         })
     }
 
@@ -346,6 +388,7 @@ impl Store {
             schema,
             report,
             last_write_us: AtomicI64::new(0),
+            writer_waiters: AtomicUsize::new(0),
         })
     }
 
@@ -472,17 +515,23 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        Batch::new(self, lock(&self.writer))
+        Batch::new(self, self.writer_guard())
     }
 
-    /// Like [`Store::batch`], but returns `None` instead of waiting when the writer is busy.
+    /// Like [`Store::batch`], but returns `None` instead of waiting when the writer is
+    /// busy, or when another thread is waiting for it (a thread that only tries must
+    /// not win the writer again and again from one that waits: the std mutex is not
+    /// fair, and readers committing their audit entries could starve a writer).
     pub fn try_batch(&self) -> Result<Option<Batch<'_>>> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        if self.writer_awaited() {
+            return Ok(None);
+        }
         match self.writer.try_lock() {
-            Ok(g) => Batch::new(self, g).map(Some),
-            Err(std::sync::TryLockError::Poisoned(p)) => Batch::new(self, p.into_inner()).map(Some),
+            Ok(g) => Batch::new(self, WriterGuard::new(g)).map(Some),
+            Err(std::sync::TryLockError::Poisoned(p)) => Batch::new(self, WriterGuard::new(p.into_inner())).map(Some),
             Err(std::sync::TryLockError::WouldBlock) => Ok(None),
         }
     }
@@ -664,7 +713,7 @@ impl Store {
 
     /// Whether an I/O failure has latched the writer.
     pub fn is_latched(&self) -> bool {
-        lock(&self.writer).as_ref().is_some_and(LogWriter::is_latched)
+        self.writer_guard().as_ref().is_some_and(LogWriter::is_latched)
     }
 
     /// The data file path.
@@ -687,7 +736,7 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let mut w = lock(&self.writer);
+        let mut w = self.writer_guard();
         let mut h = lock(&self.header);
         let free = h
             .slots
@@ -706,7 +755,7 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let mut w = lock(&self.writer);
+        let mut w = self.writer_guard();
         let mut h = lock(&self.header);
         if index >= MAX_SLOTS || h.slots[index].is_none() {
             return Err(Error::KeySlot(format!("key slot {index} is empty")));
@@ -746,8 +795,32 @@ impl Store {
         Ok(lock(&self.header).unlock(secret)?.0)
     }
 
-    pub(crate) fn writer_guard(&self) -> MutexGuard<'_, Option<LogWriter>> {
-        lock(&self.writer)
+    /// Whether a thread is waiting for the writer: its commit will carry every
+    /// pending audit entry, so the audit flusher leaves them to it.
+    pub(crate) fn writer_awaited(&self) -> bool {
+        self.writer_waiters.load(Ordering::Acquire) > 0
+    }
+
+    /// The writer, waiting for it if it is busy (counted in `writer_waiters` while
+    /// waiting, see [`Store::try_batch`]).
+    pub(crate) fn writer_guard(&self) -> WriterGuard<'_> {
+        // Not ahead of threads already waiting.
+        if !self.writer_awaited() {
+            match self.writer.try_lock() {
+                Ok(g) => return WriterGuard::new(g),
+                Err(std::sync::TryLockError::Poisoned(p)) => return WriterGuard::new(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        self.writer_waiters.fetch_add(1, Ordering::AcqRel);
+        let g = lock(&self.writer);
+        self.writer_waiters.fetch_sub(1, Ordering::AcqRel);
+        WriterGuard::new(g)
+    }
+
+    /// Whether this thread holds the writer (a batch of its own is open).
+    pub(crate) fn writer_held_here() -> bool {
+        WRITER_HELD.with(|n| n.get() > 0)
     }
 
     pub(crate) fn header_guard(&self) -> MutexGuard<'_, Header> {

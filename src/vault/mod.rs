@@ -67,8 +67,9 @@ pub struct VaultOptions {
     /// since the last query to the value indexes, so the next query need not.
     pub audit_window: Duration,
     /// When this many read-audit entries wait, the background flusher commits them at
-    /// once (the reader goes on); a reader commits them itself only if twice as many
-    /// are waiting (the flusher fell behind), so at most twice this many wait.
+    /// once (the reader goes on); a reader waits for the writer and commits them itself
+    /// if twice as many are waiting (the flusher fell behind), so readers are held back
+    /// to the rate at which entries are sealed.
     pub audit_max_pending: usize,
     /// Open read-only (no lock; serves verify, head and audit reports).
     pub read_only: bool,
@@ -434,7 +435,9 @@ fn spawn_flusher(
                 let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
                 let audit_due = asked || (since != 0 && crate::util::now_micros() - since >= window_us);
                 let Some(inner) = weak.upgrade() else { return };
-                if audit_due {
+                // A commit waiting for the writer takes every pending entry with it:
+                // competing with it for the writer could only delay it.
+                if audit_due && !inner.store.writer_awaited() {
                     let _ = inner.flush_audit();
                 }
                 // Writes have paused: bring the value indexes up to date now rather than
@@ -489,11 +492,20 @@ impl Inner {
         if !flush_now {
             return Ok(());
         }
-        // If the writer is busy (possibly with a batch of this very thread), the entries
-        // stay pending and commit with that batch, or with the flusher's next pass.
-        match self.store.try_batch()? {
-            Some(b) => self.commit_with_audit(b, Vec::new()).map(|_| ()),
-            None => Ok(()),
+        // If this thread holds the writer (a batch of its own), the entries stay pending
+        // and commit with that batch.
+        if Store::writer_held_here() {
+            return Ok(());
+        }
+        // Twice `audit_max_pending` read entries wait (the flusher is behind): the reader
+        // waits for the writer and commits them, so readers cannot add entries faster
+        // than they are sealed. Other entries commit now if the writer is free, or with
+        // the commit that holds or waits for it.
+        let b = if ask_flusher { Some(self.store.batch()?) } else { self.store.try_batch()? };
+        match b {
+            // Another reader's commit may have taken them while this one waited.
+            Some(b) if !self.lock_audit().pending.is_empty() => self.commit_with_audit(b, Vec::new()).map(|_| ()),
+            _ => Ok(()),
         }
     }
 
