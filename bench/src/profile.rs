@@ -6,7 +6,8 @@
 //! chartvault-bench profile build --docs 100000 --dir /tmp/prof
 //! perf record -g chartvault-bench profile get --dir /tmp/prof --iters 100000
 //! ```
-//! Operations: build, get, chart, code, range, open, single, batch; `sizes` breaks the
+//! Operations: build, get, chart, code, range, open, single, batch, checkpoint (one
+//! [`Vault::checkpoint`] of the whole catalog per iteration); `sizes` breaks the
 //! file down by frame type and, for records, by part. The vault is opened from its
 //! checkpoint, so its value indexes are built on first use; `PROFILE_BUILD_INDEXES=1`
 //! builds them before the loop (as in a vault written by the same process).
@@ -210,6 +211,10 @@ pub fn main(args: &[String]) -> Res<()> {
                     b.put_all(&batch).map_err(e)?;
                     b.commit().map_err(e)?;
                     1000
+                }
+                "checkpoint" => {
+                    v.checkpoint().map_err(e)?;
+                    1
                 }
                 _ => return Err(format!("unknown operation {op}")),
             };

@@ -248,37 +248,69 @@ impl PartBuilder {
     }
 }
 
+/// Patients in a checkpoint from which its entries are sealed on a second thread
+/// while this one encodes the next ones (below this, one thread does both).
+const PARALLEL_SEAL_MIN: usize = 256;
+
 /// Encodes the catalog as checkpoint frame payloads. The catalog must be loaded
 /// (`Catalog::load_all`).
+///
+/// The entries are encoded in patient order on this thread (the dictionaries number
+/// kinds, label sets and term schemas as they first appear) and, on a machine with
+/// two cores or more, sealed on a scoped thread as they come, which takes the sealing
+/// (about a quarter of a checkpoint's instructions) off the writer's path. Each
+/// entry's plaintext moves to the sealing thread and is wiped there once sealed.
 pub(crate) fn encode(keys: &KeyHierarchy, ring: &Keyring, cat: &Catalog, head: LogHead) -> Vec<Vec<u8>> {
     let vid = keys.vault_id();
+    // Erased patients (no key) have no entry.
+    let mut slots: Vec<u32> = cat.by_patient.keys().copied().filter(|s| ring.key(*s, 0).is_ok()).collect();
+    slots.sort_unstable();
+    let seal_entry = |slot: u32, pt: Zeroizing<Vec<u8>>| -> Vec<u8> {
+        let mut sealed = Vec::with_capacity(pt.len() + aead::SEAL_OVERHEAD);
+        if let Ok(pk) = ring.key(slot, 0) {
+            aead::seal(&keys::patient_index_key(pk), &patient_aad(&vid, slot, head.commit_number), &pt, &mut sealed);
+        }
+        sealed
+    };
+    let mut dicts = Dicts::default();
+    let mut docs = 0u64;
+    let mut dirs: Vec<Zeroizing<Vec<u8>>> = Vec::with_capacity(slots.len());
+    let mut encode_next = |slot: u32| -> Zeroizing<Vec<u8>> {
+        let mut pt = Zeroizing::new(Vec::new());
+        let mut dir = Zeroizing::new(Vec::new());
+        docs += encode_patient(cat, slot, &cat.by_patient[&slot], &mut dicts, &mut pt, &mut dir);
+        dirs.push(dir);
+        pt
+    };
+    let sealed: Vec<Vec<u8>> = if slots.len() >= PARALLEL_SEAL_MIN && crate::util::cores() >= 2 {
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(u32, Zeroizing<Vec<u8>>)>(64);
+            let sealer = scope.spawn(|| rx.into_iter().map(|(slot, pt)| seal_entry(slot, pt)).collect::<Vec<_>>());
+            for &slot in &slots {
+                // The sealing thread only stops early by panicking (resumed below).
+                if tx.send((slot, encode_next(slot))).is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+            sealer.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    } else {
+        slots.iter().map(|&slot| seal_entry(slot, encode_next(slot))).collect()
+    };
     let mut parts: Vec<Vec<u8>> = Vec::new();
     let mut cur = PartBuilder::new();
-    let mut patients = 0u64;
-    let mut docs = 0u64;
-    let mut slots: Vec<&u32> = cat.by_patient.keys().collect();
-    slots.sort();
-    let mut dicts = Dicts::default();
-    let mut pt = Zeroizing::new(Vec::new());
-    let mut dir = Zeroizing::new(Vec::new());
-    for slot in slots {
-        let Ok(pk) = ring.key(*slot, 0) else { continue };
-        pt.clear();
-        dir.clear();
-        let ids = &cat.by_patient[slot];
-        docs += encode_patient(cat, *slot, ids, &mut dicts, &mut pt, &mut dir);
-        let mut sealed = Vec::new();
-        aead::seal(&keys::patient_index_key(pk), &patient_aad(&vid, *slot, head.commit_number), &pt, &mut sealed);
+    let patients = slots.len() as u64;
+    for ((slot, dir), sealed) in slots.iter().zip(&dirs).zip(&sealed) {
         if cur.body.len() + cur.dir.len() + dir.len() + sealed.len() + 8 > PART_BYTES && cur.entries > 0 {
             let done = std::mem::replace(&mut cur, PartBuilder::new());
             parts.push(done.finish(&vid, &keys.index, head.commit_number, parts.len() as u64));
         }
         cur.body.extend_from_slice(&slot.to_le_bytes());
         cur.body.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        cur.body.extend_from_slice(&sealed);
-        cur.dir.extend_from_slice(&dir);
+        cur.body.extend_from_slice(sealed);
+        cur.dir.extend_from_slice(dir);
         cur.entries += 1;
-        patients += 1;
     }
     parts.push(cur.finish(&vid, &keys.index, head.commit_number, parts.len() as u64));
     // The global part.
