@@ -317,3 +317,54 @@ fn a_checkpoint_of_many_patients_sealed_beside_the_encoding_opens_to_the_same_an
     drop(s);
     assert!(v.verify().unwrap().is_clean());
 }
+
+/// `VaultOptions::checkpoint_at_close`: closing the last handle writes a checkpoint
+/// once that many versions were added since the newest one (counting the versions
+/// an open replayed), so the next open replays none; fewer, another live handle, or 0
+/// write none.
+#[test]
+fn close_writes_a_checkpoint_once_enough_versions_were_added() {
+    let dir = common::scratch_dir();
+    let path = dir.path().join("close.cv");
+    let opts = |at_close| VaultOptions { checkpoint_at_close: at_close, ..options() };
+    let open = |at_close| Vault::open(&path, VaultKey::Raw(&common::key()), opts(at_close)).unwrap();
+    let v = Vault::create(&path, VaultKey::Raw(&common::key()), opts(100)).unwrap();
+    put(&v, 0, 150);
+    v.close().unwrap();
+
+    let v = open(100);
+    let first = v.open_report().checkpoint.expect("close wrote a checkpoint");
+    assert_eq!(v.open_report().replayed_versions, 0);
+    assert_eq!(count(&v), 150);
+    // 50 more: below the threshold, no new checkpoint; the open replays them.
+    put(&v, 150, 200);
+    v.close().unwrap();
+    let v = open(100);
+    assert_eq!(v.open_report().checkpoint, Some(first));
+    assert_eq!(v.open_report().replayed_versions, 50);
+    // 60 more: with the 50 replayed, 110 since the checkpoint.
+    put(&v, 200, 260);
+    // A live session keeps the vault open: its handle's close writes nothing.
+    let s = v.session(common::physician(PATIENTS)).unwrap();
+    let v2 = v.clone();
+    let checkpoint_frames = |v: &Vault| v.store().read_state().catalog.frames_of(FrameType::Checkpoint).len();
+    let before = checkpoint_frames(&v2);
+    v.close().unwrap();
+    drop(s);
+    assert_eq!(checkpoint_frames(&v2), before, "not while the vault stays open");
+    v2.close().unwrap();
+    let v = open(0);
+    let second = v.open_report().checkpoint.expect("a checkpoint");
+    assert!(second > first, "a newer checkpoint: {second} vs {first}");
+    assert_eq!(v.open_report().replayed_versions, 0);
+    assert_eq!(count(&v), 260);
+    assert_eq!(code_count(&v), 130);
+    // 0: never at close.
+    put(&v, 260, 400);
+    v.close().unwrap();
+    let v = open(0);
+    assert_eq!(v.open_report().checkpoint, Some(second));
+    assert_eq!(v.open_report().replayed_versions, 140);
+    assert_eq!(count(&v), 400);
+    assert!(v.verify().unwrap().is_clean());
+}

@@ -146,9 +146,12 @@ fn run_writer(path: &Path) {
     }
     drop(s);
     v.flush_audit().expect("flush");
-    let head = v.head().0;
     let versions: i64 = revs.values().map(|(_, r)| r).sum();
     v.close().expect("close");
+    // Closing may have written a checkpoint (one more commit): the final head is read
+    // back from the file.
+    let ro = VaultOptions { read_only: true, ..opts() };
+    let head = Vault::open(path, VaultKey::Raw(&key()), ro).expect("reopen read-only").head().0;
     // Publish atomically: write, then rename.
     let tmp = done_path(path).with_extension("tmp");
     std::fs::write(&tmp, format!("{head} {} {versions}", revs.len())).expect("write the final state");

@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use chartvault::{DocumentId, SecretKey, Vault, VaultKey};
+use chartvault::{DocumentId, SecretKey, Vault, VaultKey, VaultOptions};
 
 use crate::cv::{new_document, options, physician};
 use crate::driver::Res;
@@ -83,7 +83,9 @@ pub fn main(args: &[String]) -> Res<()> {
         }
         let p = params(docs, &dir);
         let t = Instant::now();
-        let v = Vault::create(&path, VaultKey::Raw(&k), options()).map_err(e)?;
+        // The checkpoint is written below (or, with `PROFILE_NO_CHECKPOINT`, not at all).
+        let v =
+            Vault::create(&path, VaultKey::Raw(&k), VaultOptions { checkpoint_at_close: 0, ..options() }).map_err(e)?;
         let s = v.session(physician(&p)).map_err(e)?;
         let mut ids = Vec::with_capacity(docs as usize * 16);
         let mut i = 0;
@@ -166,15 +168,18 @@ pub fn main(args: &[String]) -> Res<()> {
         .collect();
     let mut r = Rng::new(7);
     let t = Instant::now();
+    // Closing writes no checkpoint, so a vault built with `PROFILE_NO_CHECKPOINT=1`
+    // stays without one and every open profiles the same path.
+    let open_options = || VaultOptions { checkpoint_at_close: 0, ..options() };
     if op == "sizes" {
         return sizes(&path, docs);
     }
     if op == "open" {
         for _ in 0..iters {
-            Vault::open(&path, VaultKey::Raw(&k), options()).map_err(e)?.close().map_err(e)?;
+            Vault::open(&path, VaultKey::Raw(&k), open_options()).map_err(e)?.close().map_err(e)?;
         }
     } else {
-        let v = Vault::open(&path, VaultKey::Raw(&k), options()).map_err(e)?;
+        let v = Vault::open(&path, VaultKey::Raw(&k), open_options()).map_err(e)?;
         let s = v.session(physician(&p)).map_err(e)?;
         if std::env::var_os("PROFILE_BUILD_INDEXES").is_some() {
             // The value indexes are built on first use after a checkpoint open: build

@@ -56,6 +56,10 @@ pub struct OpenReport {
     /// Why the checkpoint named in the header could not be used (open then rebuilt
     /// the indexes from the whole log).
     pub checkpoint_fallback: Option<String>,
+    /// Document versions replayed from the log after the checkpoint (every version
+    /// in the vault when open started from no checkpoint): what the next checkpoint
+    /// would spare an open.
+    pub replayed_versions: u64,
 }
 
 /// Records an open buffers before decrypting them together (on every core).
@@ -298,6 +302,7 @@ impl Store {
             Some(Err(e)) => (Catalog::lazy(), empty, None, Some(e.to_string()), 0),
             None => (Catalog::lazy(), empty, None, None, 0),
         };
+        let versions_at_checkpoint = catalog.versions;
         // Verified frames wait here until REPLAY_BATCH records have come, then their
         // records are decrypted on every core and everything is applied in log order.
         let mut replay: Vec<(ScannedFrame, u64)> = Vec::new();
@@ -331,6 +336,7 @@ impl Store {
             frames: frames + cp_frames,
             checkpoint: cp_used,
             checkpoint_fallback: cp_fallback,
+            replayed_versions: catalog.versions - versions_at_checkpoint,
         };
         let mut map = map;
         if let Some((offset, reason)) = corrupt {

@@ -82,6 +82,13 @@ pub struct VaultOptions {
     /// many as the previous checkpoint held if that is more (geometric spacing); 0:
     /// never automatically ([`Vault::checkpoint`] still works).
     pub checkpoint_every: u64,
+    /// [`Vault::close`] of the last handle writes a checkpoint if at least this many
+    /// document versions were added since the last one (counting those the open
+    /// replayed), so that the next open replays at most this many (about 8 µs each
+    /// on one core); 0: never. The automatic checkpoints alone can leave up to half
+    /// the vault's versions after the newest one (geometric spacing): a
+    /// 1,000,000-document vault loaded in one go reopened in 1.6 s instead of 0.2 s.
+    pub checkpoint_at_close: u64,
 }
 
 impl Default for VaultOptions {
@@ -95,6 +102,7 @@ impl Default for VaultOptions {
             read_only: false,
             read_only_reads: false,
             checkpoint_every: 50_000,
+            checkpoint_at_close: 4096,
         }
     }
 }
@@ -267,7 +275,8 @@ impl Vault {
         pos: ChainPos,
         options: VaultOptions,
     ) -> Vault {
-        let versions = store.read_state().catalog.versions;
+        // The versions the open replayed after the checkpoint count as added since it.
+        let versions = store.read_state().catalog.versions.saturating_sub(store.open_report().replayed_versions);
         let inner = Arc::new(Inner {
             checkpointed_versions: std::sync::atomic::AtomicU64::new(versions),
             store,
@@ -335,7 +344,11 @@ impl Vault {
     }
 
     /// Flushes pending audit entries and closes this handle. Other clones and open
-    /// sessions keep the vault open; the last one to go releases the file.
+    /// sessions keep the vault open; the last one to go releases the file. Closing
+    /// the last handle first writes a checkpoint if
+    /// [`VaultOptions::checkpoint_at_close`] versions or more were added since the
+    /// newest one, so the next open does not replay them. (Dropping a handle without
+    /// `close` flushes the audit entries but writes no checkpoint.)
     pub fn close(self) -> Result<()> {
         self.inner.flush_audit()?;
         // The audit flusher holds the vault while it flushes, so the handle count alone
@@ -346,8 +359,9 @@ impl Vault {
         self.inner.stop_flusher();
         if Arc::strong_count(&self.inner) > 1 {
             Inner::start_flusher(&self.inner);
+            return Ok(());
         }
-        Ok(())
+        self.inner.checkpoint_at_close()
     }
 }
 
@@ -568,6 +582,22 @@ impl Inner {
         let off = self.store.checkpoint()?;
         self.checkpointed_versions.store(versions, std::sync::atomic::Ordering::Relaxed);
         Ok(off)
+    }
+
+    /// Writes a checkpoint if `checkpoint_at_close` versions or more were added since
+    /// the last one (see [`VaultOptions::checkpoint_at_close`]); nothing on a
+    /// read-only handle.
+    fn checkpoint_at_close(&self) -> Result<()> {
+        let min = self.options.checkpoint_at_close;
+        if min == 0 || self.store.is_read_only() || self.store.is_latched() {
+            return Ok(());
+        }
+        let versions = self.store.read_state().catalog.versions;
+        let last = self.checkpointed_versions.load(std::sync::atomic::Ordering::Relaxed);
+        if versions.saturating_sub(last) >= min {
+            self.checkpoint()?;
+        }
+        Ok(())
     }
 
     /// Writes a checkpoint if enough versions were added since the last one.
