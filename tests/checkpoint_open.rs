@@ -319,9 +319,9 @@ fn a_checkpoint_of_many_patients_sealed_beside_the_encoding_opens_to_the_same_an
 }
 
 /// `VaultOptions::checkpoint_at_close`: closing the last handle writes a checkpoint
-/// once that many versions were added since the newest one (counting the versions
-/// an open replayed), so the next open replays none; fewer, another live handle, or 0
-/// write none.
+/// once that many versions, and an eighth of all, were added since the newest one
+/// (counting the versions an open replayed), so the next open replays none; fewer,
+/// another live handle, or 0 write none.
 #[test]
 fn close_writes_a_checkpoint_once_enough_versions_were_added() {
     let dir = common::scratch_dir();
@@ -366,5 +366,18 @@ fn close_writes_a_checkpoint_once_enough_versions_were_added() {
     assert_eq!(v.open_report().checkpoint, Some(second));
     assert_eq!(v.open_report().replayed_versions, 140);
     assert_eq!(count(&v), 400);
+    v.close().unwrap();
+    // At least an eighth of all versions too: 140 of 400 are, 20 of 420 are not.
+    let v = open(10);
+    v.close().unwrap();
+    let v = open(10);
+    let third = v.open_report().checkpoint.expect("a checkpoint");
+    assert!(third > second);
+    put(&v, 400, 420);
+    v.close().unwrap();
+    let v = open(10);
+    assert_eq!(v.open_report().checkpoint, Some(third));
+    assert_eq!(v.open_report().replayed_versions, 20);
+    assert_eq!(count(&v), 420);
     assert!(v.verify().unwrap().is_clean());
 }
