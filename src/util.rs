@@ -45,8 +45,27 @@ pub(crate) fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// The library's pool of helper threads: one fewer than the cores, since the calling
+/// thread always works too ([`split_map`], [`pipeline`]). Not rayon's global pool, which
+/// has a thread per core (and belongs to the application): with two cores, its
+/// second idle thread spun on `sched_yield` beside the two working ones after every
+/// task (91% of a code query's context switches, a fifth of its CPU time in the
+/// kernel). `None` on one core, or if the threads cannot be started (the work then
+/// runs on the calling thread alone).
+fn helpers() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let n = cores().saturating_sub(1);
+        if n == 0 {
+            return None;
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("chartvault-helper-{i}")).build().ok()
+    })
+    .as_ref()
+}
+
 /// Applies `f` to contiguous chunks of `items` on up to `threads` threads (this one and
-/// `threads - 1` tasks on rayon's global pool, all finished before returning) and
+/// `threads - 1` tasks on the library's helper pool, all finished before returning) and
 /// concatenates the results in order.
 ///
 /// The pool's threads persist, so a call costs a wake-up rather than a thread spawn
@@ -58,9 +77,10 @@ pub(crate) fn cores() -> usize {
 pub(crate) fn split_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    if threads < 2 || items.len() < 2 {
+    // The pool starts on first use only (a small read never starts it).
+    let Some(pool) = (threads >= 2 && items.len() >= 2).then(helpers).flatten() else {
         return f(items);
-    }
+    };
     let chunk = items.len().div_ceil(threads * CHUNKS_PER_THREAD).max(1);
     let parts: Vec<&[T]> = items.chunks(chunk).collect();
     let next = AtomicUsize::new(0);
@@ -80,7 +100,7 @@ pub(crate) fn split_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl F
             }
         }
     };
-    rayon::in_place_scope(|scope| {
+    pool.in_place_scope(|scope| {
         for _ in 1..threads {
             scope.spawn(|_| work());
         }
@@ -117,12 +137,13 @@ pub(crate) fn pipeline<T: Send, R: Send, E>(
 ) -> Result<(), E> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    if threads < 2 || items.len() < 2 {
+    // The pool starts on first use only (a small read never starts it).
+    let Some(pool) = (threads >= 2 && items.len() >= 2).then(helpers).flatten() else {
         for t in items.iter_mut() {
             consume(work(t))?;
         }
         return Ok(());
-    }
+    };
     let chunk = items.len().div_ceil(threads * CHUNKS_PER_THREAD).max(1);
     let stages: Vec<Mutex<Stage<'_, T, R>>> = items.chunks_mut(chunk).map(|c| Mutex::new(Stage::Todo(c))).collect();
     let next = AtomicUsize::new(0);
@@ -147,7 +168,7 @@ pub(crate) fn pipeline<T: Send, R: Send, E>(
         true
     };
     let mut result = Ok(());
-    rayon::in_place_scope(|scope| {
+    pool.in_place_scope(|scope| {
         for _ in 1..threads {
             scope.spawn(|_| while claim() {});
         }
