@@ -336,7 +336,7 @@ impl Store {
             frames: frames + cp_frames,
             checkpoint: cp_used,
             checkpoint_fallback: cp_fallback,
-            replayed_versions: catalog.versions - versions_at_checkpoint,
+            replayed_versions: catalog.versions.saturating_sub(versions_at_checkpoint),
         };
         let mut map = map;
         if let Some((offset, reason)) = corrupt {

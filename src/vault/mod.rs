@@ -354,8 +354,9 @@ impl Vault {
     /// sessions keep the vault open; the last one to go releases the file. Closing
     /// the last handle first writes a checkpoint if enough versions were added since
     /// the newest one ([`VaultOptions::checkpoint_at_close`]), so the next open does
-    /// not replay them. (Dropping a handle without `close` flushes the audit entries
-    /// but writes no checkpoint.)
+    /// not replay them; if writing it fails, `close` returns that error (everything
+    /// committed stays durable, and the file is released all the same). Dropping a
+    /// handle without `close` flushes the audit entries but writes no checkpoint.
     pub fn close(self) -> Result<()> {
         self.inner.flush_audit()?;
         // The audit flusher holds the vault while it flushes, so the handle count alone
