@@ -328,6 +328,8 @@ fn close_writes_a_checkpoint_once_enough_versions_were_added() {
     let path = dir.path().join("close.cv");
     let opts = |at_close| VaultOptions { checkpoint_at_close: at_close, ..options() };
     let open = |at_close| Vault::open(&path, VaultKey::Raw(&common::key()), opts(at_close)).unwrap();
+    // The checkpoint an open started from, and the versions it replayed after it.
+    let started_from = |v: &Vault| (v.open_report().checkpoint, v.open_report().replayed_versions);
     let v = Vault::create(&path, VaultKey::Raw(&common::key()), opts(100)).unwrap();
     put(&v, 0, 150);
     v.close().unwrap();
@@ -340,8 +342,7 @@ fn close_writes_a_checkpoint_once_enough_versions_were_added() {
     put(&v, 150, 200);
     v.close().unwrap();
     let v = open(100);
-    assert_eq!(v.open_report().checkpoint, Some(first));
-    assert_eq!(v.open_report().replayed_versions, 50);
+    assert_eq!(started_from(&v), (Some(first), 50));
     // 60 more: with the 50 replayed, 110 since the checkpoint.
     put(&v, 200, 260);
     // A live session keeps the vault open: its handle's close writes nothing.
@@ -363,8 +364,7 @@ fn close_writes_a_checkpoint_once_enough_versions_were_added() {
     put(&v, 260, 400);
     v.close().unwrap();
     let v = open(0);
-    assert_eq!(v.open_report().checkpoint, Some(second));
-    assert_eq!(v.open_report().replayed_versions, 140);
+    assert_eq!(started_from(&v), (Some(second), 140));
     assert_eq!(count(&v), 400);
     v.close().unwrap();
     // At least an eighth of all versions too: 140 of 400 are, 20 of 420 are not.
@@ -376,8 +376,7 @@ fn close_writes_a_checkpoint_once_enough_versions_were_added() {
     put(&v, 400, 420);
     v.close().unwrap();
     let v = open(10);
-    assert_eq!(v.open_report().checkpoint, Some(third));
-    assert_eq!(v.open_report().replayed_versions, 20);
+    assert_eq!(started_from(&v), (Some(third), 20));
     assert_eq!(count(&v), 420);
     assert!(v.verify().unwrap().is_clean());
 }

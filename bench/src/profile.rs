@@ -39,6 +39,13 @@ fn key(seed: u64) -> SecretKey {
     SecretKey::from_bytes(k)
 }
 
+/// The harness's options, but closing writes no checkpoint: `profile build` writes its
+/// own (or, with `PROFILE_NO_CHECKPOINT`, none), and every later open profiles the
+/// same path.
+fn profile_options() -> VaultOptions {
+    VaultOptions { checkpoint_at_close: 0, ..options() }
+}
+
 fn params(docs: u64, dir: &Path) -> Params {
     Params {
         docs,
@@ -83,9 +90,7 @@ pub fn main(args: &[String]) -> Res<()> {
         }
         let p = params(docs, &dir);
         let t = Instant::now();
-        // The checkpoint is written below (or, with `PROFILE_NO_CHECKPOINT`, not at all).
-        let v =
-            Vault::create(&path, VaultKey::Raw(&k), VaultOptions { checkpoint_at_close: 0, ..options() }).map_err(e)?;
+        let v = Vault::create(&path, VaultKey::Raw(&k), profile_options()).map_err(e)?;
         let s = v.session(physician(&p)).map_err(e)?;
         let mut ids = Vec::with_capacity(docs as usize * 16);
         let mut i = 0;
@@ -168,18 +173,15 @@ pub fn main(args: &[String]) -> Res<()> {
         .collect();
     let mut r = Rng::new(7);
     let t = Instant::now();
-    // Closing writes no checkpoint, so a vault built with `PROFILE_NO_CHECKPOINT=1`
-    // stays without one and every open profiles the same path.
-    let open_options = || VaultOptions { checkpoint_at_close: 0, ..options() };
     if op == "sizes" {
         return sizes(&path, docs);
     }
     if op == "open" {
         for _ in 0..iters {
-            Vault::open(&path, VaultKey::Raw(&k), open_options()).map_err(e)?.close().map_err(e)?;
+            Vault::open(&path, VaultKey::Raw(&k), profile_options()).map_err(e)?.close().map_err(e)?;
         }
     } else {
-        let v = Vault::open(&path, VaultKey::Raw(&k), open_options()).map_err(e)?;
+        let v = Vault::open(&path, VaultKey::Raw(&k), profile_options()).map_err(e)?;
         let s = v.session(physician(&p)).map_err(e)?;
         if std::env::var_os("PROFILE_BUILD_INDEXES").is_some() {
             // The value indexes are built on first use after a checkpoint open: build

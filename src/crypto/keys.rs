@@ -220,13 +220,18 @@ impl PatientGroupKeys {
         }
     }
 
+    /// The place holding `set`'s key, if any.
+    fn place(&self, set: u32) -> Option<usize> {
+        self.sets.iter().position(|&s| s == set)
+    }
+
     fn get(&self, set: u32) -> Option<&SecretKey> {
-        self.sets.iter().position(|&s| s == set).map(|i| &self.keys[i])
+        self.place(set).map(|i| &self.keys[i])
     }
 
     /// Stores `key` for `set`; the key it replaces is wiped as it drops.
     fn insert(&mut self, set: u32, key: SecretKey) {
-        let i = match self.sets.iter().position(|&s| s == set) {
+        let i = match self.place(set) {
             Some(i) => i,
             None => {
                 let i = self.next;
