@@ -147,12 +147,7 @@ impl Session {
             let patient = ring.patient(e.patient_slot)?;
             labels.clear();
             for f in &value_fields {
-                let mut found = false;
-                for t in e.terms.iter().filter(|t| &t.field == f) {
-                    labels.extend(t.labels.iter().cloned());
-                    found = true;
-                }
-                if !found {
+                if !e.terms.labels_of(f, |ls| labels.extend(ls.iter().cloned())) {
                     // Absent, or present with a value the index does not hold: only a
                     // document the session may read in full is eligible, so the shape
                     // of a hidden value can never decide a match.
@@ -442,7 +437,7 @@ fn eval(x: &Expr, id: &DocumentId, e: &DocEntry, patient: &str) -> bool {
         Expr::Cmp(f, CmpOp::Ne, l) => !eval(&Expr::Cmp(f.clone(), CmpOp::Eq, l.clone()), id, e, patient),
         Expr::Cmp(f, op, l) => {
             let lit = Comparable::of_literal(l);
-            e.terms.iter().filter(|t| &t.field == f).any(|t| Comparable::of_key(&t.key).matches(*op, &lit))
+            e.terms.any_value_of(f, |k| Comparable::of_key(k).matches(*op, &lit))
         }
         Expr::In(f, ls) => ls.iter().any(|l| eval(&Expr::Cmp(f.clone(), CmpOp::Eq, l.clone()), id, e, patient)),
         Expr::And(a, b) => eval(a, id, e, patient) && eval(b, id, e, patient),

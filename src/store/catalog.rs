@@ -71,6 +71,73 @@ pub(crate) struct TermSchemas {
     pub(crate) schemas: Vec<(String, Vec<Label>)>,
 }
 
+/// The term schemas of the terms a catalog packs itself ([`Catalog::apply`]): each
+/// (field, labels) pair gets the next id the first time it is seen. The shared table
+/// is replaced by a longer copy when a schema is added (its ids are a prefix of the
+/// new one's), so terms packed earlier keep theirs.
+#[derive(Debug, Default, Clone)]
+struct SchemaInterner {
+    /// Field -> (labels, id) of each of its schemas.
+    ids: HashMap<String, Vec<(Vec<Label>, u32)>>,
+    /// The schemas by id, shared with the packed terms.
+    table: Arc<TermSchemas>,
+    /// The schema id of each position of the last document's terms: documents of one
+    /// kind list the same fields in the same order, so most terms are found here by
+    /// comparing instead of hashing.
+    recent: Vec<u32>,
+    /// The encoding of the terms being packed (reused; wiped when the catalog drops).
+    scratch: Zeroizing<Vec<u8>>,
+}
+
+impl SchemaInterner {
+    /// The id of (`field`, `labels`), the `pos`-th term of its document.
+    fn id(&mut self, pos: usize, field: &str, labels: &[Label]) -> u32 {
+        if let Some(&i) = self.recent.get(pos)
+            && self.table.schemas.get(i as usize).is_some_and(|(f, l)| f == field && l.as_slice() == labels)
+        {
+            return i;
+        }
+        let known = self.ids.get(field).and_then(|v| v.iter().find(|(l, _)| l.as_slice() == labels)).map(|x| x.1);
+        let i = match known {
+            Some(i) => i,
+            None => {
+                let i = self.table.schemas.len() as u32;
+                let mut schemas = self.table.schemas.clone();
+                schemas.push((field.to_string(), labels.to_vec()));
+                self.table = Arc::new(TermSchemas { schemas });
+                self.ids.entry(field.to_string()).or_default().push((labels.to_vec(), i));
+                i
+            }
+        };
+        match self.recent.get_mut(pos) {
+            Some(r) => *r = i,
+            None => self.recent.push(i),
+        }
+        i
+    }
+
+    /// `terms` packed (docs/FORMAT.md §12.3.2) into one buffer of their own, the
+    /// form a checkpoint load gives them: one allocation per document instead of
+    /// three per term, and read by a checkpoint or a flush without following pointers.
+    fn pack(&mut self, terms: &[IndexTerm]) -> Terms {
+        if terms.is_empty() {
+            return Terms::default();
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        for (pos, t) in terms.iter().enumerate() {
+            let sid = self.id(pos, &t.field, &t.labels);
+            wire::put_uv(&mut scratch, u64::from(sid));
+            wire::put_key(&mut scratch, &t.key);
+        }
+        // Copied at its exact size: no partly filled buffer is left in freed memory.
+        let packed = Zeroizing::new(scratch.to_vec());
+        let len = packed.len();
+        self.scratch = scratch;
+        Terms::packed(self.table.clone(), Arc::new(packed), 0..len)
+    }
+}
+
 /// The index terms of one document version.
 ///
 /// Either a plain list, or packed (the encoding of docs/FORMAT.md §12.3.2, validated
@@ -141,6 +208,49 @@ impl Terms {
             }
             None => Vec::new(),
         })
+    }
+
+    /// Calls `f` with the labels of each term of `field`, without decoding packed
+    /// values; returns whether the field has a term.
+    pub(crate) fn labels_of(&self, field: &str, mut f: impl FnMut(&[Label])) -> bool {
+        let mut found = false;
+        match &self.packed {
+            Some(p) => wire::each_term(p.bytes(), |sid, _| {
+                if let Some((name, labels)) = p.schemas.schemas.get(sid)
+                    && name == field
+                {
+                    f(labels);
+                    found = true;
+                }
+            }),
+            None => {
+                for t in self.as_slice().iter().filter(|t| t.field == field) {
+                    f(&t.labels);
+                    found = true;
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether `f` holds for a value of `field`. Packed terms are not decoded into a
+    /// list (nor kept decoded): only the values of `field` are, one at a time.
+    pub fn any_value_of(&self, field: &str, mut f: impl FnMut(&IndexKey) -> bool) -> bool {
+        match (&self.packed, self.list.get()) {
+            (Some(p), None) => {
+                let mut hit = false;
+                wire::each_term(p.bytes(), |sid, key| {
+                    if !hit
+                        && p.schemas.schemas.get(sid).is_some_and(|(name, _)| name == field)
+                        && let Some(k) = wire::read_key(key)
+                    {
+                        hit = f(&k);
+                    }
+                });
+                hit
+            }
+            _ => self.as_slice().iter().filter(|t| t.field == field).any(|t| f(&t.key)),
+        }
     }
 
     /// The terms as stored: packed (with their schemas) or a plain list.
@@ -543,9 +653,16 @@ pub struct Catalog {
     /// Value indexes (see [`Catalog::values`]): kept from the start in a new vault's
     /// catalog; in an opened vault's (from a checkpoint or by replaying the whole log)
     /// built on first use.
-    values: OnceLock<Values>,
+    ///
+    /// Boxed: until it is set, a `OnceLock`'s bytes are uninitialized, and moving the
+    /// catalog (as an open does, from the frame that built it to the vault's heap
+    /// state) copies whatever the stack held there, a stale key copy included (see
+    /// tests/memory_hygiene.rs). A box leaves 8 such bytes instead of a map's 48.
+    values: OnceLock<Box<Values>>,
     /// Whether `values` is built on first use rather than kept from the start.
     lazy_values: bool,
+    /// Term schemas of the terms this catalog packed when versions were applied.
+    schemas: SchemaInterner,
     /// Documents whose latest version's terms are not in `values` yet (while it is
     /// built): a commit only notes them here, and [`Catalog::flush_values`] adds their
     /// postings in one sorted pass before the next query (see [`Catalog::values`]).
@@ -595,7 +712,7 @@ impl Catalog {
     /// pending term in (field, value) order, one posting list per distinct value.
     pub fn values(&self) -> &Values {
         debug_assert!(self.pending.is_empty(), "value indexes read with pending documents");
-        self.values.get_or_init(|| build_values(&self.docs))
+        self.values.get_or_init(|| Box::new(build_values(&self.docs)))
     }
 
     /// Whether documents wait to be added to the value indexes.
@@ -605,43 +722,54 @@ impl Catalog {
 
     /// Adds the postings of every pending document to the value indexes.
     ///
-    /// The pending (value, document) pairs are gathered per field with an
-    /// order-preserving 64-bit prefix of each value ([`sort_prefix`]), sorted by prefix
-    /// (the full values are compared only on equal prefixes), and each field's runs of
-    /// equal values go into its tree at once ([`merge_postings`]).
+    /// Packed terms (every term this catalog applied or loaded) are grouped by field
+    /// and packed value, each distinct value is decoded once, and each field's groups
+    /// go into its tree at once ([`merge_groups`]). Plain terms are gathered per field
+    /// with an order-preserving 64-bit prefix of each value ([`sort_prefix`]), sorted
+    /// by prefix (the full values are compared only on equal prefixes), and each
+    /// field's runs of equal values go into its tree at once ([`merge_postings`]).
     pub fn flush_values(&mut self) {
         if self.pending.is_empty() {
             return;
         }
         let pending = std::mem::take(&mut self.pending);
-        let Some(values) = self.values.get_mut() else { return };
+        let Some(values) = self.values.get_mut().map(|v| &mut **v) else { return };
         let docs = &self.docs;
         let gather = |ids: &[DocumentId]| {
-            let mut fields = FieldPostings::default();
+            let mut g = Gathering::default();
             for id in ids {
                 if let Some(e) = docs.get(id) {
-                    fields.add(e.terms.as_slice(), *id);
+                    g.add(*id, e);
                 }
             }
-            fields
+            g.finish()
         };
         let ids: Vec<DocumentId> = pending.into_iter().collect();
         // Many documents (a flush inside a long run of writes) are gathered on two
         // threads (looking each one up is mostly a wait for memory); a scoped thread,
         // not the shared pool, for the reason given in `FieldPostings::merge_into`.
-        let fields = if ids.len() >= PARALLEL_MERGE_MIN && crate::util::cores() >= 2 {
+        let gathered = if ids.len() >= PARALLEL_MERGE_MIN && crate::util::cores() >= 2 {
             let (first, second) = ids.split_at(ids.len() / 2);
             std::thread::scope(|scope| {
                 let other = scope.spawn(|| gather(second));
-                let mut fields = gather(first);
+                let mut g = gather(first);
                 // A helper that panicked leaves its half to this thread.
-                fields.append(other.join().unwrap_or_else(|_| gather(second)));
-                fields
+                g.append(other.join().unwrap_or_else(|_| gather(second)));
+                g
             })
         } else {
             gather(&ids)
         };
-        fields.merge_into(values);
+        let Gathered { by_field, plain } = gathered;
+        for (field, groups) in by_field {
+            match values.get_mut(field) {
+                Some(tree) => merge_groups(tree, groups),
+                None => {
+                    values.insert(field.to_string(), tree_from_groups(groups));
+                }
+            }
+        }
+        plain.merge_into(values);
     }
 
     /// Whether the value indexes have been built yet (tests and measurements).
@@ -661,9 +789,9 @@ impl Catalog {
         debug_assert!(!self.patient_unloaded(v.patient_slot), "apply to a patient whose checkpoint entry is sealed");
         self.versions += 1;
         if !self.lazy_values {
-            self.values.get_or_init(Values::new);
+            self.values.get_or_init(Box::default);
         }
-        let values = self.values.get_mut();
+        let values = self.values.get_mut().map(|v| &mut **v);
         if let Some(e) = self.docs.get_mut(&v.id) {
             // The previous version's postings are in the indexes unless it was still
             // pending itself.
@@ -676,7 +804,7 @@ impl Catalog {
             }
             e.versions.push(v.loc);
             e.labels = Arc::new(v.labels);
-            e.terms = Terms::from(v.terms);
+            e.terms = self.schemas.pack(&v.terms);
             e.commit = commit;
         } else {
             self.by_patient.entry(v.patient_slot).or_default().push(v.id);
@@ -694,7 +822,7 @@ impl Catalog {
                     created_us: v.created_us,
                     versions: smallvec::smallvec![v.loc],
                     labels: Arc::new(v.labels),
-                    terms: Terms::from(v.terms),
+                    terms: self.schemas.pack(&v.terms),
                     commit,
                 },
             );
@@ -721,7 +849,7 @@ impl Catalog {
     pub fn remove_patient(&mut self, slot: u32) -> Vec<DocumentId> {
         self.forget_unloaded(slot);
         let ids = self.by_patient.remove(&slot).unwrap_or_default();
-        let mut values = self.values.get_mut();
+        let mut values = self.values.get_mut().map(|v| &mut **v);
         for id in &ids {
             if let Some(e) = self.docs.remove(id) {
                 if let Some(s) = self.by_kind.get_mut(&e.kind) {
@@ -814,36 +942,50 @@ impl<'a> Gathered<'a> {
         for (field, mut groups) in other.by_field {
             self.by_field.entry(field).or_default().append(&mut groups);
         }
-        for (field, mut postings) in other.plain.0 {
-            match self.plain.0.iter_mut().find(|(f, _)| *f == field) {
-                Some((_, mine)) => mine.append(&mut postings),
-                None => self.plain.0.push((field, postings)),
-            }
-        }
+        self.plain.append(other.plain);
     }
 }
 
 /// Gathers the terms of the documents of `segments`.
 fn gather_terms<'a>(segments: &[&'a [(DocumentId, DocEntry)]]) -> Gathered<'a> {
-    let mut packed: HashMap<(&str, &[u8]), Vec<DocumentId>, IdHashState> = HashMap::default();
-    let mut plain = FieldPostings::default();
+    let mut g = Gathering::default();
     for (id, e) in segments.iter().flat_map(|s| s.iter()) {
+        g.add(*id, e);
+    }
+    g.finish()
+}
+
+/// Terms being gathered: packed terms grouped by field and packed value (not decoded
+/// yet), plain terms as postings per field.
+#[derive(Default)]
+struct Gathering<'a> {
+    packed: HashMap<(&'a str, &'a [u8]), Vec<DocumentId>, IdHashState>,
+    plain: FieldPostings<'a>,
+}
+
+impl<'a> Gathering<'a> {
+    /// Adds the terms of document `id`.
+    fn add(&mut self, id: DocumentId, e: &'a DocEntry) {
         match &e.terms.packed {
             Some(p) => wire::each_term(p.bytes(), |sid, key| {
                 if let Some((field, _)) = p.schemas.schemas.get(sid) {
-                    packed.entry((field.as_str(), key)).or_default().push(*id);
+                    self.packed.entry((field.as_str(), key)).or_default().push(id);
                 }
             }),
-            None => plain.add(e.terms.as_slice(), *id),
+            None => self.plain.add(e.terms.as_slice(), id),
         }
     }
-    let mut by_field: HashMap<&str, Vec<Group>> = HashMap::new();
-    for ((field, key), ids) in packed {
-        if let Some(k) = wire::read_key(key) {
-            by_field.entry(field).or_default().push((sort_prefix(&k), k, ids));
+
+    /// Decodes each distinct packed value once.
+    fn finish(self) -> Gathered<'a> {
+        let mut by_field: HashMap<&str, Vec<Group>> = HashMap::new();
+        for ((field, key), ids) in self.packed {
+            if let Some(k) = wire::read_key(key) {
+                by_field.entry(field).or_default().push((sort_prefix(&k), k, ids));
+            }
         }
+        Gathered { by_field, plain: self.plain }
     }
-    Gathered { by_field, plain }
 }
 
 /// The documents of one distinct (decoded) packed value: ([`sort_prefix`] of the
@@ -1080,7 +1222,12 @@ fn sort_prefix(k: &IndexKey) -> u64 {
 /// of equal values merged (distinct packed values may decode to equal keys, e.g.
 /// decimals 6.8 and 6.80), then bulk-built (`BTreeMap::from_iter` on sorted input
 /// builds the tree bottom-up instead of inserting key by key).
-fn tree_from_groups(mut groups: Vec<Group>) -> BTreeMap<IndexKey, Vec<DocumentId>> {
+fn tree_from_groups(groups: Vec<Group>) -> BTreeMap<IndexKey, Vec<DocumentId>> {
+    sorted_groups(groups).into_iter().collect()
+}
+
+/// Groups in value order, groups of equal values merged.
+fn sorted_groups(mut groups: Vec<Group>) -> Vec<(IndexKey, Vec<DocumentId>)> {
     groups.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
     let mut out: Vec<(IndexKey, Vec<DocumentId>)> = Vec::with_capacity(groups.len());
     for (_, k, ids) in groups {
@@ -1089,7 +1236,42 @@ fn tree_from_groups(mut groups: Vec<Group>) -> BTreeMap<IndexKey, Vec<DocumentId
             _ => out.push((k, ids)),
         }
     }
-    out.into_iter().collect()
+    out
+}
+
+/// Adds groups of postings to a field's tree, each distinct value's documents as one
+/// posting list: value by value when they are few next to the tree's size, otherwise
+/// by merging them with the tree's entries in one ordered pass and bulk-building the
+/// tree again (as [`merge_postings`] does for plain postings).
+fn merge_groups(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, groups: Vec<Group>) {
+    let new = sorted_groups(groups);
+    if new.len().saturating_mul(REBUILD_RATIO) < tree.len() {
+        for (k, ids) in new {
+            match tree.get_mut(&k) {
+                Some(old) => old.extend(ids),
+                None => {
+                    tree.insert(k, ids);
+                }
+            }
+        }
+        return;
+    }
+    let mut old = std::mem::take(tree).into_iter().peekable();
+    let mut out: Vec<(IndexKey, Vec<DocumentId>)> = Vec::with_capacity(old.len() + new.len());
+    for (k, ids) in new {
+        while let Some(o) = old.next_if(|(ok, _)| *ok < k) {
+            out.push(o);
+        }
+        match old.next_if(|(ok, _)| *ok == k) {
+            Some((ok, mut list)) => {
+                list.extend(ids);
+                out.push((ok, list));
+            }
+            None => out.push((k, ids)),
+        }
+    }
+    out.extend(old);
+    *tree = out.into_iter().collect();
 }
 
 /// A flush merges its postings with a field's tree and rebuilds the tree when they
@@ -1312,14 +1494,42 @@ pub(crate) mod wire {
         true
     }
 
+    /// Skips one packed key by its structure only (tag and lengths): the strings are
+    /// not checked, which [`check_terms`] did when the terms were loaded (or
+    /// [`put_key`] wrote them), and [`read_key`] does again for any key it decodes.
+    fn skip_key(r: &mut Reader<'_>) -> Option<()> {
+        match r.u8()? {
+            0 => {
+                r.bytes()?;
+                r.bytes()?;
+            }
+            1 => {
+                r.bytes()?;
+            }
+            2 | 4 | 5 => {
+                r.iv()?;
+            }
+            3 => {
+                r.u128v()?;
+                r.u8()?;
+            }
+            6 => {
+                r.u8()?;
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
     /// Calls `f(schema id, packed key)` for each term of packed terms (stops at the
-    /// first malformed one; [`check_terms`] has ruled that out for loaded terms).
+    /// first malformed one; [`check_terms`] has ruled that out for loaded terms, and
+    /// the catalog's own packed terms are written by [`put_key`]).
     pub(crate) fn each_term<'a>(b: &'a [u8], mut f: impl FnMut(usize, &'a [u8])) {
         let mut r = Reader::new(b);
         while !r.done() {
             let Some(sid) = r.usize() else { return };
             let start = r.pos();
-            if check_key(&mut r).is_none() {
+            if skip_key(&mut r).is_none() {
                 return;
             }
             f(sid, &b[start..r.pos()]);
