@@ -138,6 +138,27 @@ impl SchemaInterner {
     }
 }
 
+/// The documents' label sets, shared: most documents of a vault have one of a few.
+#[derive(Debug, Default, Clone)]
+struct LabelSets(HashMap<LabelSet, Arc<LabelSet>>);
+
+/// Distinct label sets kept for sharing; past this, a new set gets its own copy.
+const SHARED_LABEL_SETS: usize = 4096;
+
+impl LabelSets {
+    /// The shared copy of `set`.
+    fn share(&mut self, set: LabelSet) -> Arc<LabelSet> {
+        if let Some(a) = self.0.get(&set) {
+            return a.clone();
+        }
+        let a = Arc::new(set);
+        if self.0.len() < SHARED_LABEL_SETS {
+            self.0.insert((*a).clone(), a.clone());
+        }
+        a
+    }
+}
+
 /// The index terms of one document version.
 ///
 /// Either a plain list, or packed (the encoding of docs/FORMAT.md §12.3.2, validated
@@ -663,6 +684,8 @@ pub struct Catalog {
     lazy_values: bool,
     /// Term schemas of the terms this catalog packed when versions were applied.
     schemas: SchemaInterner,
+    /// Label sets of the documents this catalog applied, shared between them.
+    label_sets: LabelSets,
     /// Documents whose latest version's terms are not in `values` yet (while it is
     /// built): a commit only notes them here, and [`Catalog::flush_values`] adds their
     /// postings in one sorted pass before the next query (see [`Catalog::values`]).
@@ -803,7 +826,7 @@ impl Catalog {
                 }
             }
             e.versions.push(v.loc);
-            e.labels = Arc::new(v.labels);
+            e.labels = self.label_sets.share(v.labels);
             e.terms = self.schemas.pack(&v.terms);
             e.commit = commit;
         } else {
@@ -821,7 +844,7 @@ impl Catalog {
                     kind: v.kind,
                     created_us: v.created_us,
                     versions: smallvec::smallvec![v.loc],
-                    labels: Arc::new(v.labels),
+                    labels: self.label_sets.share(v.labels),
                     terms: self.schemas.pack(&v.terms),
                     commit,
                 },
@@ -1896,6 +1919,48 @@ mod tests {
             })
             .collect();
         observation(id, slot, ver, terms)
+    }
+
+    /// Applied versions keep their terms packed, in the order given, under schema ids
+    /// the catalog shares between documents (and answers `labels_of` and
+    /// `any_value_of` from them without decoding the list); equal label sets share one
+    /// copy.
+    #[test]
+    fn applied_terms_are_packed_with_shared_schemas_and_label_sets() {
+        let mut next = xorshift(0x7777);
+        let mut cat = Catalog::default();
+        let mut given = Vec::new();
+        for i in 0..300u32 {
+            let v = rich_version(id(i), i % 7, 1, &mut next);
+            given.push((v.id, v.terms.clone()));
+            cat.apply(v, u64::from(i));
+        }
+        let mut tables = HashSet::new();
+        for (doc, terms) in &given {
+            let e = &cat.docs[doc];
+            match e.terms.raw() {
+                RawTerms::Packed(schemas, _) => {
+                    tables.insert(Arc::as_ptr(schemas) as usize);
+                }
+                RawTerms::List(list) => assert!(list.is_empty() && terms.is_empty(), "applied terms are packed"),
+            }
+            for f in ["mixed", "text", "code", "decimal", "date", "absent"] {
+                let mut labels = Vec::new();
+                let found = e.terms.labels_of(f, |ls| labels.push(ls.to_vec()));
+                let want: Vec<Vec<Label>> = terms.iter().filter(|t| t.field == f).map(|t| t.labels.clone()).collect();
+                assert_eq!((found, labels), (!want.is_empty(), want), "labels of {f}");
+                let want_key = terms.iter().find(|t| t.field == f).map(|t| t.key.clone());
+                if let Some(k) = &want_key {
+                    assert!(e.terms.any_value_of(f, |x| x == k), "value of {f}");
+                }
+                assert!(!e.terms.any_value_of(f, |_| false));
+            }
+            assert_eq!(e.terms.as_slice(), terms.as_slice());
+        }
+        // Five fields with one label list: one table per schema added, at most.
+        assert!(tables.len() <= 5, "{}", tables.len());
+        let first = &cat.docs[&given[0].0].labels;
+        assert!(given.iter().all(|(d, _)| Arc::ptr_eq(&cat.docs[d].labels, first)));
     }
 
     /// Value indexes in a normal form: (field, value, sorted documents), non-empty
