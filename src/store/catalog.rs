@@ -159,11 +159,11 @@ impl LabelSets {
     }
 }
 
-/// The index terms of one document version.
-///
-/// Either a plain list, or packed (the encoding of docs/FORMAT.md §12.3.2, validated
-/// when loaded) and decoded into a list on first use. The packed bytes are wiped
-/// when dropped.
+/// The index terms of one document version, packed (the encoding of docs/FORMAT.md
+/// §12.3.2: a schema id per term, then its value): by the catalog when it applies a
+/// version, or loaded from a checkpoint entry (validated). Decoded into a list only
+/// when one is asked for ([`Terms::as_slice`]); the packed bytes are wiped when
+/// dropped. No terms: nothing packed.
 #[derive(Clone, Default)]
 pub struct Terms {
     packed: Option<Packed>,
@@ -194,8 +194,9 @@ impl std::fmt::Debug for Terms {
 }
 
 impl From<Vec<IndexTerm>> for Terms {
+    /// `v` packed under schema ids of its own.
     fn from(v: Vec<IndexTerm>) -> Self {
-        Terms { packed: None, list: OnceLock::from(v) }
+        SchemaInterner::default().pack(&v)
     }
 }
 
@@ -235,60 +236,40 @@ impl Terms {
     /// values; returns whether the field has a term.
     pub(crate) fn labels_of(&self, field: &str, mut f: impl FnMut(&[Label])) -> bool {
         let mut found = false;
-        match &self.packed {
-            Some(p) => wire::each_term(p.bytes(), |sid, _| {
+        if let Some(p) = &self.packed {
+            wire::each_term(p.bytes(), |sid, _| {
                 if let Some((name, labels)) = p.schemas.schemas.get(sid)
                     && name == field
                 {
                     f(labels);
                     found = true;
                 }
-            }),
-            None => {
-                for t in self.as_slice().iter().filter(|t| t.field == field) {
-                    f(&t.labels);
-                    found = true;
-                }
-            }
+            });
         }
         found
     }
 
-    /// Whether `f` holds for a value of `field`. Packed terms are not decoded into a
-    /// list (nor kept decoded): only the values of `field` are, one at a time.
+    /// Whether `f` holds for a value of `field`. The terms are not decoded into a list
+    /// (nor kept decoded): only the values of `field` are, one at a time.
     pub fn any_value_of(&self, field: &str, mut f: impl FnMut(&IndexKey) -> bool) -> bool {
-        match (&self.packed, self.list.get()) {
-            (Some(p), None) => {
-                let mut hit = false;
-                wire::each_term(p.bytes(), |sid, key| {
-                    if !hit
-                        && p.schemas.schemas.get(sid).is_some_and(|(name, _)| name == field)
-                        && let Some(k) = wire::read_key(key)
-                    {
-                        hit = f(&k);
-                    }
-                });
-                hit
-            }
-            _ => self.as_slice().iter().filter(|t| t.field == field).any(|t| f(&t.key)),
+        let mut hit = false;
+        if let Some(p) = &self.packed {
+            wire::each_term(p.bytes(), |sid, key| {
+                if !hit
+                    && p.schemas.schemas.get(sid).is_some_and(|(name, _)| name == field)
+                    && let Some(k) = wire::read_key(key)
+                {
+                    hit = f(&k);
+                }
+            });
         }
+        hit
     }
 
-    /// The terms as stored: packed (with their schemas) or a plain list.
-    pub(crate) fn raw(&self) -> RawTerms<'_> {
-        match &self.packed {
-            Some(p) => RawTerms::Packed(&p.schemas, p.bytes()),
-            None => RawTerms::List(self.as_slice()),
-        }
+    /// The packed terms and the schemas their ids refer to; `None` when there are none.
+    pub(crate) fn raw(&self) -> Option<(&Arc<TermSchemas>, &[u8])> {
+        self.packed.as_ref().map(|p| (&p.schemas, p.bytes()))
     }
-}
-
-/// How a document's terms are stored (see [`Terms::raw`]).
-pub(crate) enum RawTerms<'a> {
-    /// Packed terms and the schemas their ids refer to.
-    Packed(&'a Arc<TermSchemas>, &'a [u8]),
-    /// A plain list.
-    List(&'a [IndexTerm]),
 }
 
 /// A fast hasher for document ids (random 16 bytes), keyed per map so that chosen
@@ -745,12 +726,9 @@ impl Catalog {
 
     /// Adds the postings of every pending document to the value indexes.
     ///
-    /// Packed terms (every term this catalog applied or loaded) are grouped by field
-    /// and packed value, each distinct value is decoded once, and each field's groups
-    /// go into its tree at once ([`merge_groups`]). Plain terms are gathered per field
-    /// with an order-preserving 64-bit prefix of each value ([`sort_prefix`]), sorted
-    /// by prefix (the full values are compared only on equal prefixes), and each
-    /// field's runs of equal values go into its tree at once ([`merge_postings`]).
+    /// The pending documents' terms are grouped by field and packed value, each
+    /// distinct value is decoded once, and each field's groups go into its tree at
+    /// once ([`merge_groups`], fields on two threads when there are many groups).
     pub fn flush_values(&mut self) {
         if self.pending.is_empty() {
             return;
@@ -770,7 +748,7 @@ impl Catalog {
         let ids: Vec<DocumentId> = pending.into_iter().collect();
         // Many documents (a flush inside a long run of writes) are gathered on two
         // threads (looking each one up is mostly a wait for memory); a scoped thread,
-        // not the shared pool, for the reason given in `FieldPostings::merge_into`.
+        // not the shared pool, for the reason given in `merge_fields`.
         let gathered = if ids.len() >= PARALLEL_MERGE_MIN && crate::util::cores() >= 2 {
             let (first, second) = ids.split_at(ids.len() / 2);
             std::thread::scope(|scope| {
@@ -783,16 +761,7 @@ impl Catalog {
         } else {
             gather(&ids)
         };
-        let Gathered { by_field, plain } = gathered;
-        for (field, groups) in by_field {
-            match values.get_mut(field) {
-                Some(tree) => merge_groups(tree, groups),
-                None => {
-                    values.insert(field.to_string(), tree_from_groups(groups));
-                }
-            }
-        }
-        plain.merge_into(values);
+        merge_fields(values, gathered.by_field);
     }
 
     /// Whether the value indexes have been built yet (tests and measurements).
@@ -893,13 +862,12 @@ impl Catalog {
 
 /// Builds the value indexes from the documents' terms, each field's tree bulk-built
 /// from its distinct values in order. Packed terms are grouped by (field, packed value)
-/// first, so each distinct value is decoded once ([`tree_from_groups`]); plain terms
-/// are gathered and sorted as in a flush ([`Catalog::flush_values`]) and merged in.
+/// first, so each distinct value is decoded once ([`tree_from_groups`]).
 ///
 /// A large catalog is gathered on every core, each thread taking a share of the
-/// documents; the shares' groups of one value are then joined by [`tree_from_groups`]
-/// and their plain postings sorted together, so the result is that of one thread (up
-/// to the order of a posting list, which is unordered). [`crate::util::split_map`]
+/// documents; the shares' groups of one value are then joined by [`tree_from_groups`],
+/// so the result is that of one thread (up to the order of a posting list, which is
+/// unordered). [`crate::util::split_map`]
 /// spreads the shares and redoes on this thread a share whose thread panicked.
 fn build_values(docs: &DocMap) -> Values {
     let threads = crate::util::cores().clamp(1, 8);
@@ -916,11 +884,7 @@ fn build_values(docs: &DocMap) -> Values {
         }
         g
     };
-    let Gathered { by_field, plain } = gathered;
-    let mut values: Values =
-        by_field.into_iter().map(|(field, groups)| (field.to_string(), tree_from_groups(groups))).collect();
-    plain.merge_into(&mut values);
-    values
+    gathered.by_field.into_iter().map(|(field, groups)| (field.to_string(), tree_from_groups(groups))).collect()
 }
 
 /// Fewest documents for which [`build_values`] gathers on more than one thread.
@@ -951,11 +915,10 @@ fn split_segments<'a>(all: &[&'a [(DocumentId, DocEntry)]], n: usize) -> Vec<Vec
     shares
 }
 
-/// The terms of some documents, gathered for [`build_values`]: packed terms grouped
-/// by field and distinct value (decoded), plain terms as postings per field.
+/// The terms of some documents, gathered for [`build_values`] or a flush: grouped by
+/// field and distinct value (decoded).
 struct Gathered<'a> {
     by_field: HashMap<&'a str, Vec<Group>>,
-    plain: FieldPostings<'a>,
 }
 
 impl<'a> Gathered<'a> {
@@ -965,7 +928,6 @@ impl<'a> Gathered<'a> {
         for (field, mut groups) in other.by_field {
             self.by_field.entry(field).or_default().append(&mut groups);
         }
-        self.plain.append(other.plain);
     }
 }
 
@@ -978,24 +940,21 @@ fn gather_terms<'a>(segments: &[&'a [(DocumentId, DocEntry)]]) -> Gathered<'a> {
     g.finish()
 }
 
-/// Terms being gathered: packed terms grouped by field and packed value (not decoded
-/// yet), plain terms as postings per field.
+/// Terms being gathered, grouped by field and packed value (not decoded yet).
 #[derive(Default)]
 struct Gathering<'a> {
     packed: HashMap<(&'a str, &'a [u8]), Vec<DocumentId>, IdHashState>,
-    plain: FieldPostings<'a>,
 }
 
 impl<'a> Gathering<'a> {
     /// Adds the terms of document `id`.
     fn add(&mut self, id: DocumentId, e: &'a DocEntry) {
-        match &e.terms.packed {
-            Some(p) => wire::each_term(p.bytes(), |sid, key| {
+        if let Some(p) = &e.terms.packed {
+            wire::each_term(p.bytes(), |sid, key| {
                 if let Some((field, _)) = p.schemas.schemas.get(sid) {
                     self.packed.entry((field.as_str(), key)).or_default().push(id);
                 }
-            }),
-            None => self.plain.add(e.terms.as_slice(), id),
+            });
         }
     }
 
@@ -1007,7 +966,7 @@ impl<'a> Gathering<'a> {
                 by_field.entry(field).or_default().push((sort_prefix(&k), k, ids));
             }
         }
-        Gathered { by_field, plain: self.plain }
+        Gathered { by_field }
     }
 }
 
@@ -1015,187 +974,54 @@ impl<'a> Gathering<'a> {
 /// value, the value, the documents).
 type Group = (u64, IndexKey, Vec<DocumentId>);
 
-/// One posting gathered for a flush or build: ([`sort_prefix`] of the value, the
-/// value, the document).
-type Posting<'a> = (u64, &'a IndexKey, DocumentId);
-
-/// Fewest postings merged on two threads (see [`FieldPostings::merge_into`]).
+/// Fewest pending documents a flush gathers on two threads, and fewest groups it
+/// merges on two ([`merge_fields`]).
 const PARALLEL_MERGE_MIN: usize = 8 * 1024;
 
-/// One field's tree and the postings to merge into it.
-type MergeJob<'t, 'a> = (&'t mut BTreeMap<IndexKey, Vec<DocumentId>>, Vec<Posting<'a>>);
+/// One field's tree and the groups to merge into it.
+type MergeJob<'t> = (&'t mut BTreeMap<IndexKey, Vec<DocumentId>>, Vec<Group>);
 
-/// Postings gathered per field (a handful of fields: a short list, found by the
-/// term's position first, since documents list their fields in the same order).
-#[derive(Default)]
-struct FieldPostings<'a>(Vec<(&'a str, Vec<Posting<'a>>)>);
-
-impl<'a> FieldPostings<'a> {
-    /// Sorts each field's postings and merges them into that field's tree. Many
-    /// postings (a flush after a long run of writes) are merged on two threads, a
-    /// field's tree on one of them: the trees are disjoint, and the flush runs inside
-    /// a commit, holding the state's write lock. The second thread is a scoped thread
-    /// of its own rather than a task of the shared pool, whose threads may be waiting
-    /// for that very lock.
-    fn merge_into(self, values: &mut Values) {
-        for (field, _) in &self.0 {
-            if !values.contains_key(*field) {
-                values.insert(field.to_string(), BTreeMap::new());
-            }
-        }
-        let mut postings_of: HashMap<&str, Vec<Posting<'a>>> = self.0.into_iter().collect();
-        let mut jobs: Vec<MergeJob<'_, 'a>> =
-            values.iter_mut().filter_map(|(f, tree)| postings_of.remove(f.as_str()).map(|p| (tree, p))).collect();
-        let merge = |jobs: &mut [MergeJob<'_, 'a>]| {
-            for (tree, postings) in jobs.iter_mut() {
-                let exact = sort_postings(postings);
-                merge_postings(tree, postings, exact);
-            }
-        };
-        let total: usize = jobs.iter().map(|(_, p)| p.len()).sum();
-        if total < PARALLEL_MERGE_MIN || jobs.len() < 2 || crate::util::cores() < 2 {
-            merge(&mut jobs);
-            return;
-        }
-        // Largest first, each to the side with fewer postings so far.
-        jobs.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
-        let (mut here, mut there) = (Vec::new(), Vec::new());
-        let (mut n_here, mut n_there) = (0, 0);
-        for job in jobs {
-            if n_here <= n_there {
-                n_here += job.1.len();
-                here.push(job);
-            } else {
-                n_there += job.1.len();
-                there.push(job);
-            }
-        }
-        std::thread::scope(|scope| {
-            scope.spawn(|| merge(&mut there));
-            merge(&mut here);
-        });
-    }
-
-    /// Moves the postings of `other` into `self`, field by field.
-    fn append(&mut self, other: FieldPostings<'a>) {
-        for (field, mut postings) in other.0 {
-            match self.0.iter_mut().find(|(g, _)| *g == field) {
-                Some((_, mine)) => mine.append(&mut postings),
-                None => self.0.push((field, postings)),
-            }
+/// Merges each field's groups into its tree ([`merge_groups`]). Many groups (a flush
+/// after a long run of writes) are merged on two threads, a field's tree on one of
+/// them: the trees are disjoint, and the flush runs inside a commit, holding the
+/// state's write lock. The second thread is a scoped thread of its own rather than a
+/// task of the shared pool, whose threads may be waiting for that very lock.
+fn merge_fields(values: &mut Values, by_field: HashMap<&str, Vec<Group>>) {
+    for field in by_field.keys() {
+        if !values.contains_key(*field) {
+            values.insert(field.to_string(), BTreeMap::new());
         }
     }
-
-    /// Adds the postings of one document's terms.
-    fn add(&mut self, terms: &'a [IndexTerm], id: DocumentId) {
-        for (i, t) in terms.iter().enumerate() {
-            let f = t.field.as_str();
-            let at = match self.0.get(i) {
-                Some((g, _)) if *g == f => i,
-                _ => match self.0.iter().position(|(g, _)| *g == f) {
-                    Some(at) => at,
-                    None => {
-                        self.0.push((f, Vec::new()));
-                        self.0.len() - 1
-                    }
-                },
-            };
-            self.0[at].1.push((sort_prefix(&t.key), &t.key, id));
+    let mut groups_of = by_field;
+    let mut jobs: Vec<MergeJob<'_>> =
+        values.iter_mut().filter_map(|(f, tree)| groups_of.remove(f.as_str()).map(|g| (tree, g))).collect();
+    let merge = |jobs: Vec<MergeJob<'_>>| {
+        for (tree, groups) in jobs {
+            merge_groups(tree, groups);
+        }
+    };
+    let total: usize = jobs.iter().map(|(_, g)| g.len()).sum();
+    if total < PARALLEL_MERGE_MIN || jobs.len() < 2 || crate::util::cores() < 2 {
+        merge(jobs);
+        return;
+    }
+    // Largest first, each to the side with fewer groups so far.
+    jobs.sort_by_key(|(_, g)| std::cmp::Reverse(g.len()));
+    let (mut here, mut there) = (Vec::new(), Vec::new());
+    let (mut n_here, mut n_there) = (0, 0);
+    for job in jobs {
+        if n_here <= n_there {
+            n_here += job.1.len();
+            here.push(job);
+        } else {
+            n_there += job.1.len();
+            there.push(job);
         }
     }
-}
-
-/// Sorts postings by value: by prefix, and by the full value only on equal prefixes
-/// that do not already decide equality. Returns which prefixes decide it (for
-/// [`runs`]).
-///
-/// When every value has one variant (the usual case: a field holds one type), the
-/// prefix uses all 64 bits: integers, dates, datetimes and booleans exactly (the full
-/// values are never compared); texts, and codes of one system, skip the bytes all of
-/// them start with and keep the next seven bytes and the length (capped at seven), which
-/// is exact for the many short values (`final`, `2345-7`) and orders long ones by
-/// their first bytes that differ (`CLM-000123...`). Following a value means reading
-/// another document's memory, so this matters more than the comparisons it saves.
-fn sort_postings(postings: &mut [Posting<'_>]) -> Exact {
-    fn common(a: &[u8], b: &[u8]) -> usize {
-        a.iter().zip(b).take_while(|(x, y)| x == y).count()
-    }
-    // The bytes compared after the skipped ones: a text's, or a code's of `system`.
-    fn strings<'k>(k: &'k IndexKey, system: Option<&str>) -> Option<&'k [u8]> {
-        match (k, system) {
-            (IndexKey::Text(t), None) => Some(t.as_bytes()),
-            (IndexKey::Code(s, c), Some(system)) if s == system => Some(c.as_bytes()),
-            _ => None,
-        }
-    }
-    // Numbers (and booleans) in order, exactly, for values of one variant.
-    fn number(k: &IndexKey) -> Option<u64> {
-        match k {
-            IndexKey::Integer(i) => Some(signed(*i)),
-            IndexKey::Date(d) => Some(signed(i64::from(*d))),
-            IndexKey::DateTime(t) => Some(signed(*t)),
-            IndexKey::Boolean(b) => Some(u64::from(*b)),
-            _ => None,
-        }
-    }
-    fn never(_: u64) -> bool {
-        false
-    }
-    fn always(_: u64) -> bool {
-        true
-    }
-    fn short(p: u64) -> bool {
-        p & 0xff < 7
-    }
-    let Some(first) = postings.first().map(|p| p.1) else { return never };
-    let one_variant = postings.iter().all(|p| std::mem::discriminant(p.1) == std::mem::discriminant(first));
-    // Whether an equal prefix means an equal value.
-    let mut exact: fn(u64) -> bool = never;
-    if one_variant && number(first).is_some() {
-        for p in postings.iter_mut() {
-            p.0 = number(p.1).unwrap_or(0);
-        }
-        exact = always;
-    } else if one_variant {
-        let system = match first {
-            IndexKey::Code(s, _) => Some(s.as_str()),
-            _ => None,
-        };
-        if let Some(first) = strings(first, system) {
-            let mut skip = first.len();
-            let mut all = true;
-            for p in postings.iter() {
-                match strings(p.1, system) {
-                    Some(b) => skip = skip.min(common(first, b)),
-                    None => {
-                        all = false;
-                        break;
-                    }
-                }
-            }
-            if all {
-                for p in postings.iter_mut() {
-                    let rest = strings(p.1, system).and_then(|b| b.get(skip..)).unwrap_or(&[]);
-                    p.0 = bytes7(rest);
-                }
-                exact = short;
-            }
-        }
-    }
-    postings.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0).then_with(|| if exact(a.0) { std::cmp::Ordering::Equal } else { a.1.cmp(b.1) })
+    std::thread::scope(|scope| {
+        scope.spawn(|| merge(there));
+        merge(here);
     });
-    exact
-}
-
-/// The first seven bytes of `b` (zero-padded) and its length capped at seven, as
-/// `bytes << 8 | length`: in the order of the strings, equal only for equal strings
-/// when the length is below seven.
-fn bytes7(b: &[u8]) -> u64 {
-    let mut x = [0u8; 8];
-    let n = b.len().min(7);
-    x[..n].copy_from_slice(&b[..n]);
-    u64::from_be_bytes(x) | n as u64
 }
 
 /// An i64 as a u64 in the same order.
@@ -1265,7 +1091,7 @@ fn sorted_groups(mut groups: Vec<Group>) -> Vec<(IndexKey, Vec<DocumentId>)> {
 /// Adds groups of postings to a field's tree, each distinct value's documents as one
 /// posting list: value by value when they are few next to the tree's size, otherwise
 /// by merging them with the tree's entries in one ordered pass and bulk-building the
-/// tree again (as [`merge_postings`] does for plain postings).
+/// tree again (a comparison or two per entry instead of a tree search per value).
 fn merge_groups(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, groups: Vec<Group>) {
     let new = sorted_groups(groups);
     if new.len().saturating_mul(REBUILD_RATIO) < tree.len() {
@@ -1297,79 +1123,10 @@ fn merge_groups(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, groups: Vec<Grou
     *tree = out.into_iter().collect();
 }
 
-/// A flush merges its postings with a field's tree and rebuilds the tree when they
-/// have at least one distinct value per this many entries of the tree; otherwise it
-/// inserts them value by value.
+/// A flush merges its groups with a field's tree and rebuilds the tree when they have
+/// at least one distinct value per this many entries of the tree; otherwise it
+/// inserts them value by value ([`merge_groups`]).
 const REBUILD_RATIO: usize = 8;
-
-/// Adds sorted postings to a field's tree, each run of equal values as one posting
-/// list (a new key gets a list of exactly its run's size). When the distinct values
-/// are few next to the tree's size they are looked up and inserted one by one
-/// ([`insert_runs`]); when they are many, the tree is rebuilt ([`rebuild_with_runs`]).
-fn merge_postings(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, postings: &[Posting<'_>], exact: Exact) {
-    let distinct = runs(postings, exact).count();
-    if distinct.saturating_mul(REBUILD_RATIO) < tree.len() {
-        insert_runs(tree, postings, exact);
-    } else {
-        rebuild_with_runs(tree, postings, distinct, exact);
-    }
-}
-
-/// Whether an equal [`sort_prefix`] (as [`sort_postings`] left it) means an equal
-/// value, by the prefix.
-type Exact = fn(u64) -> bool;
-
-/// The runs of equal values of postings sorted by [`sort_postings`] (which returned
-/// `exact`): values are compared only on equal prefixes that do not decide it.
-fn runs<'p, 'a>(postings: &'p [Posting<'a>], exact: Exact) -> impl Iterator<Item = &'p [Posting<'a>]> {
-    postings.chunk_by(move |a: &Posting<'a>, b: &Posting<'a>| a.0 == b.0 && (exact(a.0) || a.1 == b.1))
-}
-
-/// The documents of a run.
-fn run_ids(run: &[Posting<'_>]) -> Vec<DocumentId> {
-    run.iter().map(|p| p.2).collect()
-}
-
-/// [`merge_postings`] by a lookup (and for a new value an insertion) per run.
-fn insert_runs(tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>, postings: &[Posting<'_>], exact: Exact) {
-    for run in runs(postings, exact) {
-        let key = run[0].1;
-        match tree.get_mut(key) {
-            Some(old) => old.extend(run.iter().map(|p| p.2)),
-            None => {
-                tree.insert(key.clone(), run_ids(run));
-            }
-        }
-    }
-}
-
-/// [`merge_postings`] by merging the runs with the tree's entries in one ordered pass
-/// and bulk-building the tree from the merged sequence: a comparison or two per entry
-/// instead of a tree search per value. `distinct` is the number of runs.
-fn rebuild_with_runs(
-    tree: &mut BTreeMap<IndexKey, Vec<DocumentId>>,
-    postings: &[Posting<'_>],
-    distinct: usize,
-    exact: Exact,
-) {
-    let mut old = std::mem::take(tree).into_iter().peekable();
-    let mut out: Vec<(IndexKey, Vec<DocumentId>)> = Vec::with_capacity(old.len() + distinct);
-    for run in runs(postings, exact) {
-        let key = run[0].1;
-        while let Some(o) = old.next_if(|(k, _)| k < key) {
-            out.push(o);
-        }
-        match old.next_if(|(k, _)| k == key) {
-            Some((k, mut list)) => {
-                list.extend(run.iter().map(|p| p.2));
-                out.push((k, list));
-            }
-            None => out.push((key.clone(), run_ids(run))),
-        }
-    }
-    out.extend(old);
-    *tree = out.into_iter().collect();
-}
 
 fn remove_posting(values: &mut Values, field: &str, key: &IndexKey, id: &DocumentId) {
     if let Some(m) = values.get_mut(field)
@@ -1939,10 +1696,10 @@ mod tests {
         for (doc, terms) in &given {
             let e = &cat.docs[doc];
             match e.terms.raw() {
-                RawTerms::Packed(schemas, _) => {
+                Some((schemas, _)) => {
                     tables.insert(Arc::as_ptr(schemas) as usize);
                 }
-                RawTerms::List(list) => assert!(list.is_empty() && terms.is_empty(), "applied terms are packed"),
+                None => assert!(terms.is_empty(), "applied terms are packed"),
             }
             for f in ["mixed", "text", "code", "decimal", "date", "absent"] {
                 let mut labels = Vec::new();
@@ -2012,47 +1769,43 @@ mod tests {
             sort_prefix(&IndexKey::Decimal(Decimal::new(68, 1))),
             sort_prefix(&IndexKey::Decimal(Decimal::new(680, 2)))
         );
-        // Sorted postings are in key order, with or without skipped common bytes.
-        for field in 0..5 {
-            let keys: Vec<IndexKey> = (0..500).map(|_| rich_key(field, &mut next)).collect();
-            let mut postings: Vec<Posting<'_>> =
-                keys.iter().enumerate().map(|(i, k)| (sort_prefix(k), k, id(i as u32))).collect();
-            let exact = sort_postings(&mut postings);
-            assert!(postings.windows(2).all(|w| w[0].0 != w[1].0 || !exact(w[0].0) || w[0].1 == w[1].1));
-            assert!(postings.windows(2).all(|w| w[0].1 <= w[1].1), "field {field}");
-        }
     }
 
-    /// Inserting runs one by one and rebuilding the tree with them give the same tree,
-    /// and the one naive insertion gives, whatever the sizes of tree and postings.
+    /// Merging groups into a tree, value by value (few groups next to the tree) or by
+    /// rebuilding it (many), gives the tree naive insertion gives, whatever the sizes
+    /// of tree and groups; equal values in several groups (decimals at two scales)
+    /// end in one posting list.
     #[test]
-    fn rebuild_merge_equals_insertion() {
+    fn merging_groups_equals_insertion() {
         let mut next = xorshift(0xfeed);
-        for round in 0..200u32 {
+        let mut paths = (0, 0);
+        for round in 0..300u32 {
             let field = u64::from(round % 5);
             let mut tree: BTreeMap<IndexKey, Vec<DocumentId>> = BTreeMap::new();
             for i in 0..next(300) as u32 {
                 tree.entry(rich_key(field, &mut next)).or_default().push(id(100_000 + i));
             }
-            let keys: Vec<IndexKey> = (0..next(400)).map(|_| rich_key(field, &mut next)).collect();
-            let mut postings: Vec<Posting<'_>> =
-                keys.iter().enumerate().map(|(i, k)| (sort_prefix(k), k, id(i as u32))).collect();
-            let exact = sort_postings(&mut postings);
+            let groups: Vec<Group> = (0..next(60) as u32)
+                .map(|g| {
+                    let k = rich_key(field, &mut next);
+                    (sort_prefix(&k), k, (0..1 + next(3) as u32).map(|j| id(g * 10 + j)).collect())
+                })
+                .collect();
             let mut want = tree.clone();
-            for (_, k, d) in &postings {
-                want.entry((*k).clone()).or_default().push(*d);
+            for (_, k, ids) in &groups {
+                want.entry(k.clone()).or_default().extend(ids);
             }
-            let (mut a, mut b, mut c) = (tree.clone(), tree.clone(), tree);
-            insert_runs(&mut a, &postings, exact);
-            let distinct = runs(&postings, exact).count();
-            rebuild_with_runs(&mut b, &postings, distinct, exact);
-            merge_postings(&mut c, &postings, exact);
+            let distinct = groups.iter().map(|g| &g.1).collect::<std::collections::BTreeSet<_>>().len();
+            if distinct.saturating_mul(REBUILD_RATIO) < tree.len() {
+                paths.0 += 1;
+            } else {
+                paths.1 += 1;
+            }
+            merge_groups(&mut tree, groups);
             let norm = |t: BTreeMap<IndexKey, Vec<DocumentId>>| normal(&Values::from([("f".to_string(), t)]));
-            let want = norm(want);
-            assert_eq!(norm(a), want, "insert, round {round}");
-            assert_eq!(norm(b), want, "rebuild, round {round}");
-            assert_eq!(norm(c), want, "merge, round {round}");
+            assert_eq!(norm(tree), norm(want), "round {round}");
         }
+        assert!(paths.0 > 20 && paths.1 > 20, "both paths taken: {paths:?}");
     }
 
     /// Deferred postings with values of every type (repeats, equal decimals at
@@ -2124,13 +1877,13 @@ mod tests {
         assert_eq!(normal(cat.values()), naive(&cat.docs));
     }
 
-    /// A lazy catalog builds its indexes from packed and plain terms (equal values
-    /// under distinct packed encodings merged) like naive insertion, and keeps them
-    /// current afterwards.
+    /// A lazy catalog builds its indexes from loaded and applied terms (under two
+    /// schema tables; equal values under distinct packed encodings merged) like naive
+    /// insertion, and keeps them current afterwards.
     #[test]
-    fn lazy_build_from_packed_and_plain_terms_equals_naive_insertion() {
+    fn lazy_build_from_loaded_and_applied_terms_equals_naive_insertion() {
         let mut next = xorshift(0x1234);
-        let mut cat = packed_and_plain_catalog(800, &mut next);
+        let mut cat = loaded_and_applied_catalog(800, &mut next);
         assert!(!cat.values_built() && !cat.has_pending_values());
         assert_eq!(normal(cat.values()), naive(&cat.docs));
         for i in 0..200u32 {
@@ -2146,7 +1899,7 @@ mod tests {
     #[test]
     fn a_build_on_every_core_equals_naive_insertion() {
         let mut next = xorshift(0x5678);
-        let cat = packed_and_plain_catalog(PARALLEL_BUILD_MIN as u32 + 3_000, &mut next);
+        let cat = loaded_and_applied_catalog(PARALLEL_BUILD_MIN as u32 + 3_000, &mut next);
         assert_eq!(normal(cat.values()), naive(&cat.docs));
     }
 
@@ -2169,9 +1922,10 @@ mod tests {
         }
     }
 
-    /// `n` documents: every third with plain terms (replayed after a checkpoint), the
-    /// others with packed terms (loaded from one), over five fields of mixed types.
-    fn packed_and_plain_catalog(n: u32, next: &mut impl FnMut(u64) -> u64) -> Catalog {
+    /// `n` documents: every third applied (replayed after a checkpoint: its terms packed
+    /// by the catalog), the others with terms packed as a checkpoint load leaves them,
+    /// under a schema table of their own, over five fields of mixed types.
+    fn loaded_and_applied_catalog(n: u32, next: &mut impl FnMut(u64) -> u64) -> Catalog {
         let fields = ["mixed", "text", "code", "decimal", "date"];
         let schemas =
             Arc::new(TermSchemas { schemas: fields.iter().map(|f| (f.to_string(), vec![Label::normal()])).collect() });

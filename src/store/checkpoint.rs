@@ -37,7 +37,7 @@ use crate::log::writer::LogHead;
 use crate::model::{DocumentId, Kind, Label, LabelSet};
 use crate::store::Store;
 use crate::store::catalog::wire::{self, Reader};
-use crate::store::catalog::{Catalog, DocEntry, LoadedIds, RawTerms, TermSchemas, Terms, VersionLoc};
+use crate::store::catalog::{Catalog, DocEntry, LoadedIds, TermSchemas, Terms, VersionLoc};
 use crate::store::keyring::Keyring;
 
 /// Largest payload of one checkpoint part frame.
@@ -74,12 +74,11 @@ struct Dicts<'a> {
     doc_labels: FastMap<&'a LabelSet, u32>,
     schema_labels: FastMap<&'a [Label], u32>,
     schemas: Vec<(&'a str, u32)>,
-    list_schemas: FastMap<(&'a str, &'a [Label]), u32>,
+    /// (field, labels) -> schema id in this checkpoint.
+    schema_ids: FastMap<(&'a str, &'a [Label]), u32>,
+    /// For each schema table of the catalog's packed terms (by address), its ids
+    /// renumbered into this checkpoint's, filled as they are met.
     packed_schemas: FastMap<*const TermSchemas, Vec<Option<u32>>>,
-    /// The schema id of each position of the last document's term list: documents of
-    /// one kind list the same fields in the same order, so most terms are found here by
-    /// comparing instead of hashing.
-    recent: Vec<u32>,
 }
 
 /// A hash map with foldhash's per-process random seed (see [`Dicts`]).
@@ -105,7 +104,7 @@ impl<'a> Dicts<'a> {
         i
     }
     fn schema(&mut self, field: &'a str, labels: &'a [Label]) -> u32 {
-        if let Some(&i) = self.list_schemas.get(&(field, labels)) {
+        if let Some(&i) = self.schema_ids.get(&(field, labels)) {
             return i;
         }
         let ls = match self.schema_labels.get(labels) {
@@ -119,60 +118,30 @@ impl<'a> Dicts<'a> {
         };
         let i = self.schemas.len() as u32;
         self.schemas.push((field, ls));
-        self.list_schemas.insert((field, labels), i);
+        self.schema_ids.insert((field, labels), i);
         i
-    }
-    /// Whether schema `i` is `(field, labels)`.
-    fn schema_is(&self, i: u32, field: &str, labels: &[Label]) -> bool {
-        self.schemas.get(i as usize).is_some_and(|(f, ls)| {
-            *f == field
-                && self
-                    .labelsets
-                    .get(*ls as usize)
-                    .is_some_and(|set| set.len() == labels.len() && set.iter().zip(labels).all(|(a, b)| *a == b))
-        })
     }
     /// Appends a document's terms, schema ids renumbered into this dictionary.
     fn terms(&mut self, t: &'a Terms, out: &mut Vec<u8>) {
-        match t.raw() {
-            RawTerms::Packed(s, b) => {
-                let key = Arc::as_ptr(s);
-                let mut map = self.packed_schemas.remove(&key).unwrap_or_else(|| vec![None; s.schemas.len()]);
-                wire::each_term(b, |sid, k| {
-                    let Some((field, labels)) = s.schemas.get(sid) else { return };
-                    let new = match map.get(sid).copied().flatten() {
-                        Some(n) => n,
-                        None => {
-                            let n = self.schema(field, labels);
-                            if let Some(m) = map.get_mut(sid) {
-                                *m = Some(n);
-                            }
-                            n
-                        }
-                    };
-                    wire::put_uv(out, u64::from(new));
-                    out.extend_from_slice(k);
-                });
-                self.packed_schemas.insert(key, map);
-            }
-            RawTerms::List(list) => {
-                for (j, term) in list.iter().enumerate() {
-                    let sid = match self.recent.get(j) {
-                        Some(&i) if self.schema_is(i, &term.field, &term.labels) => i,
-                        _ => {
-                            let i = self.schema(&term.field, &term.labels);
-                            match self.recent.get_mut(j) {
-                                Some(r) => *r = i,
-                                None => self.recent.push(i),
-                            }
-                            i
-                        }
-                    };
-                    wire::put_uv(out, u64::from(sid));
-                    wire::put_key(out, &term.key);
+        let Some((s, b)) = t.raw() else { return };
+        let key = Arc::as_ptr(s);
+        let mut map = self.packed_schemas.remove(&key).unwrap_or_else(|| vec![None; s.schemas.len()]);
+        wire::each_term(b, |sid, k| {
+            let Some((field, labels)) = s.schemas.get(sid) else { return };
+            let new = match map.get(sid).copied().flatten() {
+                Some(n) => n,
+                None => {
+                    let n = self.schema(field, labels);
+                    if let Some(m) = map.get_mut(sid) {
+                        *m = Some(n);
+                    }
+                    n
                 }
-            }
-        }
+            };
+            wire::put_uv(out, u64::from(new));
+            out.extend_from_slice(k);
+        });
+        self.packed_schemas.insert(key, map);
     }
 }
 
