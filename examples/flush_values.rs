@@ -19,7 +19,7 @@ use chartvault::DocumentId;
 use chartvault::format::body::{IndexKey, IndexTerm};
 use chartvault::model::value::Decimal;
 use chartvault::model::{Kind, Label, LabelSet};
-use chartvault::store::catalog::{Catalog, NewVersion, VersionLoc};
+use chartvault::store::catalog::{Catalog, NewVersion, TermRegistry, VersionLoc};
 
 /// xorshift64: deterministic terms without a dependency.
 struct Rng(u64);
@@ -37,7 +37,7 @@ fn term(field: &str, key: IndexKey) -> IndexTerm {
     IndexTerm { field: field.into(), labels: vec![Label::normal()], key }
 }
 
-fn version(i: u64, r: &mut Rng, kind: &Kind) -> NewVersion {
+fn version(i: u64, r: &mut Rng, kind: &Kind, registry: &TermRegistry) -> NewVersion {
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&i.to_le_bytes());
     id[8..].copy_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
@@ -62,7 +62,7 @@ fn version(i: u64, r: &mut Rng, kind: &Kind) -> NewVersion {
         created_us: i as i64,
         loc: VersionLoc { version: 1, offset: 8192 + i * 1024, updated_us: i as i64 },
         labels: LabelSet::new(),
-        terms,
+        terms: registry.pack(&terms),
     }
 }
 
@@ -85,10 +85,11 @@ fn main() {
     }
     let kind = Kind::new("Observation").expect("kind");
     let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let registry = TermRegistry::default();
     if lazy {
         let mut cat = Catalog::lazy();
         for i in 0..docs {
-            cat.apply(version(i, &mut r, &kind), i + 1);
+            cat.apply(version(i, &mut r, &kind, &registry), i + 1);
         }
         let t = Instant::now();
         let postings: usize = cat.values().values().flat_map(|m| m.values()).map(Vec::len).sum();
@@ -99,7 +100,7 @@ fn main() {
     let mut total = 0.0;
     let mut flushes = 0;
     for i in 0..docs {
-        cat.apply(version(i, &mut r, &kind), i + 1);
+        cat.apply(version(i, &mut r, &kind, &registry), i + 1);
         if (i + 1) % every.max(1) == 0 || i + 1 == docs {
             let t = Instant::now();
             cat.flush_values();

@@ -16,7 +16,7 @@ use crate::log::LogWriter;
 use crate::log::writer::{LogHead, PendingCommit};
 use crate::model::document::limits;
 use crate::model::{AttachmentRef, DocumentId, Field, Kind, Label, LabelSet, NewDocument, Value};
-use crate::store::catalog::{IdHashState, NewVersion, VersionLoc};
+use crate::store::catalog::{IdHashState, NewVersion, TermPacker, Terms, VersionLoc};
 use crate::store::{Store, record};
 
 /// Size of one attachment chunk.
@@ -211,7 +211,8 @@ impl<'a> Batch<'a> {
 
     pub(crate) fn stage_version(&mut self, spec: VersionSpec<'_>) -> Result<()> {
         self.check_attachments(spec.fields)?;
-        let prepared = prepare_version(self.store.schema(), spec.kind, spec.fields)?;
+        let prepared =
+            prepare_version(self.store.schema(), &mut self.store.term_registry().packer(), spec.kind, spec.fields)?;
         self.stage_prepared(&spec, prepared)
     }
 
@@ -461,7 +462,7 @@ fn seal_record(store: &Store, u: &Unsealed) -> Vec<u8> {
 pub(crate) struct PreparedVersion {
     metas: Vec<GroupMeta>,
     bodies: Vec<Zeroizing<Vec<u8>>>,
-    terms: Vec<IndexTerm>,
+    terms: Terms,
     labels: LabelSet,
 }
 
@@ -471,6 +472,7 @@ pub(crate) struct PreparedVersion {
 /// [`record::MAX_GROUPS`] groups.
 pub(crate) fn prepare_version(
     schema: &crate::model::Schema,
+    packer: &mut TermPacker<'_>,
     kind: &Kind,
     fields: &BTreeMap<String, Field>,
 ) -> Result<PreparedVersion> {
@@ -516,7 +518,7 @@ pub(crate) fn prepare_version(
         return Err(Error::InvalidDocument(format!("a document may have at most {} label groups", record::MAX_GROUPS)));
     }
     let labels: LabelSet = metas.iter().flat_map(|g| g.labels.iter().cloned()).collect();
-    Ok(PreparedVersion { metas, bodies, terms, labels })
+    Ok(PreparedVersion { metas, bodies, terms: packer.pack(&terms), labels })
 }
 
 /// Refuses fields that reference an attachment that is neither in `uploaded` (this

@@ -71,42 +71,86 @@ pub(crate) struct TermSchemas {
     pub(crate) schemas: Vec<(String, Vec<Label>)>,
 }
 
-/// The term schemas of the terms a catalog packs itself ([`Catalog::apply`]): each
-/// (field, labels) pair gets the next id the first time it is seen. The shared table
-/// is replaced by a longer copy when a schema is added (its ids are a prefix of the
-/// new one's), so terms packed earlier keep theirs.
-#[derive(Debug, Default, Clone)]
-struct SchemaInterner {
+/// The term schema ids of the terms a store packs (as versions are prepared, or
+/// replayed at open): each (field, labels) pair gets the next id the first time it is
+/// seen, and keeps it. The table is replaced by a longer copy when a schema is added
+/// (its ids are a prefix of the new one's), so terms packed earlier keep theirs, and
+/// the threads that prepare versions read a snapshot of it without a lock
+/// ([`TermRegistry::packer`]).
+#[derive(Debug, Default)]
+pub struct TermRegistry {
+    table: std::sync::RwLock<Arc<TermTable>>,
+}
+
+/// A snapshot of a [`TermRegistry`].
+#[derive(Debug, Default)]
+struct TermTable {
     /// Field -> (labels, id) of each of its schemas.
     ids: HashMap<String, Vec<(Vec<Label>, u32)>>,
     /// The schemas by id, shared with the packed terms.
-    table: Arc<TermSchemas>,
+    schemas: Arc<TermSchemas>,
+}
+
+impl TermTable {
+    fn find(&self, field: &str, labels: &[Label]) -> Option<u32> {
+        self.ids.get(field).and_then(|v| v.iter().find(|(l, _)| l.as_slice() == labels)).map(|x| x.1)
+    }
+}
+
+impl TermRegistry {
+    /// `terms` packed under this registry's schema ids (as [`NewVersion::terms`] wants
+    /// them). Many documents are packed faster by one packer per thread.
+    pub fn pack(&self, terms: &[IndexTerm]) -> Terms {
+        self.packer().pack(terms)
+    }
+
+    /// A packer working from the current table (one per thread and run of documents).
+    pub(crate) fn packer(&self) -> TermPacker<'_> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();
+        TermPacker { registry: self, table, recent: Vec::new(), scratch: Zeroizing::new(Vec::new()) }
+    }
+
+    /// The table with (`field`, `labels`) in it (added if no thread has yet).
+    fn add(&self, field: &str, labels: &[Label]) -> Arc<TermTable> {
+        let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
+        if t.find(field, labels).is_none() {
+            let i = t.schemas.schemas.len() as u32;
+            let mut schemas = t.schemas.schemas.clone();
+            schemas.push((field.to_string(), labels.to_vec()));
+            let mut ids = t.ids.clone();
+            ids.entry(field.to_string()).or_default().push((labels.to_vec(), i));
+            *t = Arc::new(TermTable { ids, schemas: Arc::new(TermSchemas { schemas }) });
+        }
+        t.clone()
+    }
+}
+
+/// Packs documents' index terms under a [`TermRegistry`]'s schema ids.
+pub(crate) struct TermPacker<'r> {
+    registry: &'r TermRegistry,
+    table: Arc<TermTable>,
     /// The schema id of each position of the last document's terms: documents of one
     /// kind list the same fields in the same order, so most terms are found here by
     /// comparing instead of hashing.
     recent: Vec<u32>,
-    /// The encoding of the terms being packed (reused; wiped when the catalog drops).
+    /// The encoding of the terms being packed (reused; wiped when dropped).
     scratch: Zeroizing<Vec<u8>>,
 }
 
-impl SchemaInterner {
+impl TermPacker<'_> {
     /// The id of (`field`, `labels`), the `pos`-th term of its document.
     fn id(&mut self, pos: usize, field: &str, labels: &[Label]) -> u32 {
         if let Some(&i) = self.recent.get(pos)
-            && self.table.schemas.get(i as usize).is_some_and(|(f, l)| f == field && l.as_slice() == labels)
+            && self.table.schemas.schemas.get(i as usize).is_some_and(|(f, l)| f == field && l.as_slice() == labels)
         {
             return i;
         }
-        let known = self.ids.get(field).and_then(|v| v.iter().find(|(l, _)| l.as_slice() == labels)).map(|x| x.1);
-        let i = match known {
+        let i = match self.table.find(field, labels) {
             Some(i) => i,
             None => {
-                let i = self.table.schemas.len() as u32;
-                let mut schemas = self.table.schemas.clone();
-                schemas.push((field.to_string(), labels.to_vec()));
-                self.table = Arc::new(TermSchemas { schemas });
-                self.ids.entry(field.to_string()).or_default().push((labels.to_vec(), i));
-                i
+                self.table = self.registry.add(field, labels);
+                // Just added, by this thread or another.
+                self.table.find(field, labels).unwrap_or(0)
             }
         };
         match self.recent.get_mut(pos) {
@@ -119,7 +163,7 @@ impl SchemaInterner {
     /// `terms` packed (docs/FORMAT.md §12.3.2) into one buffer of their own, the
     /// form a checkpoint load gives them: one allocation per document instead of
     /// three per term, and read by a checkpoint or a flush without following pointers.
-    fn pack(&mut self, terms: &[IndexTerm]) -> Terms {
+    pub(crate) fn pack(&mut self, terms: &[IndexTerm]) -> Terms {
         if terms.is_empty() {
             return Terms::default();
         }
@@ -134,7 +178,7 @@ impl SchemaInterner {
         let packed = Zeroizing::new(scratch.to_vec());
         let len = packed.len();
         self.scratch = scratch;
-        Terms::packed(self.table.clone(), Arc::new(packed), 0..len)
+        Terms::packed(self.table.schemas.clone(), Arc::new(packed), 0..len)
     }
 }
 
@@ -196,7 +240,7 @@ impl std::fmt::Debug for Terms {
 impl From<Vec<IndexTerm>> for Terms {
     /// `v` packed under schema ids of its own.
     fn from(v: Vec<IndexTerm>) -> Self {
-        SchemaInterner::default().pack(&v)
+        TermRegistry::default().packer().pack(&v)
     }
 }
 
@@ -663,8 +707,6 @@ pub struct Catalog {
     values: OnceLock<Box<Values>>,
     /// Whether `values` is built on first use rather than kept from the start.
     lazy_values: bool,
-    /// Term schemas of the terms this catalog packed when versions were applied.
-    schemas: SchemaInterner,
     /// Label sets of the documents this catalog applied, shared between them.
     label_sets: LabelSets,
     /// Documents whose latest version's terms are not in `values` yet (while it is
@@ -696,8 +738,8 @@ pub struct NewVersion {
     pub loc: VersionLoc,
     /// Labels of the version's fields.
     pub labels: LabelSet,
-    /// Index terms of the version.
-    pub terms: Vec<IndexTerm>,
+    /// Index terms of the version, packed under the store's term schema ids.
+    pub terms: Terms,
 }
 
 impl Catalog {
@@ -796,7 +838,7 @@ impl Catalog {
             }
             e.versions.push(v.loc);
             e.labels = self.label_sets.share(v.labels);
-            e.terms = self.schemas.pack(&v.terms);
+            e.terms = v.terms;
             e.commit = commit;
         } else {
             self.by_patient.entry(v.patient_slot).or_default().push(v.id);
@@ -814,7 +856,7 @@ impl Catalog {
                     created_us: v.created_us,
                     versions: smallvec::smallvec![v.loc],
                     labels: self.label_sets.share(v.labels),
-                    terms: self.schemas.pack(&v.terms),
+                    terms: v.terms,
                     commit,
                 },
             );
@@ -1544,7 +1586,7 @@ mod tests {
             created_us: 1,
             loc: VersionLoc { version: 2, offset: 9000, updated_us: 2 },
             labels: LabelSet::new(),
-            terms: vec![term("code", IndexKey::Code("loinc".into(), "2".into()))],
+            terms: REGISTRY.pack(&[term("code", IndexKey::Code("loinc".into(), "2".into()))]),
         };
         cat.apply(v, 2);
         assert!(cat.has_pending_values(), "a commit defers its postings");
@@ -1668,18 +1710,25 @@ mod tests {
     }
 
     fn rich_version(id: DocumentId, slot: u32, ver: u32, next: &mut impl FnMut(u64) -> u64) -> NewVersion {
+        observation(id, slot, ver, rich_terms(next))
+    }
+
+    /// Up to six terms over five fields of mixed types.
+    fn rich_terms(next: &mut impl FnMut(u64) -> u64) -> Vec<IndexTerm> {
         let fields = ["mixed", "text", "code", "decimal", "date"];
-        let terms = (0..next(7))
+        (0..next(7))
             .map(|_| {
                 let f = next(5);
                 term(fields[f as usize], rich_key(f, next))
             })
-            .collect();
-        observation(id, slot, ver, terms)
+            .collect()
     }
 
+    /// The term schemas of the tests' versions (one registry, as a store has).
+    static REGISTRY: std::sync::LazyLock<TermRegistry> = std::sync::LazyLock::new(TermRegistry::default);
+
     /// Applied versions keep their terms packed, in the order given, under schema ids
-    /// the catalog shares between documents (and answers `labels_of` and
+    /// the store's registry shares between documents (and answers `labels_of` and
     /// `any_value_of` from them without decoding the list); equal label sets share one
     /// copy.
     #[test]
@@ -1688,9 +1737,9 @@ mod tests {
         let mut cat = Catalog::default();
         let mut given = Vec::new();
         for i in 0..300u32 {
-            let v = rich_version(id(i), i % 7, 1, &mut next);
-            given.push((v.id, v.terms.clone()));
-            cat.apply(v, u64::from(i));
+            let terms = rich_terms(&mut next);
+            given.push((id(i), terms.clone()));
+            cat.apply(observation(id(i), i % 7, 1, terms), u64::from(i));
         }
         let mut tables = HashSet::new();
         for (doc, terms) in &given {
@@ -1714,8 +1763,9 @@ mod tests {
             }
             assert_eq!(e.terms.as_slice(), terms.as_slice());
         }
-        // Five fields with one label list: one table per schema added, at most.
-        assert!(tables.len() <= 5, "{}", tables.len());
+        // One table per schema added, at most: five here, a few more by other tests
+        // sharing the registry meanwhile; not one per document.
+        assert!(tables.len() <= 10, "{}", tables.len());
         let first = &cat.docs[&given[0].0].labels;
         assert!(given.iter().all(|(d, _)| Arc::ptr_eq(&cat.docs[d].labels, first)));
     }
@@ -1968,7 +2018,7 @@ mod tests {
             created_us: 1,
             loc: VersionLoc { version: ver, offset: 8192 + u64::from(ver), updated_us: 1 },
             labels: LabelSet::new(),
-            terms,
+            terms: REGISTRY.pack(&terms),
         }
     }
 }

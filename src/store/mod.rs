@@ -27,8 +27,8 @@ use crate::log::{FileStorage, LogWriter, Region, Storage};
 use crate::model::{Kind, LabelSet, Schema};
 
 pub use batch::Batch;
-use catalog::NewVersion;
 pub use catalog::{Catalog, DocEntry, VersionLoc};
+use catalog::{NewVersion, TermRegistry};
 pub use keyring::Keyring;
 
 /// The path of the keyring file that belongs to a data file.
@@ -103,6 +103,8 @@ pub struct Store {
     /// When (Unix µs) a commit last applied document versions to the catalog: lets
     /// [`Store::catch_up_indexes`] tell a pause in the writes from a run of them.
     last_write_us: AtomicI64,
+    /// The schema ids the catalog's index terms are packed under.
+    terms: TermRegistry,
 }
 
 /// Frames of a verified commit, handed to the layers above at open.
@@ -208,6 +210,7 @@ impl Store {
             schema,
             report: OpenReport::default(),
             last_write_us: AtomicI64::new(0),
+            terms: TermRegistry::default(),
             writer_waiters: AtomicUsize::new(0),
         })
     }
@@ -276,6 +279,7 @@ impl Store {
             u64::MAX
         };
         let schema_ref = &schema;
+        let terms = TermRegistry::default();
         let empty = Self::empty_head(&header.vault_id);
         // With a checkpoint, its frames are read and verified as a commit (no patient
         // key needed) while the keyring loads on another thread.
@@ -313,7 +317,7 @@ impl Store {
                 records += frames.iter().filter(|f| f.ty == FrameType::Record).count();
                 if records >= REPLAY_BATCH {
                     records = 0;
-                    Self::apply_replayed(&keys, &ring, schema_ref, &mut catalog, &mut replay, hook)?;
+                    Self::apply_replayed(&keys, &ring, schema_ref, &terms, &mut catalog, &mut replay, hook)?;
                 }
                 Ok(())
             };
@@ -321,7 +325,7 @@ impl Store {
         };
         // Frames verified before a failure are applied first, so an error in one of
         // them is the one reported, as when each was applied at once.
-        Self::apply_replayed(&keys, &ring, schema_ref, &mut catalog, &mut replay, hook)?;
+        Self::apply_replayed(&keys, &ring, schema_ref, &terms, &mut catalog, &mut replay, hook)?;
         let outcome = scanned?;
         let ScanOutcome { head, torn_tail, corrupt, commits, frames, last_commit_start, .. } = outcome;
         let head = head.unwrap_or(start);
@@ -394,6 +398,7 @@ impl Store {
             schema,
             report,
             last_write_us: AtomicI64::new(0),
+            terms,
             writer_waiters: AtomicUsize::new(0),
         })
     }
@@ -405,6 +410,7 @@ impl Store {
         keys: &KeyHierarchy,
         ring: &Keyring,
         schema: &Schema,
+        terms: &TermRegistry,
         cat: &mut Catalog,
         frames: &mut Vec<(ScannedFrame, u64)>,
         hook: &mut FrameHook<'_>,
@@ -413,7 +419,10 @@ impl Store {
         let threads = crate::util::cores().min(REPLAY_THREADS);
         let threads = if records.len() < REPLAY_PARALLEL_MIN { 1 } else { threads };
         let decoded = crate::util::split_map(&records, threads, |part| {
-            part.iter().map(|f| read::decode_catalog_entry(keys, ring, schema, &f.payload, f.offset)).collect()
+            let mut packer = terms.packer();
+            part.iter()
+                .map(|f| read::decode_catalog_entry(keys, ring, schema, &mut packer, &f.payload, f.offset))
+                .collect()
         });
         // The patients of these records whose checkpoint entries are still sealed are
         // decoded together, on every core, before anything is applied.
@@ -464,12 +473,15 @@ impl Store {
         keys: &KeyHierarchy,
         ring: &Keyring,
         schema: &Schema,
+        terms: &TermRegistry,
         cat: &mut Catalog,
         f: &ScannedFrame,
         commit: u64,
     ) -> Result<()> {
         let record = match f.ty {
-            FrameType::Record => read::decode_catalog_entry(keys, ring, schema, &f.payload, f.offset)?,
+            FrameType::Record => {
+                read::decode_catalog_entry(keys, ring, schema, &mut terms.packer(), &f.payload, f.offset)?
+            }
             _ => None,
         };
         Self::apply_decoded(ring, cat, f, commit, record)
@@ -489,13 +501,14 @@ impl Store {
             let State { catalog, keyring, refreshed_seq, .. } = &mut *st;
             let keys = &self.keys;
             let schema = &self.schema;
+            let terms = &self.terms;
             let mut apply = |frames: &[ScannedFrame], c: &Commit| -> Result<()> {
                 for f in frames {
                     // Scans restart at the last commit head: skip what a failed one applied.
                     if f.seq <= *refreshed_seq {
                         continue;
                     }
-                    Self::apply_frame(keys, keyring, schema, catalog, f, c.number)?;
+                    Self::apply_frame(keys, keyring, schema, terms, catalog, f, c.number)?;
                     *refreshed_seq = f.seq;
                     hook(f)?;
                 }
@@ -592,6 +605,11 @@ impl Store {
         }
         st.catalog.flush_values();
         true
+    }
+
+    /// The schema ids the catalog's index terms are packed under.
+    pub(crate) fn term_registry(&self) -> &TermRegistry {
+        &self.terms
     }
 
     /// Notes that a commit applied document versions now (see [`Store::catch_up_indexes`]).

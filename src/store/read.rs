@@ -14,7 +14,7 @@ use crate::format::frame::{self, FRAME_HEADER, FrameType};
 use crate::log::Region;
 use crate::model::{AttachmentRef, DateTime, Document, Field, Kind, Label, LabelSet, Schema};
 use crate::store::batch::index_terms;
-use crate::store::catalog::{NewVersion, VersionLoc};
+use crate::store::catalog::{NewVersion, TermPacker, VersionLoc};
 use crate::store::keyring::Keyring;
 use crate::store::{State, Store, open_envelope_in_place, record, scratch};
 
@@ -52,10 +52,11 @@ pub fn copy_frame_into(map: &dyn Region, offset: u64, expect: FrameType, payload
 /// Builds the catalog entry of a record frame at open. Records of erased patients
 /// (destroyed keys) are skipped: they are unreadable by design. The index terms are
 /// recomputed from the decrypted label groups (they are not stored twice).
-pub fn decode_catalog_entry(
+pub(crate) fn decode_catalog_entry(
     keys: &KeyHierarchy,
     ring: &Keyring,
     schema: &Schema,
+    packer: &mut TermPacker<'_>,
     payload: &[u8],
     offset: u64,
 ) -> Result<Option<NewVersion>> {
@@ -95,7 +96,7 @@ pub fn decode_catalog_entry(
         created_us: env.created_us,
         loc: VersionLoc { version: layout.version, offset, updated_us: env.updated_us },
         labels,
-        terms,
+        terms: packer.pack(&terms),
     }))
 }
 

@@ -15,6 +15,7 @@ use crate::model::{AttachmentRef, Document, DocumentId, Field, Label, NewDocumen
 use crate::store::Batch;
 use crate::store::batch::CommitInfo;
 use crate::store::batch::{PreparedVersion, check_attachments, prepare_version};
+use crate::store::catalog::TermPacker;
 
 /// What [`Session::decision_inputs`] holds: the policy and patient rules (read-locked)
 /// and the session's break-glass grant, fixed for a run of decisions.
@@ -733,24 +734,28 @@ impl<'s> SessionBatch<'s> {
             let uploaded = self.batch.as_ref().map_or(&none_uploaded, |b| b.uploaded_attachments());
             let store = &session.inner.store;
             let committed_end = || store.read_state().head.end;
-            let prepare = |doc: &NewDocument| -> std::result::Result<PreparedPut, Refusal> {
-                doc.validate()?;
-                let labels = store.schema().labeler(&doc.kind).document_labels(&doc.fields);
-                let req = Request {
-                    op: Operation::Create,
-                    patient: Some(&doc.patient),
-                    kind: Some(doc.kind.as_str()),
-                    doc: None,
+            let prepare =
+                |doc: &NewDocument, packer: &mut TermPacker<'_>| -> std::result::Result<PreparedPut, Refusal> {
+                    doc.validate()?;
+                    let labels = store.schema().labeler(&doc.kind).document_labels(&doc.fields);
+                    let req = Request {
+                        op: Operation::Create,
+                        patient: Some(&doc.patient),
+                        kind: Some(doc.kind.as_str()),
+                        doc: None,
+                    };
+                    let break_glass = match session.decide(&req, &labels) {
+                        Decision::Permit { break_glass, .. } => break_glass,
+                        Decision::Deny(reason) => return Err(Refusal::Denied { labels, reason }),
+                    };
+                    check_attachments(&doc.fields, uploaded, &committed_end)?;
+                    let version = prepare_version(store.schema(), packer, &doc.kind, &doc.fields)?;
+                    Ok(PreparedPut { labels, break_glass, version })
                 };
-                let break_glass = match session.decide(&req, &labels) {
-                    Decision::Permit { break_glass, .. } => break_glass,
-                    Decision::Deny(reason) => return Err(Refusal::Denied { labels, reason }),
-                };
-                check_attachments(&doc.fields, uploaded, &committed_end)?;
-                let version = prepare_version(store.schema(), &doc.kind, &doc.fields)?;
-                Ok(PreparedPut { labels, break_glass, version })
+            let serial = |part: &[NewDocument]| {
+                let mut packer = store.term_registry().packer();
+                part.iter().map(|d| prepare(d, &mut packer)).collect::<Vec<_>>()
             };
-            let serial = |part: &[NewDocument]| part.iter().map(prepare).collect::<Vec<_>>();
             if docs.len() < PARALLEL_PUT_MIN {
                 serial(docs)
             } else {
