@@ -76,7 +76,7 @@ pub(crate) struct TermSchemas {
 /// seen, and keeps it. The table is replaced by a longer copy when a schema is added
 /// (its ids are a prefix of the new one's), so terms packed earlier keep theirs, and
 /// the threads that prepare versions read a snapshot of it without a lock
-/// ([`TermRegistry::packer`]).
+/// (one packer per thread and run of documents).
 #[derive(Debug, Default)]
 pub struct TermRegistry {
     table: std::sync::RwLock<Arc<TermTable>>,
@@ -204,8 +204,9 @@ impl LabelSets {
 }
 
 /// The index terms of one document version, packed (the encoding of docs/FORMAT.md
-/// §12.3.2: a schema id per term, then its value): by the catalog when it applies a
-/// version, or loaded from a checkpoint entry (validated). Decoded into a list only
+/// §12.3.2: a schema id per term, then its value): under the store's [`TermRegistry`]
+/// where a version is prepared or replayed, or loaded from a checkpoint entry
+/// (validated). Decoded into a list only
 /// when one is asked for ([`Terms::as_slice`]); the packed bytes are wiped when
 /// dropped. No terms: nothing packed.
 #[derive(Clone, Default)]
@@ -770,7 +771,7 @@ impl Catalog {
     ///
     /// The pending documents' terms are grouped by field and packed value, each
     /// distinct value is decoded once, and each field's groups go into its tree at
-    /// once ([`merge_groups`], fields on two threads when there are many groups).
+    /// once (`merge_groups`, fields on two threads when there are many groups).
     pub fn flush_values(&mut self) {
         if self.pending.is_empty() {
             return;

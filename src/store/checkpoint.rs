@@ -17,7 +17,7 @@
 //! CRC-checked and hashed into the chain, and the checkpoint's commit frame must carry
 //! that chain and a valid MAC; the directories are opened from the copy. Then `load`
 //! checks every entry's slot against the keyring and indexes the directories' ids: the
-//! patient entries stay sealed ([`Unloaded`]) until a read of one of the patient's
+//! patient entries stay sealed (`Unloaded`) until a read of one of the patient's
 //! documents, a write to the patient, or anything that needs the whole catalog (a
 //! query, a checkpoint) decrypts and decodes them (`Catalog::load_patient`,
 //! `Catalog::load_all`, on every core).
