@@ -82,6 +82,13 @@ pub struct TermRegistry {
     table: std::sync::RwLock<Arc<TermTable>>,
 }
 
+/// Schemas a registry shares at most. Each schema added copies the table (documents
+/// packed earlier keep the copy they were packed under), so the memory held by those
+/// copies grows with the square of their number; past this bound a document whose
+/// terms need a new schema is packed under a table of its own instead. A vault's
+/// indexed fields times the label sets they carry stay far below it.
+const SHARED_SCHEMAS: usize = 256;
+
 /// A snapshot of a [`TermRegistry`].
 #[derive(Debug, Default)]
 struct TermTable {
@@ -110,10 +117,14 @@ impl TermRegistry {
         TermPacker { registry: self, table, recent: Vec::new(), scratch: Zeroizing::new(Vec::new()) }
     }
 
-    /// The table with (`field`, `labels`) in it (added if no thread has yet).
-    fn add(&self, field: &str, labels: &[Label]) -> Arc<TermTable> {
+    /// The table with (`field`, `labels`) in it (added if no thread has yet), or `None`
+    /// if it is not there and the table is full ([`SHARED_SCHEMAS`]).
+    fn add(&self, field: &str, labels: &[Label]) -> Option<Arc<TermTable>> {
         let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
         if t.find(field, labels).is_none() {
+            if t.schemas.schemas.len() >= SHARED_SCHEMAS {
+                return None;
+            }
             let i = t.schemas.schemas.len() as u32;
             let mut schemas = t.schemas.schemas.clone();
             schemas.push((field.to_string(), labels.to_vec()));
@@ -121,7 +132,7 @@ impl TermRegistry {
             ids.entry(field.to_string()).or_default().push((labels.to_vec(), i));
             *t = Arc::new(TermTable { ids, schemas: Arc::new(TermSchemas { schemas }) });
         }
-        t.clone()
+        Some(t.clone())
     }
 }
 
@@ -138,26 +149,27 @@ pub(crate) struct TermPacker<'r> {
 }
 
 impl TermPacker<'_> {
-    /// The id of (`field`, `labels`), the `pos`-th term of its document.
-    fn id(&mut self, pos: usize, field: &str, labels: &[Label]) -> u32 {
+    /// The id of (`field`, `labels`), the `pos`-th term of its document; `None` if it
+    /// has none and the registry is full.
+    fn id(&mut self, pos: usize, field: &str, labels: &[Label]) -> Option<u32> {
         if let Some(&i) = self.recent.get(pos)
             && self.table.schemas.schemas.get(i as usize).is_some_and(|(f, l)| f == field && l.as_slice() == labels)
         {
-            return i;
+            return Some(i);
         }
         let i = match self.table.find(field, labels) {
             Some(i) => i,
             None => {
-                self.table = self.registry.add(field, labels);
+                self.table = self.registry.add(field, labels)?;
                 // Just added, by this thread or another.
-                self.table.find(field, labels).unwrap_or(0)
+                self.table.find(field, labels)?
             }
         };
         match self.recent.get_mut(pos) {
             Some(r) => *r = i,
             None => self.recent.push(i),
         }
-        i
+        Some(i)
     }
 
     /// `terms` packed (docs/FORMAT.md §12.3.2) into one buffer of their own, the
@@ -170,7 +182,11 @@ impl TermPacker<'_> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         for (pos, t) in terms.iter().enumerate() {
-            let sid = self.id(pos, &t.field, &t.labels);
+            let Some(sid) = self.id(pos, &t.field, &t.labels) else {
+                // The registry is full and lacks one of this document's schemas.
+                self.scratch = scratch;
+                return TermRegistry::default().packer().pack(terms);
+            };
             wire::put_uv(&mut scratch, u64::from(sid));
             wire::put_key(&mut scratch, &t.key);
         }
@@ -1769,6 +1785,26 @@ mod tests {
         assert!(tables.len() <= 10, "{}", tables.len());
         let first = &cat.docs[&given[0].0].labels;
         assert!(given.iter().all(|(d, _)| Arc::ptr_eq(&cat.docs[d].labels, first)));
+    }
+
+    /// A registry shares at most `SHARED_SCHEMAS` schemas; a document that needs one
+    /// more is packed under a table of its own, and its terms read back the same.
+    #[test]
+    fn a_full_registry_packs_new_schemas_privately() {
+        let registry = TermRegistry::default();
+        let key = || IndexKey::Integer(7);
+        for i in 0..SHARED_SCHEMAS {
+            registry.pack(&[term(&format!("f{i}"), key())]);
+        }
+        let shared = registry.pack(&[term("f0", key())]);
+        let private = registry.pack(&[term("f0", key()), term("extra", key())]);
+        let (s, _) = shared.raw().expect("packed");
+        let (p, _) = private.raw().expect("packed");
+        assert_eq!(s.schemas.len(), SHARED_SCHEMAS);
+        assert_eq!(p.schemas.len(), 2);
+        assert_eq!(private.as_slice(), &[term("f0", key()), term("extra", key())]);
+        // The registry did not grow.
+        assert_eq!(registry.pack(&[term("f1", key())]).raw().expect("packed").0.schemas.len(), SHARED_SCHEMAS);
     }
 
     /// Value indexes in a normal form: (field, value, sorted documents), non-empty
