@@ -111,6 +111,23 @@ impl TermRegistry {
         self.packer().pack(terms)
     }
 
+    /// A registry whose first ids are `schemas`' (those of a loaded checkpoint).
+    pub(crate) fn starting_from(schemas: Arc<TermSchemas>) -> TermRegistry {
+        let mut ids: HashMap<String, Vec<(Vec<Label>, u32)>> = HashMap::new();
+        for (i, (field, labels)) in schemas.schemas.iter().enumerate() {
+            let known = ids.get(field).is_some_and(|v| v.iter().any(|(l, _)| l == labels));
+            if !known {
+                ids.entry(field.clone()).or_default().push((labels.clone(), i as u32));
+            }
+        }
+        TermRegistry { table: std::sync::RwLock::new(Arc::new(TermTable { ids, schemas })) }
+    }
+
+    /// The current table's schemas (every table this registry handed out is a prefix).
+    pub(crate) fn schemas(&self) -> Arc<TermSchemas> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).schemas.clone()
+    }
+
     /// A packer working from the current table (one per thread and run of documents).
     pub(crate) fn packer(&self) -> TermPacker<'_> {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();

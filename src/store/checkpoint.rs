@@ -77,8 +77,24 @@ struct Dicts<'a> {
     /// (field, labels) -> schema id in this checkpoint.
     schema_ids: FastMap<(&'a str, &'a [Label]), u32>,
     /// For each schema table of the catalog's packed terms (by address), its ids
-    /// renumbered into this checkpoint's, filled as they are met.
-    packed_schemas: FastMap<*const TermSchemas, Vec<Option<u32>>>,
+    /// renumbered into this checkpoint's, filled as they are met (see [`Dicts::seed`]).
+    packed_schemas: FastMap<*const TermSchemas, Renumber>,
+    /// The table the last document's terms were packed under, and its renumbering
+    /// (taken out of `packed_schemas` while in use: most documents share one table).
+    last_table: Option<(*const TermSchemas, Renumber)>,
+    /// The schemas [`Dicts::seed`] numbered first, in order.
+    seeded: Option<&'a TermSchemas>,
+    /// Label sets by address (the catalog shares equal ones), before hashing contents.
+    doc_label_ptrs: FastMap<*const LabelSet, u32>,
+}
+
+/// How the schema ids of one table of packed terms map to a checkpoint's.
+enum Renumber {
+    /// The same ids: the table is a prefix of the seeded one, so its terms are copied
+    /// as they are.
+    Same,
+    /// Each id's checkpoint id, filled as it is met.
+    Map(Vec<Option<u32>>),
 }
 
 /// A hash map with foldhash's per-process random seed (see [`Dicts`]).
@@ -94,14 +110,38 @@ impl<'a> Dicts<'a> {
         self.kind_ids.insert(k.as_str(), i);
         i
     }
-    fn doc_labels(&mut self, l: &'a LabelSet) -> u32 {
-        if let Some(&i) = self.doc_labels.get(l) {
+    fn doc_labels(&mut self, l: &'a Arc<LabelSet>) -> u32 {
+        if let Some(&i) = self.doc_label_ptrs.get(&Arc::as_ptr(l)) {
             return i;
         }
-        let i = self.labelsets.len() as u32;
-        self.labelsets.push(l.iter().collect());
-        self.doc_labels.insert(l, i);
+        let i = match self.doc_labels.get(&**l) {
+            Some(&i) => i,
+            None => {
+                let i = self.labelsets.len() as u32;
+                self.labelsets.push(l.iter().collect());
+                self.doc_labels.insert(l, i);
+                i
+            }
+        };
+        self.doc_label_ptrs.insert(Arc::as_ptr(l), i);
         i
+    }
+    /// Numbers `table`'s schemas first, in its order, so the terms of every table
+    /// that is a prefix of it (the store's [`crate::store::catalog::TermRegistry`]
+    /// hands out such tables) keep their ids and are copied without being re-encoded.
+    /// Called on an empty dictionary.
+    fn seed(&mut self, table: &'a TermSchemas) {
+        for (field, labels) in &table.schemas {
+            self.schema(field, labels);
+        }
+        self.seeded = Some(table);
+    }
+    /// How `table`'s ids map to this checkpoint's.
+    fn renumbering(&self, table: &TermSchemas) -> Renumber {
+        let prefix = self.seeded.is_some_and(|seed| {
+            table.schemas.len() <= seed.schemas.len() && table.schemas.iter().zip(&seed.schemas).all(|(a, b)| a == b)
+        });
+        if prefix { Renumber::Same } else { Renumber::Map(vec![None; table.schemas.len()]) }
     }
     fn schema(&mut self, field: &'a str, labels: &'a [Label]) -> u32 {
         if let Some(&i) = self.schema_ids.get(&(field, labels)) {
@@ -121,27 +161,46 @@ impl<'a> Dicts<'a> {
         self.schema_ids.insert((field, labels), i);
         i
     }
-    /// Appends a document's terms, schema ids renumbered into this dictionary.
-    fn terms(&mut self, t: &'a Terms, out: &mut Vec<u8>) {
-        let Some((s, b)) = t.raw() else { return };
+    /// Appends a document's terms, length-prefixed, schema ids renumbered into this
+    /// dictionary (`scratch` holds a renumbered copy).
+    fn terms(&mut self, t: &'a Terms, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        let Some((s, b)) = t.raw() else {
+            wire::put_bytes(out, &[]);
+            return;
+        };
         let key = Arc::as_ptr(s);
-        let mut map = self.packed_schemas.remove(&key).unwrap_or_else(|| vec![None; s.schemas.len()]);
-        wire::each_term(b, |sid, k| {
-            let Some((field, labels)) = s.schemas.get(sid) else { return };
-            let new = match map.get(sid).copied().flatten() {
-                Some(n) => n,
-                None => {
-                    let n = self.schema(field, labels);
-                    if let Some(m) = map.get_mut(sid) {
-                        *m = Some(n);
-                    }
-                    n
+        let mut renumber = match self.last_table.take() {
+            Some((k, r)) if k == key => r,
+            other => {
+                if let Some((k, r)) = other {
+                    self.packed_schemas.insert(k, r);
                 }
-            };
-            wire::put_uv(out, u64::from(new));
-            out.extend_from_slice(k);
-        });
-        self.packed_schemas.insert(key, map);
+                self.packed_schemas.remove(&key).unwrap_or_else(|| self.renumbering(s))
+            }
+        };
+        match &mut renumber {
+            Renumber::Same => wire::put_bytes(out, b),
+            Renumber::Map(map) => {
+                scratch.clear();
+                wire::each_term(b, |sid, k| {
+                    let Some((field, labels)) = s.schemas.get(sid) else { return };
+                    let new = match map.get(sid).copied().flatten() {
+                        Some(n) => n,
+                        None => {
+                            let n = self.schema(field, labels);
+                            if let Some(m) = map.get_mut(sid) {
+                                *m = Some(n);
+                            }
+                            n
+                        }
+                    };
+                    wire::put_uv(scratch, u64::from(new));
+                    scratch.extend_from_slice(k);
+                });
+                wire::put_bytes(out, scratch);
+            }
+        }
+        self.last_table = Some((key, renumber));
     }
 }
 
@@ -182,9 +241,7 @@ fn encode_patient<'a>(
             wire::put_iv(out, v.updated_us.wrapping_sub(prev));
             prev = v.updated_us;
         }
-        terms.clear();
-        d.terms(&e.terms, &mut terms);
-        wire::put_bytes(out, &terms);
+        d.terms(&e.terms, out, &mut terms);
     }
     terms.zeroize();
     n
@@ -229,7 +286,13 @@ const PARALLEL_SEAL_MIN: usize = 256;
 /// two cores or more, sealed on a scoped thread as they come, which takes the sealing
 /// (about a quarter of a checkpoint's instructions) off the writer's path. Each
 /// entry's plaintext moves to the sealing thread and is wiped there once sealed.
-pub(crate) fn encode(keys: &KeyHierarchy, ring: &Keyring, cat: &Catalog, head: LogHead) -> Vec<Vec<u8>> {
+pub(crate) fn encode(
+    keys: &KeyHierarchy,
+    ring: &Keyring,
+    cat: &Catalog,
+    head: LogHead,
+    seed: &TermSchemas,
+) -> Vec<Vec<u8>> {
     let vid = keys.vault_id();
     // Erased patients (no key) have no entry.
     let mut slots: Vec<u32> = cat.by_patient.keys().copied().filter(|s| ring.key(*s, 0).is_ok()).collect();
@@ -242,6 +305,7 @@ pub(crate) fn encode(keys: &KeyHierarchy, ring: &Keyring, cat: &Catalog, head: L
         sealed
     };
     let mut dicts = Dicts::default();
+    dicts.seed(seed);
     let mut docs = 0u64;
     let mut dirs: Vec<Zeroizing<Vec<u8>>> = Vec::with_capacity(slots.len());
     let mut encode_next = |slot: u32| -> Zeroizing<Vec<u8>> {
@@ -568,6 +632,9 @@ pub(crate) struct Loaded {
     pub(crate) head: LogHead,
     /// Frames verified here (the checkpoint frames and their commit frame).
     pub(crate) frames: u64,
+    /// The term schemas the checkpoint's packed terms use: the store's registry starts
+    /// from them, so later checkpoints copy those terms as they are.
+    pub(crate) schemas: Arc<TermSchemas>,
 }
 
 /// Reads the checkpoint at `offset` out of `bytes` (the map, cut at the end a read-only
@@ -817,6 +884,7 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, v: Verified) -> Result<L
     for off in &frame_offsets {
         cat.note_frame(FrameType::Checkpoint, *off);
     }
+    let schemas = global.dict.schemas.clone();
     if !by_slot.is_empty() {
         let pieces = pieces.into_iter().zip(&left).map(|(p, &n)| (n > 0).then(|| Arc::new(p))).collect();
         let dict = Arc::new(global.dict);
@@ -831,7 +899,7 @@ pub(crate) fn load(keys: &KeyHierarchy, ring: &Keyring, v: Verified) -> Result<L
             by_slot,
         }));
     }
-    Ok(Loaded { catalog: cat, head, frames: frame_offsets.len() as u64 + 1 })
+    Ok(Loaded { catalog: cat, head, frames: frame_offsets.len() as u64 + 1, schemas })
 }
 
 /// The patient entries of the checkpoint a catalog was opened from that are not
@@ -1153,7 +1221,8 @@ impl Store {
         let mut b = self.batch()?;
         let payloads = {
             let st = self.read_loaded()?;
-            encode(self.keys(), &st.keyring, &st.catalog, st.head)
+            let seed = self.term_registry().schemas();
+            encode(self.keys(), &st.keyring, &st.catalog, st.head, &seed)
         };
         let mut first = None;
         for p in &payloads {
@@ -1273,6 +1342,49 @@ mod tests {
             let _ = e.terms.as_slice();
         }
         Some(out.docs.len())
+    }
+
+    /// A checkpoint's dictionary numbers the seeded table's schemas first: terms packed
+    /// under that table or a prefix of it are copied byte for byte; terms under another
+    /// table are renumbered into the same schemas (and new ones after them).
+    #[test]
+    fn seeded_schemas_copy_terms_and_others_are_renumbered() {
+        use crate::format::body::IndexTerm;
+        use crate::store::catalog::TermRegistry;
+        let term = |f: &str, l: Vec<Label>, k: i64| IndexTerm { field: f.into(), labels: l, key: IndexKey::Integer(k) };
+        let registry = TermRegistry::default();
+        let early = registry.pack(&[term("a", vec![Label::normal()], 1)]);
+        let late = registry.pack(&[term("b", vec![Label::normal()], 2), term("a", vec![Label::normal()], 3)]);
+        let foreign = Terms::from(vec![term("c", vec![Label::financial()], 4), term("b", vec![Label::normal()], 5)]);
+        let seed = registry.schemas();
+        let mut d = Dicts::default();
+        d.seed(&seed);
+        let decoded = |d: &Dicts<'_>, bytes: &[u8]| {
+            let mut r = wire::Reader::new(bytes);
+            let inner = r.bytes().expect("length-prefixed");
+            let mut out = Vec::new();
+            wire::each_term(inner, |sid, k| {
+                let (field, ls) = d.schemas[sid];
+                let labels: Vec<Label> = d.labelsets[ls as usize].iter().map(|l| (*l).clone()).collect();
+                out.push((field.to_string(), labels, wire::read_key(k).expect("key")));
+            });
+            out
+        };
+        let mut scratch = Vec::new();
+        for t in [&early, &late, &foreign] {
+            let mut out = Vec::new();
+            d.terms(t, &mut out, &mut scratch);
+            let want: Vec<_> =
+                t.as_slice().iter().map(|x| (x.field.clone(), x.labels.clone(), x.key.clone())).collect();
+            assert_eq!(decoded(&d, &out), want);
+            if !std::ptr::eq(t, &foreign) {
+                let mut verbatim = Vec::new();
+                wire::put_bytes(&mut verbatim, t.raw().expect("packed").1);
+                assert_eq!(out, verbatim, "copied as packed");
+            }
+        }
+        // The foreign table's known schema kept its seeded id; its new one came after.
+        assert_eq!(d.schemas.len(), 3);
     }
 
     #[test]

@@ -279,7 +279,6 @@ impl Store {
             u64::MAX
         };
         let schema_ref = &schema;
-        let terms = TermRegistry::default();
         let empty = Self::empty_head(&header.vault_id);
         // With a checkpoint, its frames are read and verified as a commit (no patient
         // key needed) while the keyring loads on another thread.
@@ -301,10 +300,17 @@ impl Store {
         // Without a usable checkpoint the whole log is replayed into a catalog whose
         // value indexes are built on first use, as after a checkpoint load: replay then
         // only notes documents, and the indexes are bulk-built once, by the first query.
-        let (mut catalog, start, cp_used, cp_fallback, cp_frames) = match loaded {
-            Some(Ok(l)) => (l.catalog, l.head, Some(header.checkpoint_offset), None, l.frames),
-            Some(Err(e)) => (Catalog::lazy(), empty, None, Some(e.to_string()), 0),
-            None => (Catalog::lazy(), empty, None, None, 0),
+        let (mut catalog, start, cp_used, cp_fallback, cp_frames, terms) = match loaded {
+            Some(Ok(l)) => (
+                l.catalog,
+                l.head,
+                Some(header.checkpoint_offset),
+                None,
+                l.frames,
+                TermRegistry::starting_from(l.schemas),
+            ),
+            Some(Err(e)) => (Catalog::lazy(), empty, None, Some(e.to_string()), 0, TermRegistry::default()),
+            None => (Catalog::lazy(), empty, None, None, 0, TermRegistry::default()),
         };
         let versions_at_checkpoint = catalog.versions;
         // Verified frames wait here until REPLAY_BATCH records have come, then their
