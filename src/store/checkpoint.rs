@@ -60,7 +60,8 @@ fn directory_aad(vid: &[u8; 16], commit: u64, part: u64) -> Vec<u8> {
 }
 
 /// The dictionaries a checkpoint writer builds: kinds, label sets and term schemas
-/// (field name, label set id), each by first appearance.
+/// (field name, label set id), each by first appearance, after the store's term
+/// schemas, which come first ([`Dicts::seed`]).
 ///
 /// The maps hash with foldhash (seeded per process) instead of SipHash: a checkpoint
 /// looks a term schema up per index term and a label set up per document, and SipHash
