@@ -132,10 +132,13 @@ impl<'a> Dicts<'a> {
     /// hands out such tables) keep their ids and are copied without being re-encoded.
     /// Called on an empty dictionary.
     fn seed(&mut self, table: &'a TermSchemas) {
-        for (field, labels) in &table.schemas {
-            self.schema(field, labels);
+        let mut same = true;
+        for (i, (field, labels)) in table.schemas.iter().enumerate() {
+            // A table that names a schema twice (no writer makes one) cannot keep its
+            // ids here: its terms are then renumbered like any other table's.
+            same &= self.schema(field, labels) as usize == i;
         }
-        self.seeded = Some(table);
+        self.seeded = same.then_some(table);
     }
     /// How `table`'s ids map to this checkpoint's.
     fn renumbering(&self, table: &TermSchemas) -> Renumber {
@@ -1386,6 +1389,17 @@ mod tests {
         }
         // The foreign table's known schema kept its seeded id; its new one came after.
         assert_eq!(d.schemas.len(), 3);
+
+        // A seed that names a schema twice keeps no ids: its terms are renumbered.
+        let twice =
+            TermSchemas { schemas: vec![("a".into(), vec![Label::normal()]), ("a".into(), vec![Label::normal()])] };
+        let mut d = Dicts::default();
+        d.seed(&twice);
+        assert!(d.seeded.is_none());
+        let mut out = Vec::new();
+        d.terms(&late, &mut out, &mut scratch);
+        let want: Vec<_> = late.as_slice().iter().map(|x| (x.field.clone(), x.labels.clone(), x.key.clone())).collect();
+        assert_eq!(decoded(&d, &out), want);
     }
 
     #[test]
