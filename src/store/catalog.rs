@@ -99,6 +99,19 @@ struct TermTable {
 }
 
 impl TermTable {
+    /// The table of `schemas`, with its index by field (a schema named twice keeps its
+    /// first id).
+    fn of(schemas: Arc<TermSchemas>) -> TermTable {
+        let mut ids: HashMap<String, Vec<(Vec<Label>, u32)>> = HashMap::new();
+        for (i, (field, labels)) in schemas.schemas.iter().enumerate() {
+            let known = ids.get(field).is_some_and(|v| v.iter().any(|(l, _)| l == labels));
+            if !known {
+                ids.entry(field.clone()).or_default().push((labels.clone(), i as u32));
+            }
+        }
+        TermTable { ids, schemas }
+    }
+
     fn find(&self, field: &str, labels: &[Label]) -> Option<u32> {
         self.ids.get(field).and_then(|v| v.iter().find(|(l, _)| l.as_slice() == labels)).map(|x| x.1)
     }
@@ -113,14 +126,7 @@ impl TermRegistry {
 
     /// A registry whose first ids are `schemas`' (those of a loaded checkpoint).
     pub(crate) fn starting_from(schemas: Arc<TermSchemas>) -> TermRegistry {
-        let mut ids: HashMap<String, Vec<(Vec<Label>, u32)>> = HashMap::new();
-        for (i, (field, labels)) in schemas.schemas.iter().enumerate() {
-            let known = ids.get(field).is_some_and(|v| v.iter().any(|(l, _)| l == labels));
-            if !known {
-                ids.entry(field.clone()).or_default().push((labels.clone(), i as u32));
-            }
-        }
-        TermRegistry { table: std::sync::RwLock::new(Arc::new(TermTable { ids, schemas })) }
+        TermRegistry { table: std::sync::RwLock::new(Arc::new(TermTable::of(schemas))) }
     }
 
     /// The current table's schemas (every table this registry handed out is a prefix).
@@ -142,12 +148,9 @@ impl TermRegistry {
             if t.schemas.schemas.len() >= SHARED_SCHEMAS {
                 return None;
             }
-            let i = t.schemas.schemas.len() as u32;
             let mut schemas = t.schemas.schemas.clone();
             schemas.push((field.to_string(), labels.to_vec()));
-            let mut ids = t.ids.clone();
-            ids.entry(field.to_string()).or_default().push((labels.to_vec(), i));
-            *t = Arc::new(TermTable { ids, schemas: Arc::new(TermSchemas { schemas }) });
+            *t = Arc::new(TermTable::of(Arc::new(TermSchemas { schemas })));
         }
         Some(t.clone())
     }
@@ -202,7 +205,7 @@ impl TermPacker<'_> {
             let Some(sid) = self.id(pos, &t.field, &t.labels) else {
                 // The registry is full and lacks one of this document's schemas.
                 self.scratch = scratch;
-                return TermRegistry::default().packer().pack(terms);
+                return TermRegistry::default().pack(terms);
             };
             wire::put_uv(&mut scratch, u64::from(sid));
             wire::put_key(&mut scratch, &t.key);
@@ -217,7 +220,7 @@ impl TermPacker<'_> {
 
 /// The documents' label sets, shared: most documents of a vault have one of a few.
 #[derive(Debug, Default, Clone)]
-struct LabelSets(HashMap<LabelSet, Arc<LabelSet>>);
+struct LabelSets(HashSet<Arc<LabelSet>>);
 
 /// Distinct label sets kept for sharing; past this, a new set gets its own copy.
 const SHARED_LABEL_SETS: usize = 4096;
@@ -230,7 +233,7 @@ impl LabelSets {
         }
         let a = Arc::new(set);
         if self.0.len() < SHARED_LABEL_SETS {
-            self.0.insert((*a).clone(), a.clone());
+            self.0.insert(a.clone());
         }
         a
     }
@@ -274,7 +277,7 @@ impl std::fmt::Debug for Terms {
 impl From<Vec<IndexTerm>> for Terms {
     /// `v` packed under schema ids of its own.
     fn from(v: Vec<IndexTerm>) -> Self {
-        TermRegistry::default().packer().pack(&v)
+        TermRegistry::default().pack(&v)
     }
 }
 
