@@ -6,6 +6,7 @@
 pub mod aead;
 pub mod kdf;
 pub mod keys;
+mod xchacha_poly;
 
 pub use aead::{NONCE_LEN, SEAL_OVERHEAD, TAG_LEN};
 pub use kdf::KdfParams;
