@@ -3,14 +3,18 @@
 //! runs of four blocks.
 //!
 //! The wire result is exactly the `chacha20poly1305` crate's `XChaCha20Poly1305` (the
-//! tests compare the two on every length up to several blocks, with random keys, nonces
-//! and AADs, and on the draft's test vector). What differs is how the keystream is
-//! made. The crate drives ChaCha20 through a buffered stream wrapper: the Poly1305 key
-//! block and every block of a message shorter than four blocks are generated one at a
-//! time, and the AVX2 backend computes four blocks for each of them. The parts sealed
-//! here are 100–600 bytes, so most of that work was thrown away. This module asks the
-//! core for whole runs of four blocks (block 0 is the Poly1305 key, the message starts
-//! at block 1), so a 200-byte part costs two four-block computations instead of five.
+//! tests compare the two on every length from 0 to 1,500 bytes and on long messages,
+//! with random keys, nonces and AADs, and on the draft's test vector). What differs is
+//! how the keystream is made. The crate drives ChaCha20 through `cipher`'s buffered
+//! stream wrapper: the Poly1305 key block, and each block of a message too short for
+//! the backend's four-block path, is generated alone, and the AVX2 backend computes
+//! four blocks every time it makes one. The parts sealed here are 100–600 bytes, so
+//! much of that work was thrown away. This module asks the core for whole runs of four
+//! blocks in one call (block 0 is the Poly1305 key, the message starts at block 1): a
+//! 200-byte part needs blocks 0–4 and gets them from two four-block computations.
+//! Whole four-block groups past the first run are XORed in place by the backend.
+//! Opening a part is 11–24% faster at 64–600 bytes, and the same at 16 KiB
+//! (`cargo bench --bench engine -- aead_open_in_place`).
 //!
 //! Order of operations, as in RFC 8439: opening authenticates the ciphertext first and
 //! decrypts only if the tag matches (compared in constant time); sealing encrypts, then
