@@ -37,19 +37,19 @@ const RUN_BLOCKS: usize = 8;
 const MAX_LEN: u64 = (u32::MAX as u64) * BLOCK as u64;
 
 /// A nonce of XChaCha20-Poly1305.
-pub type Nonce = [u8; 24];
+pub type Nonce = [u8; super::aead::NONCE_LEN];
 /// A Poly1305 tag.
-pub type Tag = [u8; 16];
+pub type Tag = [u8; super::aead::TAG_LEN];
 
 /// The message is longer than ChaCha20's block counter allows (256 GiB), or the tag
 /// did not match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused;
 
-/// One keystream block.
-type Block = chacha20::cipher::Block<ChaChaCore<R20, Ietf>>;
 /// ChaCha20 (IETF) positioned in its keystream.
 type Core = ChaChaCore<R20, Ietf>;
+/// One keystream block.
+type Block = chacha20::cipher::Block<Core>;
 /// Room for one run of keystream.
 type RunBuffer = [u8; RUN_BLOCKS * BLOCK];
 
