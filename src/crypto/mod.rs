@@ -4,6 +4,7 @@
 //! Everything secret lives in zeroizing types; nothing here logs or formats a key.
 
 pub mod aead;
+mod hchacha;
 pub mod kdf;
 pub mod keys;
 mod xchacha_poly;

@@ -1,6 +1,7 @@
 //! XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03 over RFC 8439 §2.8), composed from
-//! the RustCrypto `chacha20` and `poly1305` primitives, with the keystream generated in
-//! runs of four blocks.
+//! the RustCrypto `chacha20` and `poly1305` primitives and this crate's HChaCha20
+//! ([`super::hchacha`], on the state's rows), with the keystream generated in runs of
+//! four blocks.
 //!
 //! The wire result is exactly the `chacha20poly1305` crate's `XChaCha20Poly1305` (the
 //! tests compare the two on every length from 0 to 1,500 bytes and on long messages,
@@ -23,7 +24,7 @@
 
 use chacha20::cipher::{KeyIvInit, StreamCipherCore};
 use chacha20::variants::Ietf;
-use chacha20::{ChaChaCore, R20, hchacha};
+use chacha20::{ChaChaCore, R20};
 use poly1305::Poly1305;
 use poly1305::universal_hash::{KeyInit, UniversalHash};
 use zeroize::Zeroize;
@@ -58,11 +59,11 @@ type RunBuffer = [u8; RUN_BLOCKS * BLOCK];
 fn core(key: &[u8; 32], nonce: &Nonce) -> Core {
     let mut prefix = [0u8; 16];
     prefix.copy_from_slice(&nonce[..16]);
-    let mut subkey = hchacha::<R20>(key.into(), &prefix.into());
+    let mut subkey = super::hchacha::hchacha20(key, &prefix);
     let mut iv = [0u8; 12];
     iv[4..].copy_from_slice(&nonce[16..]);
-    let core = Core::new(&subkey, &iv.into());
-    subkey.as_mut_slice().zeroize();
+    let core = Core::new(&subkey.into(), &iv.into());
+    subkey.zeroize();
     core
 }
 
