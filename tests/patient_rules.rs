@@ -185,6 +185,21 @@ fn self_pay_documents_withheld_from_payment_only() {
     assert!(coder_ops.get(&paid).is_ok());
     // Treatment is not restricted.
     assert_eq!(dr.get(&paid).unwrap().get("extra"), Some(&text("paid out of pocket")));
+
+    // A chart withholds exactly the self-pay documents too: interleaved with others,
+    // and enough of them for the chart to be read on several threads.
+    let more: Vec<DocumentId> =
+        (0..20).map(|i| dr.put(&obs("P1", Label::normal(), &format!("visit {i}"))).unwrap()).collect();
+    let withheld: BTreeSet<DocumentId> = more.iter().step_by(2).copied().chain([paid]).collect();
+    fx.po
+        .set_patient_rules(PatientRules { patient: "P1".into(), self_pay: withheld, ..PatientRules::default() })
+        .unwrap();
+    let pay = fx.v.session(Principal::new("bill", Role::billing(), ORG, Purpose::Payment)).unwrap();
+    let charted: BTreeSet<DocumentId> = pay.chart("P1").unwrap().iter().map(|d| d.id).collect();
+    let expected: BTreeSet<DocumentId> = more.iter().skip(1).step_by(2).copied().chain([billed]).collect();
+    assert_eq!(charted, expected);
+    let all: BTreeSet<DocumentId> = dr.chart("P1").unwrap().iter().map(|d| d.id).collect();
+    assert_eq!(all.len(), 22, "treatment sees every document");
 }
 
 #[test]
