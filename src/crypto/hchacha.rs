@@ -15,6 +15,10 @@
 //! - Elsewhere (AArch64 phones, for one) the portable row version runs. It is also
 //!   compiled for the tests on x86-64, so both are checked on every run.
 //!
+//! The portable version wipes its key rows when done; the SSE2 version's rows are
+//! registers, which Rust cannot wipe (nor does the crate's `hchacha`). The subkey is
+//! written into the caller's buffer, which the caller wipes.
+//!
 //! The result is the `chacha20` crate's, word for word: the tests compare both versions
 //! with it on random keys and nonces, and with the draft's test vector.
 
@@ -34,10 +38,11 @@ fn row_of(bytes: &[u8]) -> Row {
     r
 }
 
-/// The HChaCha20 subkey of `key` and the first 16 bytes of an XChaCha20 nonce: twenty
-/// rounds over (constant, key, nonce) without the final addition; the subkey is the
-/// first and last rows.
-pub(crate) fn hchacha20(key: &[u8; 32], nonce_prefix: &[u8; 16]) -> [u8; 32] {
+/// Writes into `subkey` (32 bytes) the HChaCha20 subkey of `key` and the first 16 bytes
+/// of an XChaCha20 nonce: twenty rounds over (constant, key, nonce) without the final
+/// addition; the subkey is the first and last rows. The caller owns (and wipes) the
+/// only copy.
+pub(crate) fn hchacha20(key: &[u8; 32], nonce_prefix: &[u8; 16], subkey: &mut [u8]) {
     let rows = [SIGMA, row_of(&key[..16]), row_of(&key[16..]), row_of(nonce_prefix)];
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     // SAFETY: `sse2::rounds` needs SSE2, which this code is compiled for (the `cfg`
@@ -45,11 +50,9 @@ pub(crate) fn hchacha20(key: &[u8; 32], nonce_prefix: &[u8; 16]) -> [u8; 32] {
     let [a, d] = unsafe { sse2::rounds(rows) };
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     let [a, d] = portable::rounds(rows);
-    let mut out = [0u8; 32];
-    for (chunk, w) in out.chunks_exact_mut(4).zip(a.iter().chain(d.iter())) {
+    for (chunk, w) in subkey.chunks_exact_mut(4).zip(a.iter().chain(d.iter())) {
         chunk.copy_from_slice(&w.to_le_bytes());
     }
-    out
 }
 
 /// The rounds in plain Rust, one row as an array.
@@ -178,7 +181,9 @@ mod tests {
             0x82, 0x41, 0x3b, 0x42, 0x27, 0xb2, 0x7b, 0xfe, 0xd3, 0x0e, 0x42, 0x50, 0x8a, 0x87, 0x7d, 0x73, 0xa0, 0xf9,
             0xe4, 0xd5, 0x8a, 0x74, 0xa8, 0x53, 0xc1, 0x2e, 0xc4, 0x13, 0x26, 0xd3, 0xec, 0xdc,
         ];
-        assert_eq!(hchacha20(&key, &nonce), want);
+        let mut got = [0u8; 32];
+        hchacha20(&key, &nonce, &mut got);
+        assert_eq!(got, want);
     }
 
     /// Random keys and nonces give the `chacha20` crate's subkey, through the path
@@ -192,7 +197,9 @@ mod tests {
             rng.fill_bytes(&mut key);
             rng.fill_bytes(&mut nonce);
             let want = hchacha::<R20>(&key.into(), &nonce.into());
-            assert_eq!(hchacha20(&key, &nonce)[..], want[..]);
+            let mut got = [0u8; 32];
+            hchacha20(&key, &nonce, &mut got);
+            assert_eq!(got[..], want[..]);
             let rows = [super::SIGMA, super::row_of(&key[..16]), super::row_of(&key[16..]), super::row_of(&nonce)];
             let [a, d] = super::portable::rounds(rows);
             let words: Vec<u32> = want.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();

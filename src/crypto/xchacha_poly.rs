@@ -59,11 +59,12 @@ type RunBuffer = [u8; RUN_BLOCKS * BLOCK];
 fn core(key: &[u8; 32], nonce: &Nonce) -> Core {
     let mut prefix = [0u8; 16];
     prefix.copy_from_slice(&nonce[..16]);
-    let mut subkey = super::hchacha::hchacha20(key, &prefix);
+    let mut subkey = chacha20::Key::default();
+    super::hchacha::hchacha20(key, &prefix, &mut subkey);
     let mut iv = [0u8; 12];
     iv[4..].copy_from_slice(&nonce[16..]);
-    let core = Core::new(&subkey.into(), &iv.into());
-    subkey.zeroize();
+    let core = Core::new(&subkey, &iv.into());
+    subkey.as_mut_slice().zeroize();
     core
 }
 
