@@ -6,7 +6,7 @@
 //! 1,160 instructions per call on x86-64. A quarter round on four words at once is the
 //! same arithmetic on whole rows; the diagonal rounds rotate rows b, c and d by one,
 //! two and three lanes so each diagonal becomes a column, as ChaCha20's own SIMD
-//! backends do. With SSE2 that is about 550 instructions per call.
+//! backends do. With SSE2 that is about 550 instructions per call, 700 with the wiping below.
 //!
 //! - On x86-64 the rounds use SSE2, which is part of the x86-64 baseline (every x86-64
 //!   processor has it, and Rust enables it for every x86-64 target). Its intrinsics
@@ -15,12 +15,15 @@
 //! - Elsewhere (AArch64 phones, for one) the portable row version runs. It is also
 //!   compiled for the tests on x86-64, so both are checked on every run.
 //!
-//! The portable version wipes its key rows when done; the SSE2 version's rows are
-//! registers, which Rust cannot wipe (nor does the crate's `hchacha`). The subkey is
+//! The key rows and the returned rows are wiped when done (and the portable version
+//! wipes its own working rows); the SSE2 version's working rows are registers, which
+//! Rust cannot wipe (nor does the crate's `hchacha`). The subkey is
 //! written into the caller's buffer, which the caller wipes.
 //!
 //! The result is the `chacha20` crate's, word for word: the tests compare both versions
 //! with it on random keys and nonces, and with the draft's test vector.
+
+use zeroize::Zeroize;
 
 /// One row of the 4×4 ChaCha state.
 type Row = [u32; 4];
@@ -43,23 +46,27 @@ fn row_of(bytes: &[u8]) -> Row {
 /// addition; the subkey is the first and last rows. The caller owns (and wipes) the
 /// only copy.
 pub(crate) fn hchacha20(key: &[u8; 32], nonce_prefix: &[u8; 16], subkey: &mut [u8]) {
-    let rows = [SIGMA, row_of(&key[..16]), row_of(&key[16..]), row_of(nonce_prefix)];
+    let mut rows = [SIGMA, row_of(&key[..16]), row_of(&key[16..]), row_of(nonce_prefix)];
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     // SAFETY: `sse2::rounds` needs SSE2, which this code is compiled for (the `cfg`
     // above); it is part of the x86-64 baseline. It takes and returns values only.
-    let [a, d] = unsafe { sse2::rounds(rows) };
+    let [mut a, mut d] = unsafe { sse2::rounds(rows) };
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    let [a, d] = portable::rounds(rows);
+    let [mut a, mut d] = portable::rounds(rows);
     for (chunk, w) in subkey.chunks_exact_mut(4).zip(a.iter().chain(d.iter())) {
         chunk.copy_from_slice(&w.to_le_bytes());
     }
+    // The key rows, and rows a and d (the subkey's words), are copies of secrets.
+    rows.zeroize();
+    a.zeroize();
+    d.zeroize();
 }
 
 /// The rounds in plain Rust, one row as an array.
 #[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 mod portable {
     use super::Row;
-    use zeroize::Zeroize;
+    use super::Zeroize;
 
     #[inline(always)]
     fn add(a: Row, b: Row) -> Row {
