@@ -238,6 +238,14 @@ pub fn body_codec(data: &[u8]) {
         assert_eq!(back, env, "envelope does not round-trip");
     }
     let labels = chartvault::Label::builtin();
+    // The group-body reader is hand-written; postcard's own typed reading of the same
+    // bytes is its reference: both refuse, or both give exactly the same fields.
+    let fast = body::decode_group(data, &labels, 0).ok();
+    assert_eq!(
+        fast.as_deref().map(exact_fields),
+        group_by_postcard(data, &labels).as_deref().map(exact_fields),
+        "the group-body reader and postcard disagree"
+    );
     if let Ok(g) = body::decode_group(data, &labels, 0) {
         let refs: Vec<_> = g.iter().collect();
         let enc = body::encode_group(&refs, &labels).expect("decoded labels are in the group");
@@ -251,6 +259,32 @@ pub fn body_codec(data: &[u8]) {
     round_trip::<Vec<IndexTerm>>(data);
     // Policy and patient-rules frames hold a JSON string in the body codec.
     round_trip::<String>(data);
+}
+
+/// A group body as postcard reads it (`Vec<(Value, Vec<u32>)>` after the version byte,
+/// every byte used, positions mapped to `labels`), or `None` where postcard refuses it.
+fn group_by_postcard(data: &[u8], labels: &[chartvault::Label]) -> Option<Vec<chartvault::Field>> {
+    let (&version, rest) = data.split_first()?;
+    if version != chartvault::format::body::GROUP_BODY_VERSION {
+        return None;
+    }
+    let (fields, rest): (Vec<(chartvault::Value, Vec<u32>)>, &[u8]) = postcard::take_from_bytes(rest).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    fields
+        .into_iter()
+        .map(|(value, own)| {
+            let labels = own.iter().map(|i| labels.get(*i as usize).cloned()).collect::<Option<Vec<_>>>()?;
+            Some(chartvault::Field { value, labels })
+        })
+        .collect()
+}
+
+/// Fields compared exactly: each value as postcard bytes (a datetime's `==` ignores its
+/// offset), and the labels.
+fn exact_fields(fields: &[chartvault::Field]) -> Vec<(Vec<u8>, Vec<chartvault::Label>)> {
+    fields.iter().map(|f| (postcard::to_allocvec(&f.value).unwrap_or_default(), f.labels.clone())).collect()
 }
 
 // ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 pub mod body;
 pub mod envelope;
 pub mod frame;
+pub(crate) mod group_reader;
 pub mod header;
 pub mod keyring;
 pub mod names;

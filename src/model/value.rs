@@ -120,6 +120,12 @@ impl Date {
         time::Date::from_julian_day(days.checked_add(UNIX_EPOCH_JULIAN)?).ok().map(|_| Date(days))
     }
 
+    /// The date stored as `days`, unchecked, as the body codec's serde form reads it
+    /// (a stored day count out of `time`'s range displays as invalid, never panics).
+    pub(crate) fn from_stored_days(days: i32) -> Self {
+        Date(days)
+    }
+
     fn to_time(self) -> Option<time::Date> {
         time::Date::from_julian_day(self.0.checked_add(UNIX_EPOCH_JULIAN)?).ok()
     }
@@ -167,6 +173,12 @@ impl DateTime {
     /// Builds a UTC datetime from Unix microseconds.
     pub fn from_unix_micros(micros: i64) -> Self {
         DateTime { micros, offset_minutes: 0 }
+    }
+
+    /// The datetime stored as `micros` and `offset_minutes`, unchecked, as the body
+    /// codec's serde form reads it.
+    pub(crate) fn from_stored(micros: i64, offset_minutes: i16) -> Self {
+        DateTime { micros, offset_minutes }
     }
 
     /// Unix microseconds of the instant.
