@@ -15,6 +15,8 @@
 //!    emergency);
 //! 5. anything else is denied.
 
+use smallvec::SmallVec;
+
 use super::{Grant, Operation, PatientRules, Policy, Principal, Purpose};
 use crate::model::{DocumentId, Label};
 
@@ -102,28 +104,37 @@ impl Pdp<'_> {
         let purpose = if bg { Purpose::EmergencyTreat } else { pr.purpose };
         let own = matches!((req.patient, &pr.patient_id), (Some(p), Some(me)) if p == me);
         let cares = req.patient.is_some_and(|p| pr.cares_for(p));
-        let mut prepared = Prepared { pdp: self, req, bg, purpose, own, cares, grants: Vec::new(), denied: None };
+        let mut prepared = Prepared { pdp: self, req, bg, purpose, own, cares, grants: SmallVec::new(), denied: None };
         if pr.purpose == Purpose::EmergencyTreat && !bg {
             prepared.denied =
                 Some("emergency access (ETREAT) needs an active break-glass request for this patient".into());
             return prepared;
         }
-        let grants: Vec<&Grant> = self
-            .policy
-            .grants
-            .iter()
-            .filter(|g| g.roles.iter().any(|r| pr.roles.contains(r)))
-            .filter(|g| g.purposes.contains(&purpose))
-            .filter(|g| g.operations.contains(&req.op))
-            .filter(|g| match req.kind {
-                Some(k) => {
-                    g.kinds.as_ref().is_none_or(|ks| ks.iter().any(|x| x == k))
-                        && !g.exclude_kinds.iter().any(|x| x == k)
-                }
-                None => true,
-            })
-            .collect();
-        if grants.is_empty() {
+        // One pass: a grant is selected by role, purpose, operation and kind, and kept
+        // if its conditions hold. (Every read prepares a decision: no list is allocated
+        // for a policy's usual handful of grants.)
+        let mut selected = false;
+        let kind_ok = |g: &Grant| match req.kind {
+            Some(k) => {
+                g.kinds.as_ref().is_none_or(|ks| ks.iter().any(|x| x == k)) && !g.exclude_kinds.iter().any(|x| x == k)
+            }
+            None => true,
+        };
+        for g in &self.policy.grants {
+            // The cheap enum checks first, then the names.
+            if !(g.operations.contains(&req.op)
+                && g.purposes.contains(&purpose)
+                && g.roles.iter().any(|r| pr.roles.contains(r))
+                && kind_ok(g))
+            {
+                continue;
+            }
+            selected = true;
+            if (!g.care_team || cares || bg) && (!g.own_records || own) {
+                prepared.grants.push(g);
+            }
+        }
+        if !selected {
             prepared.denied = Some(format!(
                 "no grant lets role {} with purpose {} {}{}",
                 pr.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("/"),
@@ -131,11 +142,7 @@ impl Pdp<'_> {
                 req.op.name(),
                 req.kind.map(|k| format!(" {k} documents")).unwrap_or_default()
             ));
-            return prepared;
-        }
-        prepared.grants =
-            grants.into_iter().filter(|g| !g.care_team || cares || bg).filter(|g| !g.own_records || own).collect();
-        if prepared.grants.is_empty() {
+        } else if prepared.grants.is_empty() {
             prepared.denied = Some("this needs a care relationship with the patient (or break-glass), or is limited to the patient's own records".into());
         }
         prepared
@@ -151,7 +158,7 @@ pub struct Prepared<'r> {
     purpose: Purpose,
     own: bool,
     cares: bool,
-    grants: Vec<&'r Grant>,
+    grants: SmallVec<[&'r Grant; 8]>,
     denied: Option<String>,
 }
 

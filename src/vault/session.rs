@@ -339,6 +339,7 @@ impl Session {
             Some(st) => store.read_version_held(st, loc.offset, &gate)?,
             None => store.read_version(loc.offset, &gate)?,
         };
+        drop(prepared);
         if deid {
             doc.patient = self.pseudonym(&doc.patient);
             doc.author = String::new();
