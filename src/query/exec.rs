@@ -58,6 +58,10 @@ struct Position {
     id: [u8; 16],
 }
 
+/// A matching candidate: its position in the order, its id, and the document if it
+/// was read at once (with whether break-glass allowed the read).
+type Hit = (Position, DocumentId, Option<Result<(Document, bool)>>);
+
 #[derive(Serialize, Deserialize)]
 struct CursorData {
     query: [u8; 32],
@@ -142,7 +146,10 @@ impl Session {
         let decisions = self.decision_inputs();
         // Derived on first use: only de-identified sessions need it.
         let pseudonym_key = std::sync::OnceLock::new();
-        let hit = |id: &DocumentId, labels: &mut SmallVec<[Label; 8]>| -> Option<(Position, DocumentId)> {
+        // A candidate that matches, with its position in the order and, if `read`, the
+        // document read at once under the read decision just made (no second catalog
+        // lookup or decision).
+        let hit = |id: &DocumentId, labels: &mut SmallVec<[Label; 8]>, read: bool| -> Option<Hit> {
             let e = cat.docs.get(id)?;
             let patient = ring.patient(e.patient_slot)?;
             labels.clear();
@@ -166,27 +173,31 @@ impl Session {
             }
             // The read decision names the document: document-specific rules (self-pay)
             // need its id, and a permit with it implies the permit without it.
-            let deidentify =
-                match pdp.decide(&Request { op: Operation::Read, patient: Some(patient), kind, doc: Some(*id) }, &[]) {
-                    Decision::Permit { deidentify, .. } => deidentify,
-                    Decision::Deny(_) => return None,
-                };
+            let read_request = Request { op: Operation::Read, patient: Some(patient), kind, doc: Some(*id) };
+            let read_decision = pdp.prepare(&read_request);
+            let (deidentify, break_glass) = match read_decision.decide(&[]) {
+                Decision::Permit { deidentify, break_glass } => (deidentify, break_glass),
+                Decision::Deny(_) => return None,
+            };
             // A de-identified session filters and sorts on the pseudonym it is shown,
             // never on the identifier it is not.
             let pseudonym;
-            let patient: &str = if deidentify {
+            let shown: &str = if deidentify {
                 pseudonym = Session::pseudonym_with(pseudonym_key.get_or_init(|| self.pseudonym_key()), patient);
                 &pseudonym
             } else {
                 patient
             };
             if let Some(f) = &q.filter
-                && !eval(f, id, e, patient)
+                && !eval(f, id, e, shown)
             {
                 return None;
             }
-            let key = q.order.as_ref().and_then(|o| sort_value(&o.field, id, e, patient));
-            Some((Position { key, created_us: e.created_us, id: id.0 }, *id))
+            let key = q.order.as_ref().and_then(|o| sort_value(&o.field, id, e, shown));
+            let doc = read.then(|| {
+                self.read_permitted(Some(&st), e.latest().offset, &read_decision, deidentify).map(|d| (d, break_glass))
+            });
+            Some((Position { key, created_us: e.created_us, id: id.0 }, *id, doc))
         };
         // Few candidates are checked (and read) on this thread alone: a wake-up of the
         // pool would cost more than it saves.
@@ -217,13 +228,8 @@ impl Session {
                 crate::util::split_map(&candidates, threads, |part| {
                     let mut labels = SmallVec::new();
                     part.iter()
-                        .filter_map(|id| hit(id, &mut labels))
-                        .map(|(pos, id)| {
-                            let r = self
-                                .read_doc_held(&st, &decisions, &id, Operation::Read)
-                                .map(|r| (r.doc, r.break_glass));
-                            (pos, r)
-                        })
+                        .filter_map(|id| hit(id, &mut labels, true))
+                        .filter_map(|(pos, _, doc)| Some((pos, doc?)))
                         .collect()
                 });
             read.sort_by(|a, b| cmp_pos(&a.0, &b.0, desc));
@@ -237,7 +243,7 @@ impl Session {
         } else {
             let mut hits: Vec<(Position, DocumentId)> = crate::util::split_map(&candidates, threads, |part| {
                 let mut labels = SmallVec::new();
-                part.iter().filter_map(|id| hit(id, &mut labels)).collect()
+                part.iter().filter_map(|id| hit(id, &mut labels, false)).map(|(pos, id, _)| (pos, id)).collect()
             });
             drop(decisions);
             drop(st);

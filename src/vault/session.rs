@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Inner;
-use crate::access::pdp::{BreakGlassGrant, Pdp};
+use crate::access::pdp::{BreakGlassGrant, Pdp, Prepared};
 use crate::access::{Decision, Operation, PatientRules, Principal, Request};
 use crate::audit::{Action, AuditEntry, Outcome};
 use crate::error::{Error, Result};
@@ -333,18 +333,32 @@ impl Session {
             Decision::Deny(r) => return Err(Error::Denied(r)),
         };
         let loc = loc.ok_or_else(|| Error::NotFound { id: id.to_string(), version })?;
+        let doc = self.read_permitted(held, loc.offset, &prepared, deid)?;
+        drop(prepared);
+        Ok(ReadDoc { doc, break_glass: bg, patient, labels })
+    }
+
+    /// Reads the version at `offset` under a read decision already prepared and found
+    /// to permit: the label groups `prepared` does not cover come back redacted, and a
+    /// de-identified session (`deidentify`) gets the pseudonym and no author.
+    pub(crate) fn read_permitted(
+        &self,
+        held: Option<&crate::store::State>,
+        offset: u64,
+        prepared: &Prepared<'_>,
+        deidentify: bool,
+    ) -> Result<Document> {
         let gate = |labels: &[Label]| prepared.decide(labels).is_permit();
         let store = &self.inner.store;
         let mut doc = match held {
-            Some(st) => store.read_version_held(st, loc.offset, &gate)?,
-            None => store.read_version(loc.offset, &gate)?,
+            Some(st) => store.read_version_held(st, offset, &gate)?,
+            None => store.read_version(offset, &gate)?,
         };
-        drop(prepared);
-        if deid {
+        if deidentify {
             doc.patient = self.pseudonym(&doc.patient);
             doc.author = String::new();
         }
-        Ok(ReadDoc { doc, break_glass: bg, patient, labels })
+        Ok(doc)
     }
 
     /// Audits a successful read of `r.doc`: the labels read are the document's labels
