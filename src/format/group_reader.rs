@@ -1,6 +1,6 @@
 //! A hand-written reader of label-group bodies: the postcard form that
 //! [`super::body::encode_group`] writes, `postcard(Vec<(Value, Vec<u32>)>)` after the
-//! version byte (docs/FORMAT.md §10.3), read without going through serde.
+//! version byte (docs/FORMAT.md §10.5), read without going through serde.
 //!
 //! Every document read decodes its group bodies, about 18 fields per document in the
 //! benchmark's workload; through serde and postcard that took about 670 instructions
@@ -14,7 +14,9 @@
 //! tags, UTF-8 checked strings, and a decimal parsed as `rust_decimal`'s serde form
 //! parses it. The tests check it against postcard on random values and on random and
 //! mutated bytes (`decodes_as_postcard_does`), and the `body_codec` fuzz target does
-//! the same on every input.
+//! the same on every input. Decoding a document's groups here takes about 10.1k
+//! instructions against 12.1k through serde (callgrind, `chartvault-bench profile
+//! chart`, the sink that names each field included).
 
 use std::str::FromStr;
 
